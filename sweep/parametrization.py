@@ -1,0 +1,151 @@
+"""µP and SP for the GPT of `sweep.model`: every width-dependent rule of METHODS §1, in one file.
+
+`m = d_model / base_d_model`. Each parameter has a role (`role_of`); every scale below is a
+function of the role, the parametrization and `m` only.
+
+| rule (METHODS §1)                   | µP                   | SP               | function          |
+|-------------------------------------|----------------------|------------------|-------------------|
+| token/position embedding init std   | σ_in                 | σ_in             | `init_std`        |
+| hidden matrix init std              | σ / sqrt(fan_in)     | σ / sqrt(fan_in) | `init_std`        |
+| readout init std                    | σ_out / sqrt(d_base) | σ_out / sqrt(d)  | `init_std`        |
+| query / readout zero init (options) | 0                    | 0                | `init_std`        |
+| norm gains                          | 1                    | 1                | `init_parameters` |
+| hidden matrix Adam LR               | η / m                | η                | `lr_multiplier`   |
+| input, readout, vector Adam LR      | η                    | η                | `lr_multiplier`   |
+| decoupled weight decay, hidden      | wd·m (lr·wd const.)  | wd               | `wd_multiplier`   |
+| Adam ε, hidden (`scale_eps`)        | ε / m                | ε                | `eps_multiplier`  |
+| embedding output multiplier         | α_in                 | α_in             | `input_multiplier`|
+| readout multiplier                  | α_out / m            | α_out            | `readout_multiplier` |
+| attention logit scale               | α_attn·sqrt(h_b) / h | α_attn / sqrt(h) | `attention_scale` |
+
+h is the head size, h_b its base value. With `head_scaling="count"` (fixed head size) µP's 1/h and SP's 1/sqrt(h)
+differ only by a width-independent constant; the sqrt(h_base) factor makes the µP scale equal the
+SP scale at the base, so that at m = 1 the two parametrizations compute the same function (mup's
+"backward compatible" property, tested). Weight decay is decoupled (AdamW multiplies it by the LR),
+so `wd · m` keeps `lr · wd` constant across widths for hidden matrices, as `mup.MuAdamW` does.
+Norm gains take no weight decay.
+"""
+
+from __future__ import annotations
+
+import math
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+if TYPE_CHECKING:
+    from sweep.model import GPTConfig
+
+
+class Role(StrEnum):
+    INPUT = "input"  # token and position embeddings (and a tied readout)
+    HIDDEN = "hidden"  # q, k, v, attention output, MLP in and out
+    OUTPUT = "output"  # the untied readout
+    VECTOR = "vector"  # RMSNorm gains
+
+
+INPUT_PARAMS = ("wte.weight", "wpe.weight")
+OUTPUT_PARAMS = ("readout.weight",)
+
+
+def role_of(name: str, param: torch.Tensor) -> Role:
+    """The µP role of a parameter of `sweep.model.GPT`, from its name and rank."""
+    if name in INPUT_PARAMS:
+        return Role.INPUT
+    if name in OUTPUT_PARAMS:
+        return Role.OUTPUT
+    if param.ndim == 1:
+        return Role.VECTOR
+    if param.ndim == 2:
+        return Role.HIDDEN
+    raise ValueError(f"parameter {name} of shape {tuple(param.shape)} has no µP role")
+
+
+def width_mult(cfg: GPTConfig) -> float:
+    """m: how many times wider this model is than the µP base. SP ignores the base (m = 1)."""
+    return cfg.d_model / cfg.base_width if cfg.parametrization == "mup" else 1.0
+
+
+def init_std(cfg: GPTConfig, name: str, role: Role, fan_in: int) -> float:
+    """Standard deviation of the normal init of a matrix parameter."""
+    if role is Role.INPUT:
+        return cfg.input_std
+    if role is Role.OUTPUT:
+        if cfg.zero_readout:
+            return 0.0
+        return cfg.output_std / math.sqrt(cfg.d_model / width_mult(cfg))  # µP: d_base; SP: d
+    if role is Role.HIDDEN:
+        if cfg.zero_query and name.endswith("attn.q.weight"):
+            return 0.0
+        return cfg.init_std / math.sqrt(fan_in)
+    raise ValueError(f"{name}: role {role} has no init std (vectors start at 1)")
+
+
+def lr_multiplier(cfg: GPTConfig, role: Role) -> float:
+    return 1.0 / width_mult(cfg) if role is Role.HIDDEN else 1.0
+
+
+def wd_multiplier(cfg: GPTConfig, role: Role) -> float:
+    if role is Role.VECTOR:
+        return 0.0
+    return width_mult(cfg) if role is Role.HIDDEN else 1.0
+
+
+def eps_multiplier(cfg: GPTConfig, role: Role, scale_eps: bool) -> float:
+    return 1.0 / width_mult(cfg) if scale_eps and role is Role.HIDDEN else 1.0
+
+
+def input_multiplier(cfg: GPTConfig) -> float:
+    return cfg.alpha_in
+
+
+def readout_multiplier(cfg: GPTConfig) -> float:
+    return cfg.alpha_out / width_mult(cfg)
+
+
+def attention_scale(cfg: GPTConfig) -> float:
+    if cfg.parametrization == "mup":
+        return cfg.alpha_attn * math.sqrt(cfg.d_head) / cfg.head_size  # d_head: base head size
+    return cfg.alpha_attn / math.sqrt(cfg.head_size)
+
+
+@torch.no_grad()
+def init_parameters(model: nn.Module) -> None:
+    """Initialise every parameter of a GPT by its role (draws in `named_parameters` order)."""
+    for name, p in model.named_parameters():
+        role = role_of(name, p)
+        if role is Role.VECTOR:
+            p.fill_(1.0)
+        else:
+            p.normal_(0.0, init_std(model.cfg, name, role, fan_in=p.shape[1]))
+
+
+def param_groups(
+    model: nn.Module, lr: float, weight_decay: float, eps: float, scale_eps: bool = False
+) -> list[dict]:
+    """AdamW parameter groups, one per role, with the µP LR / wd / ε multipliers applied.
+
+    Every parameter of a role shares its multipliers, so one group per role keeps AdamW's fused
+    multi-tensor step. Each group keeps its `lr_mult` so the LR schedule can set
+    `lr = schedule(step) * lr_mult`, and its parameter `names` so the rules can be audited.
+    """
+    cfg = model.cfg
+    groups: dict[Role, dict] = {}
+    for name, p in model.named_parameters():
+        role = role_of(name, p)
+        if role not in groups:
+            lr_mult = lr_multiplier(cfg, role)
+            groups[role] = {
+                "params": [],
+                "names": [],
+                "role": str(role),
+                "lr_mult": lr_mult,
+                "lr": lr * lr_mult,
+                "weight_decay": weight_decay * wd_multiplier(cfg, role),
+                "eps": eps * eps_multiplier(cfg, role, scale_eps),
+            }
+        groups[role]["params"].append(p)
+        groups[role]["names"].append(name)
+    return list(groups.values())

@@ -1,0 +1,126 @@
+"""Train one GPT from the command line, µP or SP, and write its history and checkpoint.
+
+    python -m sweep.single --d-model 256 --base-d-model 64 --steps 300
+
+The run folder keeps a checksummed checkpoint: rerunning the same command resumes where an
+interrupted run stopped, or returns the finished result without training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import fields
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+from sweep.data import DataConfig, load_corpus
+from sweep.model import GPTConfig
+from sweep.train import OptimConfig, RunConfig, train
+
+MODEL_FLAGS = (
+    "d_model",
+    "base_d_model",
+    "n_layer",
+    "d_head",
+    "seq_len",
+    "parametrization",
+    "head_scaling",
+    "init_std",
+    "output_std",
+    "alpha_in",
+    "alpha_out",
+    "alpha_attn",
+)
+OPTIM_FLAGS = ("lr", "weight_decay", "warmup_steps", "schedule")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    for cls, names in ((GPTConfig, MODEL_FLAGS), (OptimConfig, OPTIM_FLAGS)):
+        for f in fields(cls):
+            if f.name in names:
+                kind = int if f.name in ("base_d_model", "warmup_steps") else type(f.default)
+                flag = "--" + f.name.replace("_", "-")
+                parser.add_argument(flag, type=kind, default=f.default, help=f"default {f.default}")
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--eval-every", type=int, default=50)
+    parser.add_argument("--data", choices=("stdlib", "text", "tokens"), default="stdlib")
+    parser.add_argument("--data-path", default=None, help="text file or uint16 token file/folder")
+    parser.add_argument("--out", default="runs/single", help="run folder")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    console = Console()
+    try:
+        return run_single(args, console)
+    except ValueError as e:  # bad input: one line, no traceback, before any training
+        console.print(f"[red]error:[/] {e}")
+        return 2
+
+
+def run_single(args: argparse.Namespace, console: Console) -> int:
+    corpus = load_corpus(DataConfig(source=args.data, path=args.data_path))
+    model = GPTConfig(
+        vocab_size=max(256, corpus.vocab_size),
+        **{name: getattr(args, name) for name in MODEL_FLAGS},
+    )
+    optim = OptimConfig(**{name: getattr(args, name) for name in OPTIM_FLAGS})
+    run = RunConfig(
+        model=model,
+        optim=optim,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        eval_every=args.eval_every,
+    )
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    console.print(f"[bold]data[/] {corpus.description}")
+    console.print(
+        f"[bold]model[/] {model.parametrization} d_model={model.d_model} "
+        f"(base {model.base_width}) heads={model.n_heads}x{model.head_size} "
+        f"layers={model.n_layer}; lr={optim.lr:g}, {run.steps} steps of "
+        f"{run.batch_size}x{model.seq_len} tokens"
+    )
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[msg]}"),
+        TimeRemainingColumn(),
+        console=console,
+    ) as progress:
+        task = progress.add_task("training", total=run.steps, msg="")
+
+        def on_eval(step: int, val: float) -> bool:
+            progress.update(task, completed=step, msg=f"val loss {val:.4f}")
+            return False
+
+        result, _ = train(
+            run,
+            corpus,
+            on_eval=on_eval,
+            checkpoint_path=out / "checkpoint.pt",
+            checkpoint_every=args.eval_every,
+        )
+        progress.update(task, completed=result.steps_done)
+
+    summary = {"run": run.to_dict(), "result": result.to_dict()}
+    (out / "result.json").write_text(json.dumps(summary, indent=1))
+    console.print(
+        f"[bold]{result.status}[/]: {result.reason}; final val loss "
+        f"{result.final_val_loss:.4f}; {result.tokens:,} tokens, {result.flops:.3g} FLOPs"
+    )
+    console.print(f"wrote {out / 'result.json'}")
+    return 0 if result.status == "completed" else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
