@@ -1,0 +1,245 @@
+"""Grow a trained proxy's weights to a wider target: pad0 and shrink-pad-perturb (METHODS §4, §5).
+
+Pure functions on state dicts and configs, no I/O. `grow_state` zero-pads every tensor of the
+source into the leading block of the target's shape and applies the rescalings that make the
+grown model compute the source's function:
+
+| tensor                     | new entries | old entries ×                                        |
+|----------------------------|-------------|------------------------------------------------------|
+| wte, wpe                   | 0           | input_multiplier(src) / input_multiplier(tgt)  (=1)  |
+| q (rows per head)          | 0           | attention_scale(src) / attention_scale(tgt)          |
+| k, v (rows per head)       | 0           | 1                                                    |
+| attn.proj (cols per head)  | 0           | 1                                                    |
+| mlp.fc, mlp.proj           | 0           | 1                                                    |
+| RMSNorm gains              | 0           | sqrt(d / D)  (zero coordinates lower the RMS, §5.5)  |
+| readout (untied)           | 0           | readout_multiplier(src) / readout_multiplier(tgt)    |
+| norm_f gain (tied readout) | 0           | sqrt(d / D) · readout ratio / input ratio            |
+
+With tied embeddings the readout matrix *is* `wte`, which the input side needs unchanged, so the
+readout's rescaling goes on the final norm gain instead (norm_f feeds only the readout).
+
+Everything that writes to the residual stream is zero beyond coordinate d (wte/wpe columns,
+attn.proj and mlp.proj rows: METHODS' "new columns" in (in, out) notation), and every new hidden
+unit, head or head coordinate reads or writes only zeros, so the grown residual stream is the
+source's padded with zeros. Exactness caveat: `RMSNorm` adds a constant eps (1e-6) to the mean
+square; padding divides the mean square by D/d but not eps, so preservation holds up to a relative
+error of about eps·(1 - d/D) / (2·mean(x²)) per norm (~1e-7 for unit-scale activations), not to
+float64 round-off. With eps = 0 (or an eps that scales as 1/d) it is exact.
+
+Multipliers come from `sweep.parametrization`; nothing here re-derives a µP rule.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+
+from sweep import parametrization as P
+from sweep.model import GPT, GPTConfig
+
+MUST_MATCH = ("n_layer", "vocab_size", "seq_len", "head_scaling", "d_head", "tie_embeddings")
+NORM_SUFFIXES = ("norm_attn.weight", "norm_mlp.weight")
+QKV_SUFFIXES = ("attn.q.weight", "attn.k.weight", "attn.v.weight")
+
+
+class HeadLayout(NamedTuple):
+    """Dimension `axis` of a tensor is head-major: (heads, head_size) flattened."""
+
+    axis: int
+    src_heads: int
+    tgt_heads: int
+
+
+def pad_to(
+    src: torch.Tensor, shape, head_layout: HeadLayout | tuple[int, int, int] | None = None
+) -> torch.Tensor:
+    """A new zero tensor of `shape` (src's dtype/device) holding `src` in its leading block.
+
+    With `head_layout = (axis, src_heads, tgt_heads)` that axis is viewed as (heads, head_size)
+    and padded per head: head j of the source lands in the leading rows of head j of the target.
+    """
+    shape = tuple(int(s) for s in shape)
+    if len(shape) != src.ndim:
+        raise ValueError(
+            f"pad_to: target shape {shape} has a different rank than {tuple(src.shape)}"
+        )
+    if any(t < s for s, t in zip(src.shape, shape, strict=True)):
+        raise ValueError(
+            f"pad_to: target shape {shape} is smaller than the source {tuple(src.shape)} "
+            "in some dimension"
+        )
+    if head_layout is not None:
+        axis, src_heads, tgt_heads = head_layout
+        axis %= src.ndim
+        if src.shape[axis] % src_heads or shape[axis] % tgt_heads:
+            raise ValueError(
+                f"pad_to: axis {axis} ({src.shape[axis]} -> {shape[axis]}) is not divisible by "
+                f"the number of heads ({src_heads} -> {tgt_heads})"
+            )
+        src_split = (src_heads, src.shape[axis] // src_heads)
+        tgt_split = (tgt_heads, shape[axis] // tgt_heads)
+        split_src = src.reshape(*src.shape[:axis], *src_split, *src.shape[axis + 1 :])
+        return pad_to(split_src, (*shape[:axis], *tgt_split, *shape[axis + 1 :])).reshape(shape)
+    with torch.no_grad():
+        out = src.new_zeros(shape)
+        out[tuple(slice(0, s) for s in src.shape)] = src
+    return out
+
+
+def state_shapes(cfg: GPTConfig) -> dict[str, tuple[int, ...]]:
+    """Parameter shapes of `GPT(cfg)`, built on the meta device (no memory, no RNG draws)."""
+    with torch.device("meta"):
+        model = GPT(cfg)
+    return {name: tuple(t.shape) for name, t in model.state_dict().items()}
+
+
+def check_growth(src_cfg: GPTConfig, tgt_cfg: GPTConfig) -> None:
+    """ValueError naming the field unless tgt_cfg is a (non-strict) widening of src_cfg."""
+    for name in MUST_MATCH:
+        a, b = getattr(src_cfg, name), getattr(tgt_cfg, name)
+        if a != b:
+            raise ValueError(
+                f"model.{name} must be the same to grow a model: source {a!r}, target {b!r}"
+            )
+    heads_field = "d_model" if src_cfg.head_scaling == "count" else "base_d_model"
+    dims = (
+        ("d_model", src_cfg.d_model, tgt_cfg.d_model),
+        ("mlp_ratio", src_cfg.d_mlp, tgt_cfg.d_mlp),  # the MLP width
+        (heads_field, src_cfg.n_heads, tgt_cfg.n_heads),  # the field that sets the head count
+        ("base_d_model", src_cfg.head_size, tgt_cfg.head_size),  # moves only with "size"
+    )
+    for field, a, b in dims:
+        if b < a:
+            raise ValueError(
+                f"model.{field}: the target must be at least as wide as the source in every "
+                f"width-like dimension, got {a} -> {b} "
+                f"(d_model {src_cfg.d_model} -> {tgt_cfg.d_model}, d_mlp {src_cfg.d_mlp} -> "
+                f"{tgt_cfg.d_mlp}, heads {src_cfg.n_heads} -> {tgt_cfg.n_heads}, head size "
+                f"{src_cfg.head_size} -> {tgt_cfg.head_size})"
+            )
+
+
+def _check_state(state: dict[str, torch.Tensor], cfg: GPTConfig) -> None:
+    shapes = state_shapes(cfg)
+    missing, unexpected = sorted(shapes.keys() - state.keys()), sorted(state.keys() - shapes.keys())
+    if missing or unexpected:
+        raise ValueError(
+            f"source state does not match the source config's model: missing {missing}, "
+            f"unexpected {unexpected}"
+        )
+    for name, shape in shapes.items():
+        if tuple(state[name].shape) != shape:
+            raise ValueError(
+                f"source state {name} has shape {tuple(state[name].shape)}, the source config's "
+                f"model has {shape}"
+            )
+
+
+def _ratio(src: float, tgt: float, field: str) -> float:
+    """src / tgt, the factor that keeps `multiplier × weight` fixed."""
+    if src == tgt:
+        return 1.0
+    if tgt == 0:
+        raise ValueError(f"model.{field}: the target's multiplier is 0, the source's {src}")
+    return src / tgt
+
+
+def growth_scales(src_cfg: GPTConfig, tgt_cfg: GPTConfig) -> dict[str, float]:
+    """The factor on the copied (old) block of each kind of tensor; see the module table."""
+    embed = _ratio(P.input_multiplier(src_cfg), P.input_multiplier(tgt_cfg), "alpha_in")
+    readout = _ratio(P.readout_multiplier(src_cfg), P.readout_multiplier(tgt_cfg), "alpha_out")
+    query = _ratio(P.attention_scale(src_cfg), P.attention_scale(tgt_cfg), "alpha_attn")
+    gain = math.sqrt(src_cfg.d_model / tgt_cfg.d_model)
+    tied = src_cfg.tie_embeddings
+    return {
+        "embedding": embed,
+        "query": query,
+        "gain": gain,
+        "readout": readout,
+        # the tied readout already carries wte's `embed` factor; the rest goes on norm_f
+        "final_gain": gain * readout / embed if tied else gain,
+    }
+
+
+def _kind(name: str) -> str | None:
+    if name in ("wte.weight", "wpe.weight"):
+        return "embedding"
+    if name == "readout.weight":
+        return "readout"
+    if name == "norm_f.weight":
+        return "final_gain"
+    if name.endswith(NORM_SUFFIXES):
+        return "gain"
+    if name.endswith("attn.q.weight"):
+        return "query"
+    return None
+
+
+def _head_layout(name: str, src_cfg: GPTConfig, tgt_cfg: GPTConfig) -> HeadLayout | None:
+    if name.endswith(QKV_SUFFIXES):
+        return HeadLayout(0, src_cfg.n_heads, tgt_cfg.n_heads)
+    if name.endswith("attn.proj.weight"):
+        return HeadLayout(1, src_cfg.n_heads, tgt_cfg.n_heads)
+    return None
+
+
+def grow_state(
+    src_state: dict[str, torch.Tensor], src_cfg: GPTConfig, tgt_cfg: GPTConfig
+) -> dict[str, torch.Tensor]:
+    """pad0 of every source tensor to the target's shape, rescaled so that the grown model
+    computes the source's function (see the module docstring). New tensors; src is untouched."""
+    check_growth(src_cfg, tgt_cfg)
+    _check_state(src_state, src_cfg)
+    shapes = state_shapes(tgt_cfg)
+    scales = growth_scales(src_cfg, tgt_cfg)
+    out = {}
+    with torch.no_grad():
+        for name, tensor in src_state.items():
+            grown = pad_to(tensor, shapes[name], _head_layout(name, src_cfg, tgt_cfg))
+            kind = _kind(name)
+            if kind is not None and scales[kind] != 1.0:
+                grown.mul_(scales[kind])
+            out[name] = grown
+    return out
+
+
+def fresh_init(cfg: GPTConfig, seed: int) -> dict[str, torch.Tensor]:
+    """State of `GPT(cfg)` built under `torch.manual_seed(seed)`; the global RNG is restored."""
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        return GPT(cfg).state_dict()
+
+
+def shrink_pad_perturb(
+    src_state: dict[str, torch.Tensor],
+    src_cfg: GPTConfig,
+    tgt_cfg: GPTConfig,
+    *,
+    shrink: float,
+    perturb: float,
+    seed: int,
+) -> dict[str, torch.Tensor]:
+    """θ_tgt = grow_state(λ·θ_src) + σ·θ_init (METHODS §4), θ_init = `fresh_init(tgt_cfg, seed)`.
+
+    λ = `shrink` scales every source tensor (norm gains included, as Ash & Adams shrink all
+    weights); σ·θ_init adds σ·1 to every norm gain. The result has the source tensors' dtypes and
+    devices. With σ = 0 no init is drawn (the term is exactly zero).
+    """
+    if not 0.0 <= shrink <= 1.0:
+        raise ValueError(f"warmstart.shrink must be in [0, 1], got {shrink}")
+    if not 0.0 <= perturb < math.inf:
+        raise ValueError(f"warmstart.perturb must be >= 0 and finite, got {perturb}")
+    check_growth(src_cfg, tgt_cfg)
+    _check_state(src_state, src_cfg)
+    with torch.no_grad():
+        grown = grow_state({k: shrink * v for k, v in src_state.items()}, src_cfg, tgt_cfg)
+        if perturb == 0.0:
+            return grown
+        init = fresh_init(tgt_cfg, seed)
+        return {
+            name: tensor + perturb * init[name].to(dtype=tensor.dtype, device=tensor.device)
+            for name, tensor in grown.items()
+        }
