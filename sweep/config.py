@@ -1,0 +1,248 @@
+"""The pipeline's configuration: structured (dataclass) schemas for Hydra, and their validation.
+
+Every config group under `conf/` extends one of these schemas, so a typo or a wrong type fails at
+composition. `validate` checks what types cannot (a ladder that does not grow, an empty LR grid,
+a log-scaled bound that is not positive, ...) before any job is submitted, and names the field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from sweep.data import DataConfig, check_corpus_fits, load_corpus
+from sweep.model import GPTConfig
+from sweep.train import SCHEDULES, OptimConfig, RunConfig
+
+STAGES = ("tune", "transfer", "target", "report")
+TUNABLE = ("lr", "init_std", "output_std", "alpha_in", "alpha_out", "alpha_attn", "weight_decay")
+MODEL_HPARAMS = ("init_std", "output_std", "alpha_in", "alpha_out", "alpha_attn")
+
+
+@dataclass
+class ParamRange:
+    low: float = MISSING
+    high: float = MISSING
+    log: bool = True  # sample log-uniformly (bounds must then be > 0)
+
+
+@dataclass
+class HyperParams:
+    """The values of every tunable hyperparameter that the search space leaves fixed."""
+
+    lr: float = 3e-3
+    init_std: float = 1.0
+    output_std: float = 1.0
+    alpha_in: float = 1.0
+    alpha_out: float = 1.0
+    alpha_attn: float = 1.0
+    weight_decay: float = 0.0
+
+
+@dataclass
+class LadderConfig:
+    name: str = MISSING
+    widths: list[int] = MISSING  # proxy (the µP base) first, then the intermediate widths
+    target: int = MISSING  # the width the tuned values are carried to
+    n_layer: int = 2
+    d_head: int = 16  # head size; widths grow the number of heads
+    mlp_ratio: float = 4.0
+    seq_len: int = 64
+    batch_size: int = 32
+    tune_steps: int = 150  # steps of one tuning trial (at the proxy width)
+    transfer_steps: int = 150  # steps of one transfer-check point (every width)
+    target_steps: int = 300  # steps of the warm and cold target runs
+    eval_every: int = 25
+    eval_batches: int = 4
+    warmup_steps: int = 10
+    schedule: str = "cosine"
+    lr_grid: list[float] = MISSING  # log2 learning rates of the transfer check
+    transfer_seeds: int = 1
+    hparams: HyperParams = field(default_factory=HyperParams)
+    search: dict[str, ParamRange] = field(default_factory=dict)
+
+
+@dataclass
+class DataSection:
+    """Schema of `sweep.data.DataConfig` (frozen there, so it is hashable for the corpus cache)."""
+
+    source: str = "stdlib"  # "stdlib", "text" or "tokens"
+    path: str | None = None
+    val_fraction: float = 0.1
+    vocab_size: int | None = None
+    cache_dir: str | None = None
+
+
+@dataclass
+class TuneConfig:
+    n_trials: int = 20
+    sampler: str = "tpe"  # "tpe" or "random"
+    n_startup_trials: int = 5  # random trials before TPE models the space
+    pruner: str = "median"  # "median", "hyperband" or "none"
+    storage: str | None = None  # any Optuna storage URL; None: SQLite in the run folder
+    study_name: str | None = None  # None: the run name
+    seed: int = 0
+
+
+@dataclass
+class LauncherConfig:
+    kind: str = "local"  # "local" (subprocesses), "debug" (in this process) or "slurm"
+    max_parallel: int = 2  # jobs running at once
+    timeout_min: int = 60
+    cpus_per_task: int = 1
+
+
+@dataclass
+class LoggerConfig:
+    kind: str = "wandb"  # "wandb" or "none"
+    project: str = "musweep"
+    entity: str | None = None
+    mode: str = "offline"  # "offline" unless the user logged in and chose "online"
+
+
+@dataclass
+class WarmstartConfig:
+    method: str = "shrink_pad_perturb"  # or "cold": the target starts from a fresh init
+    shrink: float = 0.4  # λ (METHODS §4)
+    perturb: float = 0.1  # σ: scale of the fresh µP init noise added
+
+
+@dataclass
+class PipelineConfig:
+    ladder: LadderConfig = MISSING
+    data: DataSection = field(default_factory=DataSection)
+    tune: TuneConfig = field(default_factory=TuneConfig)
+    launcher: LauncherConfig = field(default_factory=LauncherConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    warmstart: WarmstartConfig = field(default_factory=WarmstartConfig)
+    stages: list[str] = field(default_factory=lambda: list(STAGES))
+    out_root: str = "runs"
+    run_name: str | None = None  # None: the ladder's name
+    seed: int = 0
+
+
+def register_configs() -> None:
+    cs = ConfigStore.instance()
+    cs.store(name="pipeline_schema", node=PipelineConfig)
+    for group, node in (
+        ("ladder", LadderConfig),
+        ("data", DataSection),
+        ("tune", TuneConfig),
+        ("launcher", LauncherConfig),
+        ("logger", LoggerConfig),
+        ("warmstart", WarmstartConfig),
+    ):
+        cs.store(group=group, name=f"{group}_schema", node=node)
+
+
+def config_dir() -> Path:
+    return Path(__file__).resolve().parent.parent / "conf"
+
+
+def available_ladders() -> list[str]:
+    return sorted(p.stem for p in (config_dir() / "ladder").glob("*.yaml"))
+
+
+def _choice(name: str, value: Any, allowed: tuple) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(map(str, allowed))}; got {value!r}")
+
+
+def validate(cfg: DictConfig) -> None:
+    """Raise ValueError naming the field for anything that would fail later, before any job."""
+    if OmegaConf.is_missing(cfg, "ladder"):
+        raise ValueError(
+            "no ladder chosen: add +ladder=NAME, one of " + ", ".join(available_ladders())
+        )
+    ladder = cfg.ladder
+    for unknown in set(cfg.stages) - set(STAGES):
+        raise ValueError(f"stages: unknown stage {unknown!r}; choose from {', '.join(STAGES)}")
+    widths = list(ladder.widths)
+    if not widths or widths != sorted(set(widths)) or widths[0] <= 0:
+        raise ValueError(f"ladder.widths must be positive and strictly increasing; got {widths}")
+    if ladder.target <= widths[-1]:
+        raise ValueError(
+            f"ladder.target ({ladder.target}) must be wider than every ladder width "
+            f"(the proxy is {widths[0]}, the widest {widths[-1]})"
+        )
+    if len(ladder.lr_grid) == 0:
+        raise ValueError("ladder.lr_grid is empty: the transfer check needs log2 learning rates")
+    for name in (
+        "tune_steps",
+        "transfer_steps",
+        "target_steps",
+        "batch_size",
+        "seq_len",
+        "eval_every",
+        "transfer_seeds",
+    ):
+        if ladder[name] <= 0:
+            raise ValueError(f"ladder.{name} must be positive; got {ladder[name]}")
+    _choice("ladder.schedule", ladder.schedule, SCHEDULES)
+    for name, space in ladder.search.items():
+        _choice("ladder.search key", name, TUNABLE)
+        if not space.low < space.high:
+            raise ValueError(f"ladder.search.{name}: low ({space.low}) must be below high")
+        if space.log and space.low <= 0:
+            raise ValueError(
+                f"ladder.search.{name}: log-scaled bounds must be > 0; got low={space.low}"
+            )
+    _choice("tune.sampler", cfg.tune.sampler, ("tpe", "random"))
+    _choice("tune.pruner", cfg.tune.pruner, ("median", "hyperband", "none"))
+    if cfg.tune.n_trials <= 0:
+        raise ValueError(f"tune.n_trials must be positive; got {cfg.tune.n_trials}")
+    _choice("launcher.kind", cfg.launcher.kind, ("local", "debug", "slurm"))
+    if cfg.launcher.max_parallel <= 0:
+        raise ValueError(f"launcher.max_parallel must be positive; got {cfg.launcher.max_parallel}")
+    _choice("logger.kind", cfg.logger.kind, ("wandb", "none"))
+    _choice("logger.mode", cfg.logger.mode, ("offline", "online", "disabled"))
+    _choice("warmstart.method", cfg.warmstart.method, ("shrink_pad_perturb", "cold"))
+    if not 0 <= cfg.warmstart.shrink <= 1 or cfg.warmstart.perturb < 0:
+        raise ValueError("warmstart.shrink must lie in [0, 1] and warmstart.perturb be >= 0")
+    check_corpus_fits(load_corpus(data_config(cfg)), ladder.seq_len)  # file exists, is long enough
+    for width in [*widths, ladder.target]:  # the model configs check heads, base, ...
+        model_config(cfg, width, "mup", dict(ladder.hparams))
+
+
+def data_config(cfg: DictConfig) -> DataConfig:
+    return DataConfig(**OmegaConf.to_container(cfg.data))
+
+
+def model_config(cfg: DictConfig, width: int, parametrization: str, hparams: dict) -> GPTConfig:
+    ladder = cfg.ladder
+    return GPTConfig(
+        seq_len=ladder.seq_len,
+        n_layer=ladder.n_layer,
+        d_model=width,
+        d_head=ladder.d_head,
+        mlp_ratio=ladder.mlp_ratio,
+        parametrization=parametrization,
+        base_d_model=ladder.widths[0],
+        **{name: float(hparams[name]) for name in MODEL_HPARAMS},
+    )
+
+
+def run_config(
+    cfg: DictConfig, width: int, parametrization: str, hparams: dict, steps: int, seed: int
+) -> RunConfig:
+    """The training run of one job: the ladder's shapes and schedule, these HPs and steps."""
+    ladder = cfg.ladder
+    optim = OptimConfig(
+        lr=float(hparams["lr"]),
+        weight_decay=float(hparams["weight_decay"]),
+        warmup_steps=ladder.warmup_steps,
+        schedule=ladder.schedule,
+    )
+    return RunConfig(
+        model=model_config(cfg, width, parametrization, hparams),
+        optim=optim,
+        steps=steps,
+        batch_size=ladder.batch_size,
+        seed=seed,
+        eval_every=ladder.eval_every,
+        eval_batches=ladder.eval_batches,
+    )

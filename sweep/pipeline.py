@@ -1,0 +1,291 @@
+"""The driver: runs the chosen stages in order, each resumable from what is already on disk.
+
+Run folder (`out_root/run_name`): `study.db` (the Optuna study), `transfer/<point>.json`,
+`target/{warm,cold}.json` and checkpoints, `jobs/` (Submitit logs), `wandb/`, `report/`, and
+`summary.json`, rebuilt from those files at the end of every invocation.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import optuna
+from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from analysis.coord_check import coord_check
+from analysis.coord_check import plot as plot_coord_check
+from sweep.checkpoint import write_atomic
+from sweep.config import data_config, model_config, validate
+from sweep.data import load_corpus
+from sweep.launch import run_jobs
+from sweep.report import write_report
+from sweep.target import target_job, target_specs, target_summary
+from sweep.tracking import log_report
+from sweep.train import OptimConfig
+from sweep.transfer import job_specs, points, transfer_job, transfer_summary
+from sweep.tune import (
+    COUNTED,
+    fail_stale_trials,
+    load_study,
+    tune_summary,
+    tune_worker,
+    tuned_hparams,
+)
+
+COORD_CHECK_LR = 1e-2  # deliberately large: differences between parametrizations show at once
+
+
+class StageError(RuntimeError):
+    """A stage that cannot run (e.g. its inputs are missing); its message says what to do."""
+
+
+def run_dir_of(cfg: DictConfig) -> Path:
+    return Path(cfg.out_root) / (cfg.run_name or cfg.ladder.name)
+
+
+def write_json(path: Path, data: Any) -> None:
+    write_atomic(path, json.dumps(data, indent=1, default=float).encode())
+
+
+def read_jsons(folder: Path) -> dict[str, Any]:
+    return {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))}
+
+
+class Pipeline:
+    def __init__(self, cfg: DictConfig, console: Console | None = None):
+        validate(cfg)
+        self.cfg = cfg
+        self.run_dir = run_dir_of(cfg)
+        self.console = console or Console()
+        self.container = OmegaConf.to_container(cfg, resolve=True)
+        self.progress = Progress(
+            TextColumn("[bold]{task.description:<9}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[msg]}"),
+            TimeElapsedColumn(),
+            console=self.console,
+        )
+
+    def run(self) -> dict[str, Any]:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._check_writable()
+        (self.run_dir / "config.yaml").write_text(OmegaConf.to_yaml(self.cfg))
+        with self.progress:
+            for stage in self.cfg.stages:
+                getattr(self, f"stage_{stage}")()
+        summary = self.summary()
+        write_json(self.run_dir / "summary.json", summary)
+        self.print_summary(summary)
+        return summary
+
+    def _check_writable(self) -> None:
+        probe = self.run_dir / ".write-test"
+        try:
+            probe.write_bytes(b"ok")
+            probe.unlink()
+        except OSError as e:
+            raise StageError(f"the run folder {self.run_dir} is not writable: {e}") from e
+
+    def launch(self, name: str, fn, specs: list[dict], on_result, on_poll=None) -> None:
+        run_jobs(
+            self.container["launcher"],
+            self.run_dir / "jobs" / name,
+            fn,
+            specs,
+            on_result,
+            name=f"musweep-{name}",
+            on_poll=on_poll,
+        )
+
+    # --- stages ------------------------------------------------------------------------------
+    def study(self) -> optuna.Study:
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        return load_study(self.cfg, self.run_dir)
+
+    def stage_tune(self) -> None:
+        study = self.study()
+        fail_stale_trials(study)
+        total = self.cfg.tune.n_trials
+        task = self.progress.add_task("tune", total=total, msg="")
+
+        def poll() -> None:
+            trials = study.get_trials(deepcopy=False, states=COUNTED)
+            best = min((t.value for t in trials if t.value is not None), default=math.nan)
+            self.progress.update(task, completed=len(trials), msg=f"best val loss {best:.4f}")
+
+        poll()
+        if len(study.get_trials(deepcopy=False, states=COUNTED)) < total:
+            spec = {"cfg": self.container, "run_dir": str(self.run_dir), "worker": 0}
+            self.launch("tune", tune_worker, [spec], self._raise_on_error("tune"), on_poll=poll)
+        poll()
+
+    def tuned(self) -> dict[str, float]:
+        study = self.study()
+        if not any(t.state.name == "COMPLETE" for t in study.get_trials(deepcopy=False)):
+            raise StageError("no completed tuning trial in the study: run the tune stage first")
+        return tuned_hparams(self.cfg, study)
+
+    def stage_transfer(self) -> None:
+        folder = self.run_dir / "transfer"
+        everything = points(self.cfg, self.tuned())
+        todo = [pt for pt in everything if not (folder / f"{pt['key']}.json").exists()]
+        task = self.progress.add_task("transfer", total=len(everything), msg="")
+
+        def poll() -> None:
+            done = read_jsons(folder)
+            last = (
+                max(done.values(), key=lambda r: r.get("time", 0), default=None) if done else None
+            )
+            msg = f"{last['key']}: loss {last['losses']}" if last else ""
+            self.progress.update(task, completed=len(done), msg=msg)
+
+        poll()
+        n_jobs = self.cfg.launcher.max_parallel if self.cfg.launcher.kind == "local" else len(todo)
+        specs = job_specs(self.cfg, self.run_dir, todo, n_jobs)
+        self.launch("transfer", transfer_job, specs, self._report_errors("transfer"), on_poll=poll)
+        poll()
+        missing = len(everything) - len(read_jsons(folder))
+        if missing:
+            raise StageError(
+                f"{missing} transfer points failed (see {self.run_dir / 'jobs'}); "
+                "rerun the same command to retry them"
+            )
+
+    def stage_target(self) -> None:
+        folder = self.run_dir / "target"
+        specs = target_specs(self.cfg, self.run_dir, self.tuned())
+        done = read_jsons(folder)
+        todo = [s for s in specs if s["kind"] not in done]
+        task = self.progress.add_task(
+            "target",
+            total=len(specs),
+            completed=len(specs) - len(todo),
+            msg="warm + cold" if todo else "",
+        )
+
+        def on_result(spec: dict, result: dict | None, error: BaseException | None) -> None:
+            if error is not None:
+                raise StageError(f"target run {spec['kind']} failed: {error}") from error
+            write_json(folder / f"{spec['kind']}.json", result)
+            loss = result["result"]["val_loss"][-1][1]
+            self.progress.update(task, advance=1, msg=f"{spec['kind']}: val loss {loss:.4f}")
+
+        self.launch("target", target_job, todo, on_result)
+
+    def stage_report(self) -> None:
+        task = self.progress.add_task("report", total=2, msg="coordinate check")
+        folder = self.run_dir / "report"
+        folder.mkdir(parents=True, exist_ok=True)
+        coord_png = folder / "coord_check.png"
+        if not coord_png.exists():
+            self.coordinate_check(coord_png)
+        self.progress.update(task, completed=1, msg="figures")
+        summary = self.summary()
+        write_report(summary, folder, coord_check_png=coord_png, study=self.study())
+        log_report(self.cfg.logger, self.run_dir, summary)
+        self.progress.update(task, completed=2, msg=str(folder / "report.html"))
+
+    def coordinate_check(self, path: Path) -> None:
+        """METHODS §2 over the ladder's widths and the target, µP and SP, at the tuned HPs."""
+        try:
+            hparams = self.tuned()
+        except StageError:  # report before tuning: the ladder's default HPs
+            hparams = dict(self.cfg.ladder.hparams)
+        widths = [*self.cfg.ladder.widths, self.cfg.ladder.target]
+        corpus = load_corpus(data_config(self.cfg))
+        optim = OptimConfig(lr=COORD_CHECK_LR, schedule="constant")
+        checks = [
+            coord_check(
+                model_config(self.cfg, widths[0], p, hparams),
+                widths,
+                optim,
+                corpus,
+                steps=4,
+                batch_size=4,
+                seeds=(self.cfg.seed,),
+            )
+            for p in ("mup", "sp")
+        ]
+        plot_coord_check(checks, str(path))
+
+    def _report_errors(self, stage: str):
+        def on_result(_spec: dict, _result: Any, error: BaseException | None) -> None:
+            if error is not None:
+                self.progress.console.print(f"[red]{stage} job failed:[/] {error}")
+
+        return on_result
+
+    def _raise_on_error(self, stage: str):
+        def on_result(_spec: dict, _result: Any, error: BaseException | None) -> None:
+            if error is not None:
+                raise StageError(f"{stage} job failed: {error}") from error
+
+        return on_result
+
+    # --- summary -----------------------------------------------------------------------------
+    def summary(self) -> dict[str, Any]:
+        """Everything measured so far, rebuilt from the run folder."""
+        cfg = self.cfg
+        summary: dict[str, Any] = {
+            "ladder": {
+                "name": cfg.ladder.name,
+                "widths": list(cfg.ladder.widths),
+                "proxy": cfg.ladder.widths[0],
+                "target": cfg.ladder.target,
+            }
+        }
+        study = self.study()
+        cost = {}
+        if study.get_trials(deepcopy=False):
+            summary["tune"] = tune_summary(study)
+            cost["tuning_flops"] = summary["tune"].pop("flops")
+        done = read_jsons(self.run_dir / "transfer")
+        tuned = "tune" in summary and summary["tune"]["best_params"]
+        if tuned and len(done) == len(points(cfg, {})):
+            lr = tuned_hparams(cfg, study)["lr"]
+            summary["transfer"] = transfer_summary(cfg, done, lr)
+            cost["transfer_flops"] = summary["transfer"].pop("flops")
+        runs = read_jsons(self.run_dir / "target")
+        if runs:
+            summary["target"] = target_summary(cfg, runs)
+            cost["target_flops"] = summary["target"].pop("flops")
+        summary["cost"] = cost
+        return summary
+
+    def print_summary(self, summary: dict[str, Any]) -> None:
+        table = Table(title=f"musweep · {summary['ladder']['name']}", show_header=False)
+        tune, transfer, target = (summary.get(k, {}) for k in ("tune", "transfer", "target"))
+        if tune:
+            table.add_row(
+                "tuned", ", ".join(f"{k}={v:.3g}" for k, v in tune["best_params"].items())
+            )
+            table.add_row(
+                "trials",
+                f"{tune['n_trials']} ({tune['n_pruned']} pruned, {tune['n_diverged']} diverged)",
+            )
+        if transfer:
+            table.add_row(
+                "drift µP / SP",
+                f"{transfer['mup']['drift_log2']:.2f} / {transfer['sp']['drift_log2']:.2f} log2",
+            )
+            table.add_row("verdict", transfer["verdict"])
+        if target:
+            for kind in ("warm", "cold"):
+                if kind in target:
+                    table.add_row(f"target {kind}", f"{target[kind]['final_val_loss']:.4f}")
+            if target.get("speedup") is not None:
+                table.add_row("speedup", f"{target['speedup']:.2f}x")
+        for name, flops in summary["cost"].items():
+            table.add_row(name.replace("_", " "), f"{flops:.3g}")
+        self.console.print(table)
+        report = self.run_dir / "report" / "report.html"
+        if report.exists():
+            self.console.print(f"report   {report}")
+        self.console.print(f"summary  {self.run_dir / 'summary.json'}")

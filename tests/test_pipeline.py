@@ -1,0 +1,200 @@
+"""The pipeline: configs compose, bad input fails before any job, gpt_tiny runs and resumes."""
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import open_dict
+from wandb_records import history, run_info
+
+from sweep.config import available_ladders, config_dir, register_configs, validate
+from sweep.pipeline import Pipeline
+
+register_configs()
+GROUPS = {
+    "data": ["stdlib", "text", "tokens"],
+    "tune": ["tpe", "hyperband"],
+    "launcher": ["local", "debug", "slurm"],
+    "logger": ["wandb", "none"],
+    "warmstart": ["shrink_pad_perturb", "cold"],
+}
+FAST = ["tune.n_trials=4", "tune.n_startup_trials=2", "ladder.lr_grid=[-9,-6]"]
+
+
+def make_cfg(tmp_path, *overrides):
+    with initialize_config_dir(str(config_dir()), version_base="1.3"):
+        cfg = compose("config", overrides=[f"out_root={tmp_path}", *overrides])
+    return cfg
+
+
+@pytest.mark.parametrize("ladder", ["gpt_tiny", "gpt_small", "gpt_medium"])
+def test_every_ladder_composes_and_validates(tmp_path, ladder):
+    cfg = make_cfg(tmp_path, f"+ladder={ladder}")
+    validate(cfg)
+    assert cfg.ladder.widths[0] < cfg.ladder.target and len(cfg.ladder.lr_grid) > 1
+
+
+@pytest.mark.parametrize("group,option", [(g, o) for g, opts in GROUPS.items() for o in opts])
+def test_every_config_group_composes(tmp_path, group, option):
+    text = tmp_path / "corpus.txt"
+    text.write_bytes(b"some text to learn from. " * 2000)
+    (tmp_path / "tokens.bin").write_bytes(bytes(range(256)) * 200)
+    path = {"text": text, "tokens": tmp_path / "tokens.bin"}.get(option)
+    extra = [f"data.path={path}"] if path else []
+    cfg = make_cfg(tmp_path, "+ladder=gpt_tiny", f"{group}={option}", *extra)
+    validate(cfg)
+    assert cfg[group] is not None
+
+
+def test_structured_config_rejects_typos_and_wrong_types(tmp_path):
+    with pytest.raises(Exception, match="widthz"):
+        make_cfg(tmp_path, "+ladder=gpt_tiny", "ladder.widthz=[1]")
+    with pytest.raises(Exception, match="target"):
+        make_cfg(tmp_path, "+ladder=gpt_tiny", "ladder.target=wide")
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        ([], "no ladder chosen: add \\+ladder=NAME, one of gpt_medium, gpt_small, gpt_tiny"),
+        (["+ladder=gpt_tiny", "ladder.target=32"], "ladder.target"),
+        (["+ladder=gpt_tiny", "ladder.lr_grid=[]"], "ladder.lr_grid is empty"),
+        (["+ladder=gpt_tiny", "ladder.search.lr.low=0"], "ladder.search.lr: log-scaled"),
+        (["+ladder=gpt_tiny", "stages=[tune,bogus]"], "unknown stage 'bogus'"),
+        (["+ladder=gpt_tiny", "ladder.widths=[32,44]"], "divisible"),
+        (["+ladder=gpt_tiny", "ladder.widths=[64,32]"], "strictly increasing"),
+        (["+ladder=gpt_tiny", "data=text", "data.path=/no/such/file"], "data.path"),
+        (["+ladder=gpt_tiny", "tune.pruner=asha"], "tune.pruner"),
+    ],
+)
+def test_bad_input_is_refused_before_any_job(tmp_path, overrides, message):
+    cfg = make_cfg(tmp_path, *overrides)
+    with pytest.raises(ValueError, match=message):
+        Pipeline(cfg)
+    assert not any(tmp_path.iterdir())  # nothing written, nothing submitted
+
+
+def test_command_line_error_is_one_line(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "sweep.run", f"out_root={tmp_path}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "error: no ladder chosen: add +ladder=NAME, one of " + ", ".join(available_ladders())
+    ]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """gpt_tiny end to end through real Submitit subprocesses and real offline W&B files."""
+    root = tmp_path_factory.mktemp("runs")
+    cfg = make_cfg(root, "+ladder=gpt_tiny", *FAST)
+    summary = Pipeline(cfg).run()
+    return cfg, root / "gpt_tiny", summary
+
+
+def test_end_to_end_summary(tiny_run):
+    cfg, run_dir, summary = tiny_run
+    on_disk = json.loads((run_dir / "summary.json").read_text())
+    assert on_disk["tune"]["n_trials"] == 4
+    assert set(on_disk["tune"]["best_params"]) == set(cfg.ladder.search)
+    for p in ("mup", "sp"):
+        assert set(on_disk["transfer"][p]["optimum_log2_lr"]) == {"32", "64"}
+        assert math.isfinite(on_disk["transfer"][p]["drift_log2"])
+    assert on_disk["transfer"]["verdict"]
+    for kind in ("warm", "cold"):
+        assert math.isfinite(on_disk["target"][kind]["final_val_loss"])
+    assert "speedup" in on_disk["target"]
+    assert all(on_disk["cost"][k] > 0 for k in ("tuning_flops", "transfer_flops", "target_flops"))
+    assert summary["tune"]["best_params"] == on_disk["tune"]["best_params"]
+
+
+def test_end_to_end_report_files(tiny_run):
+    _, run_dir, _ = tiny_run
+    report = run_dir / "report"
+    for name in ("transfer.png", "warmstart.png", "coord_check.png", "report.html"):
+        assert (report / name).stat().st_size > 1000, name
+    html = (report / "report.html").read_text()
+    assert html.count("data:image/png;base64,") >= 4
+
+
+def test_every_training_run_is_an_offline_wandb_run(tiny_run):
+    cfg, run_dir, _ = tiny_run
+    files = sorted(run_dir.glob("wandb/offline-run-*/run-*.wandb"))
+    infos = [run_info(f) for f in files]
+    job_types = [i["job_type"] for i in infos]
+    assert job_types.count("tune") == 4
+    assert job_types.count("transfer") == 2 * 2 * 2  # 2 parametrizations x 2 widths x 2 LRs
+    assert {"target-warm", "target-cold", "report"} <= set(job_types)
+    assert {i["group"] for i in infos} == {"gpt_tiny"}
+    transfer = next(i for i in infos if i["job_type"] == "transfer")
+    assert {"width", "parametrization", "lr", "alpha_out"} <= set(transfer["config"])
+    steps = history(files[job_types.index("target-cold")])
+    assert any("val/loss" in s for s in steps) and any("train/loss" in s for s in steps)
+    assert int(steps[-1]["_step"]) == cfg.ladder.target_steps
+
+
+def test_rerun_recomputes_nothing(tiny_run):
+    cfg, run_dir, summary = tiny_run
+    mtimes = {p: p.stat().st_mtime for p in (run_dir / "transfer").glob("*.json")}
+    again = Pipeline(cfg).run()
+    assert {p: p.stat().st_mtime for p in (run_dir / "transfer").glob("*.json")} == mtimes
+    assert again["transfer"] == summary["transfer"] and again["target"] == summary["target"]
+    study = optuna.load_study(study_name="gpt_tiny", storage=f"sqlite:///{run_dir / 'study.db'}")
+    assert len(study.trials) == 4
+
+
+def test_resume_after_tune_runs_no_trial_again(tmp_path):
+    cfg = make_cfg(
+        tmp_path, "+ladder=gpt_tiny", "stages=[tune]", "launcher=debug", "logger=none", *FAST
+    )
+    Pipeline(cfg).run()
+    storage = f"sqlite:///{tmp_path / 'gpt_tiny' / 'study.db'}"
+    before = [
+        (t.number, t.datetime_start)
+        for t in optuna.load_study(study_name="gpt_tiny", storage=storage).trials
+    ]
+    with open_dict(cfg):
+        cfg.stages = ["tune", "transfer"]
+    summary = Pipeline(cfg).run()
+    after = [
+        (t.number, t.datetime_start)
+        for t in optuna.load_study(study_name="gpt_tiny", storage=storage).trials
+    ]
+    assert after == before and len(after) == 4
+    assert "transfer" in summary
+
+
+def test_transfer_before_tune_is_a_clear_error(tmp_path):
+    from sweep.pipeline import StageError
+
+    cfg = make_cfg(tmp_path, "+ladder=gpt_tiny", "stages=[transfer]", "logger=none")
+    with pytest.raises(StageError, match="run the tune stage first"):
+        Pipeline(cfg).run()
+
+
+def test_interrupted_transfer_reruns_only_missing_points(tmp_path):
+    cfg = make_cfg(
+        tmp_path,
+        "+ladder=gpt_tiny",
+        "stages=[tune,transfer]",
+        "launcher=debug",
+        "logger=none",
+        *FAST,
+    )
+    Pipeline(cfg).run()
+    folder = Path(tmp_path) / "gpt_tiny" / "transfer"
+    victim = sorted(folder.glob("*.json"))[0]
+    kept = {p: p.stat().st_mtime for p in folder.glob("*.json") if p != victim}
+    victim.unlink()
+    Pipeline(cfg).run()
+    assert victim.exists()
+    assert {p: p.stat().st_mtime for p in kept} == kept
