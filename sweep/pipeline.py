@@ -38,6 +38,7 @@ from sweep.tune import (
     tuned_hparams,
 )
 
+EXPERIMENT_KEYS = ("ladder", "data", "seed", "warmstart")  # what the results on disk depend on
 COORD_CHECK_LR = 1e-2  # deliberately large: differences between parametrizations show at once
 
 
@@ -76,7 +77,7 @@ class Pipeline:
     def run(self) -> dict[str, Any]:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._check_writable()
-        (self.run_dir / "config.yaml").write_text(OmegaConf.to_yaml(self.cfg))
+        self._check_same_experiment()
         with self.progress:
             for stage in self.cfg.stages:
                 getattr(self, f"stage_{stage}")()
@@ -92,6 +93,23 @@ class Pipeline:
             probe.unlink()
         except OSError as e:
             raise StageError(f"the run folder {self.run_dir} is not writable: {e}") from e
+
+    def _check_same_experiment(self) -> None:
+        """Refuse to mix results: a run folder holds one ladder, data, seed and warm start.
+
+        Stages, launcher, logger and the number of trials may change between invocations
+        (that is how a run is resumed or extended); what the stored results depend on may not.
+        """
+        saved = self.run_dir / "experiment.yaml"
+        current = OmegaConf.to_yaml({k: self.container[k] for k in EXPERIMENT_KEYS})
+        if not saved.exists():
+            write_atomic(saved, current.encode())
+            (self.run_dir / "config.yaml").write_text(OmegaConf.to_yaml(self.cfg))
+        elif saved.read_text() != current:
+            raise StageError(
+                f"{self.run_dir} holds results of a different experiment (see {saved}); "
+                "choose another run_name or out_root, or delete that folder"
+            )
 
     def launch(self, name: str, fn, specs: list[dict], on_result, on_poll=None) -> None:
         run_jobs(
@@ -281,7 +299,13 @@ class Pipeline:
                 if kind in target:
                     table.add_row(f"target {kind}", f"{target[kind]['final_val_loss']:.4f}")
             if target.get("speedup") is not None:
-                table.add_row("speedup", f"{target['speedup']:.2f}x")
+                table.add_row(
+                    "speedup",
+                    f"{target['speedup']:.2f}x (with the proxy's cost "
+                    f"{target['speedup_with_proxy']:.2f}x)",
+                )
+            elif target.get("reason"):
+                table.add_row("speedup", target["reason"])
         for name, flops in summary["cost"].items():
             table.add_row(name.replace("_", " "), f"{flops:.3g}")
         self.console.print(table)

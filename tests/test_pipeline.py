@@ -198,3 +198,33 @@ def test_interrupted_transfer_reruns_only_missing_points(tmp_path):
     Pipeline(cfg).run()
     assert victim.exists()
     assert {p: p.stat().st_mtime for p in kept} == kept
+
+
+def test_run_folder_of_another_experiment_is_refused(tmp_path):
+    from sweep.pipeline import StageError
+
+    cfg = make_cfg(
+        tmp_path, "+ladder=gpt_tiny", "stages=[tune]", "launcher=debug", "logger=none", *FAST
+    )
+    Pipeline(cfg).run()
+    changed = make_cfg(
+        tmp_path,
+        "+ladder=gpt_tiny",
+        "stages=[tune]",
+        "launcher=debug",
+        "logger=none",
+        "ladder.tune_steps=20",
+        *FAST,
+    )
+    with pytest.raises(StageError, match="different experiment"):
+        Pipeline(changed).run()
+    more_trials = make_cfg(
+        tmp_path,
+        "+ladder=gpt_tiny",
+        "stages=[tune]",
+        "launcher=debug",
+        "logger=none",
+        *FAST[1:],
+        "tune.n_trials=5",
+    )
+    assert Pipeline(more_trials).run()["tune"]["n_trials"] == 5
