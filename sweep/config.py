@@ -107,8 +107,9 @@ class LoggerConfig:
 @dataclass
 class WarmstartConfig:
     method: str = "shrink_pad_perturb"  # or "cold": the target starts from a fresh init
-    shrink: float = 0.4  # λ (METHODS §4)
-    perturb: float = 0.1  # σ: scale of the fresh µP init noise added
+    source: str = "widest"  # grow the widest ladder width ("widest") or the proxy ("proxy")
+    shrink: float = 0.8  # λ (METHODS §4)
+    perturb: float = 0.3  # σ: scale of the fresh µP init noise added
 
 
 @dataclass
@@ -201,6 +202,7 @@ def validate(cfg: DictConfig) -> None:
     _choice("logger.kind", cfg.logger.kind, ("wandb", "none"))
     _choice("logger.mode", cfg.logger.mode, ("offline", "online", "disabled"))
     _choice("warmstart.method", cfg.warmstart.method, ("shrink_pad_perturb", "cold"))
+    _choice("warmstart.source", cfg.warmstart.source, ("widest", "proxy"))
     if not 0 <= cfg.warmstart.shrink <= 1 or cfg.warmstart.perturb < 0:
         raise ValueError("warmstart.shrink must lie in [0, 1] and warmstart.perturb be >= 0")
     check_corpus_fits(load_corpus(data_config(cfg)), ladder.seq_len)  # file exists, is long enough

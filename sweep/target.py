@@ -1,9 +1,11 @@
 """The target stage: the target width trained with the proxy's tuned HPs, warm and cold.
 
-The warm run starts from the tuned proxy grown by shrink-pad-perturb (METHODS §4); the cold run
-from a fresh µP init; both with the same HPs, seed and therefore the same batches. The proxy is
-retrained with the best trial's HPs (same seed: the best trial's own run) and checkpointed, and
-every run checkpoints as it goes, so an interrupted stage resumes.
+The warm run starts from a source model grown by shrink-pad-perturb (METHODS §4); the cold run
+from a fresh µP init; both with the same HPs, seed and therefore the same batches. The source is
+trained with the tuned HPs for `ladder.tune_steps` at the widest ladder width (`warmstart.source
+=widest`, the default: µTransfer already makes it a tuned model, and growing 2× keeps far more of
+it than growing the 1/16-wide proxy) or at the proxy width itself (`=proxy`: the best trial's own
+run, same seed). Every run checkpoints as it goes, so an interrupted stage resumes.
 """
 
 from __future__ import annotations
@@ -32,13 +34,16 @@ def target_specs(cfg: DictConfig, run_dir: Path, hparams: dict[str, float]) -> l
     ]
 
 
-def train_proxy(cfg: DictConfig, run_dir: Path, hparams: dict[str, float]):
-    """The tuned proxy's weights (trained once, then read from its checkpoint)."""
-    ladder = cfg.ladder
-    run = run_config(cfg, ladder.widths[0], "mup", hparams, ladder.tune_steps, cfg.seed)
-    result, model = train(
-        run, load_corpus(data_config(cfg)), checkpoint_path=run_dir / "target" / "proxy.ckpt"
-    )
+def source_width(cfg: DictConfig) -> int:
+    return cfg.ladder.widths[-1 if cfg.warmstart.source == "widest" else 0]
+
+
+def train_source(cfg: DictConfig, run_dir: Path, hparams: dict[str, float]):
+    """The warm start's source at the tuned HPs (trained once, then read from its checkpoint)."""
+    width = source_width(cfg)
+    run = run_config(cfg, width, "mup", hparams, cfg.ladder.tune_steps, cfg.seed)
+    checkpoint = run_dir / "target" / f"source_w{width}.ckpt"
+    result, model = train(run, load_corpus(data_config(cfg)), checkpoint_path=checkpoint)
     return run, result, model
 
 
@@ -47,31 +52,26 @@ def target_job(spec: dict[str, Any]) -> dict[str, Any]:
     cfg = OmegaConf.create(spec["cfg"])
     run_dir, hparams, kind = Path(spec["run_dir"]), spec["hparams"], spec["kind"]
     torch.set_num_threads(cfg.launcher.cpus_per_task)
-    ladder = cfg.ladder
+    ladder, warmstart = cfg.ladder, cfg.warmstart
     run = run_config(cfg, ladder.target, "mup", hparams, ladder.target_steps, cfg.seed)
-    init_state, proxy_flops = None, 0
+    config = {"width": ladder.target, "parametrization": "mup", "warmstart": kind, **hparams}
+    init_state, source_flops = None, 0
     if kind == "warm":
-        proxy_run, proxy_result, proxy = train_proxy(cfg, run_dir, hparams)
+        source_run, source_result, source = train_source(cfg, run_dir, hparams)
         init_state = shrink_pad_perturb(
-            proxy.state_dict(),
-            proxy_run.model,
+            source.state_dict(),
+            source_run.model,
             run.model,
-            shrink=cfg.warmstart.shrink,
-            perturb=cfg.warmstart.perturb,
+            shrink=warmstart.shrink,
+            perturb=warmstart.perturb,
             seed=cfg.seed,
         )
-        proxy_flops = proxy_result.flops
-    config = {
-        "width": ladder.target,
-        "parametrization": "mup",
-        "warmstart": kind,
-        **(
-            {"shrink": cfg.warmstart.shrink, "perturb": cfg.warmstart.perturb}
-            if kind == "warm"
-            else {}
-        ),
-        **hparams,
-    }
+        source_flops = source_result.flops
+        config |= {
+            "shrink": warmstart.shrink,
+            "perturb": warmstart.perturb,
+            "source_width": source_run.model.d_model,
+        }
     with wandb_run(
         cfg.logger, run_dir, run_dir.name, f"target-{kind}", f"target-{kind}", config
     ) as wb:
@@ -86,13 +86,17 @@ def target_job(spec: dict[str, Any]) -> dict[str, Any]:
     return {
         "kind": kind,
         "result": result.to_dict(),
-        "proxy_flops": proxy_flops,
+        "source_flops": source_flops,
         "flops_per_step": result.flops / max(1, result.steps_done),
     }
 
 
 def target_summary(cfg: DictConfig, runs: dict[str, dict]) -> dict[str, Any]:
-    summary: dict[str, Any] = {"width": cfg.ladder.target, "method": cfg.warmstart.method}
+    summary: dict[str, Any] = {
+        "width": cfg.ladder.target,
+        "method": cfg.warmstart.method,
+        "source_width": source_width(cfg),
+    }
     for kind, run in runs.items():
         result = RunResult(**run["result"])
         summary[kind] = {
@@ -101,13 +105,13 @@ def target_summary(cfg: DictConfig, runs: dict[str, dict]) -> dict[str, Any]:
             "val_curve": [list(p) for p in result.val_loss],
             "flops": result.flops,
         }
-    summary["flops"] = sum(run["result"]["flops"] + run["proxy_flops"] for run in runs.values())
+    summary["flops"] = sum(run["result"]["flops"] + run["source_flops"] for run in runs.values())
     if "warm" in runs and "cold" in runs:
         warm, cold = runs["warm"], runs["cold"]
-        proxy_steps = warm["proxy_flops"] / cold["flops_per_step"]
+        source_steps = warm["source_flops"] / cold["flops_per_step"]
         summary |= speedup(
             summary["warm"]["val_curve"],
             summary["cold"]["val_curve"],
-            proxy_steps_equiv=proxy_steps,
+            proxy_steps_equiv=source_steps,
         )
     return summary
