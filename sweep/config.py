@@ -91,9 +91,19 @@ class TuneConfig:
 @dataclass
 class LauncherConfig:
     kind: str = "local"  # "local" (subprocesses), "debug" (in this process) or "slurm"
-    max_parallel: int = 2  # jobs running at once
+    max_parallel: int = 2  # jobs running at once (SLURM: the job array's parallelism)
     timeout_min: int = 60
     cpus_per_task: int = 1
+    # SLURM only; null leaves the cluster's default
+    partition: str | None = None
+    nodes: int = 1
+    gpus_per_node: int = 0
+    mem_gb: float | None = None
+    account: str | None = None
+    qos: str | None = None
+    constraint: str | None = None
+    setup: list[str] = field(default_factory=list)  # shell lines run before each job
+    additional: dict[str, str] = field(default_factory=dict)  # any other sbatch option
 
 
 @dataclass

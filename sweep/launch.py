@@ -8,6 +8,8 @@ that raises is reported to the callback as its exception: the stage records it a
 
 from __future__ import annotations
 
+import logging
+import subprocess
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -16,6 +18,9 @@ from typing import Any
 import submitit
 
 POLL_SECONDS = 0.25
+# submitit asks `sacct` for job states and warns at every poll when accounting is off; the
+# launcher reads result files and `squeue` instead.
+logging.getLogger("submitit").setLevel(logging.ERROR)
 
 
 def make_executor(launcher: dict, folder: Path) -> submitit.Executor:
@@ -26,11 +31,24 @@ def make_executor(launcher: dict, folder: Path) -> submitit.Executor:
         executor = submitit.LocalExecutor(folder=folder)
         executor.update_parameters(timeout_min=launcher["timeout_min"])
         return executor
-    executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
+    executor = submitit.SlurmExecutor(folder=folder)
+    optional = {
+        "partition": launcher["partition"],
+        "account": launcher["account"],
+        "qos": launcher["qos"],
+        "constraint": launcher["constraint"],
+        "mem": f"{int(launcher['mem_gb'] * 1024)}M" if launcher["mem_gb"] else None,
+        "gpus_per_node": launcher["gpus_per_node"] or None,
+    }
     executor.update_parameters(
-        timeout_min=launcher["timeout_min"],
+        time=launcher["timeout_min"],
+        nodes=launcher["nodes"],
+        ntasks_per_node=1,
         cpus_per_task=launcher["cpus_per_task"],
-        slurm_array_parallelism=launcher["max_parallel"],
+        array_parallelism=launcher["max_parallel"],
+        setup=list(launcher["setup"]),
+        additional_parameters=dict(launcher["additional"]),
+        **{key: value for key, value in optional.items() if value is not None},
     )
     return executor
 
@@ -51,11 +69,14 @@ def run_jobs(
     if not specs:
         return
     executor = make_executor(launcher, folder)
-    executor.update_parameters(name=name)
     debug = launcher["kind"] == "debug"  # debug jobs run in this process when asked for results
     if launcher["kind"] == "slurm":
-        with executor.batch():  # one job array; SLURM enforces the parallelism
-            jobs = [executor.submit(fn, spec) for spec in specs]
+        executor.update_parameters(job_name=name)
+        try:
+            with executor.batch():  # one job array; SLURM enforces the parallelism
+                jobs = [executor.submit(fn, spec) for spec in specs]
+        except Exception as e:  # sbatch refused: show its own words, nothing was submitted
+            raise LaunchError(f"sbatch refused the {name} jobs: {e}") from e
         pending, running = [], list(zip(specs, jobs, strict=True))
     else:
         pending, running = list(specs), []
@@ -66,13 +87,43 @@ def run_jobs(
         running = _collect(running, on_done, block=debug, on_poll=on_poll)
 
 
+class LaunchError(RuntimeError):
+    """The scheduler refused the jobs (e.g. an unknown partition); its message is SLURM's."""
+
+
+def _queued_slurm_ids() -> set[str]:
+    """Job ids SLURM still holds (array tasks one per line). Needs no accounting (no sacct)."""
+    out = subprocess.run(
+        ["squeue", "-h", "-r", "-o", "%i"], capture_output=True, text=True, check=True
+    ).stdout
+    return set(out.split())
+
+
+def _finished(job: submitit.Job, queued: set[str] | None) -> bool:
+    """A job has ended when its result file exists, or (SLURM) when the queue no longer has it.
+
+    `job.done()` asks `sacct` on SLURM, which a cluster without accounting lacks.
+    """
+    if queued is None:
+        return job.done()
+    return job.paths.result_pickle.exists() or job.job_id not in queued
+
+
 def _collect(running: list, on_done: Callable, block: bool, on_poll: Callable | None) -> list:
     """Report finished jobs; return those still running (waits for one when `block`)."""
+    slurm = bool(running) and isinstance(running[0][1], submitit.SlurmJob)
     while True:
         still = []
+        queued = _queued_slurm_ids() if slurm else None
         for spec, job in running:
-            if block or job.done():
-                error = job.exception()
+            if block or _finished(job, queued):
+                if queued is not None and not job.paths.result_pickle.exists():
+                    error: BaseException | None = submitit.core.utils.UncompletedJobError(
+                        f"SLURM job {job.job_id} left the queue without a result (killed, "
+                        f"timed out or cancelled); see {job.paths.stderr}"
+                    )
+                else:
+                    error = job.exception()
                 on_done(spec, None if error else job.result(), error)
             else:
                 still.append((spec, job))

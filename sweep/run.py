@@ -12,6 +12,7 @@ import hydra
 from omegaconf import DictConfig
 
 from sweep.config import register_configs
+from sweep.launch import LaunchError
 from sweep.pipeline import Pipeline, StageError
 
 register_configs()
@@ -21,7 +22,7 @@ register_configs()
 def main(cfg: DictConfig) -> None:
     try:
         Pipeline(cfg).run()
-    except (ValueError, StageError) as e:
+    except (ValueError, StageError, LaunchError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
 
