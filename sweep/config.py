@@ -83,7 +83,9 @@ class TuneConfig:
     sampler: str = "tpe"  # "tpe" or "random"
     n_startup_trials: int = 5  # random trials before TPE models the space
     pruner: str = "median"  # "median", "hyperband" or "none"
-    storage: str | None = None  # any Optuna storage URL; None: SQLite in the run folder
+    storage: str | None = None  # None: SQLite in the run folder; "journal": a journal file
+    # there (workers on one host); or any SQLAlchemy URL, e.g. postgresql://... (across hosts)
+    workers: int = 1  # parallel workers on the one study (a job array on SLURM)
     study_name: str | None = None  # None: the run name
     seed: int = 0
 
@@ -206,6 +208,15 @@ def validate(cfg: DictConfig) -> None:
     _choice("tune.pruner", cfg.tune.pruner, ("median", "hyperband", "none"))
     if cfg.tune.n_trials <= 0:
         raise ValueError(f"tune.n_trials must be positive; got {cfg.tune.n_trials}")
+    if cfg.tune.workers <= 0:
+        raise ValueError(f"tune.workers must be positive; got {cfg.tune.workers}")
+    sqlite = cfg.tune.storage is None or str(cfg.tune.storage).startswith("sqlite")
+    if cfg.tune.workers > 1 and sqlite:
+        raise ValueError(
+            f"tune.workers={cfg.tune.workers} cannot share an SQLite study: SQLite locks the "
+            "whole file per write and fails under concurrent writers. Use tune.storage=journal "
+            "(workers on one host) or tune.storage=postgresql://... (workers across hosts)"
+        )
     _choice("launcher.kind", cfg.launcher.kind, ("local", "debug", "slurm"))
     if cfg.launcher.max_parallel <= 0:
         raise ValueError(f"launcher.max_parallel must be positive; got {cfg.launcher.max_parallel}")

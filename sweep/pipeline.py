@@ -39,6 +39,7 @@ from sweep.tune import (
 )
 
 EXPERIMENT_KEYS = ("ladder", "data", "seed", "warmstart")  # what the results on disk depend on
+TUNE_ROUNDS = 3
 COORD_CHECK_LR = 1e-2  # deliberately large: differences between parametrizations show at once
 
 
@@ -78,6 +79,7 @@ class Pipeline:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._check_writable()
         self._check_same_experiment()
+        self.study()  # an unreachable tune.storage fails here, before any job
         with self.progress:
             for stage in self.cfg.stages:
                 getattr(self, f"stage_{stage}")()
@@ -125,7 +127,10 @@ class Pipeline:
     # --- stages ------------------------------------------------------------------------------
     def study(self) -> optuna.Study:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        return load_study(self.cfg, self.run_dir)
+        try:
+            return load_study(self.cfg, self.run_dir)
+        except Exception as e:  # an unreachable server, bad credentials, a bad URL
+            raise StageError(f"cannot open the Optuna study at tune.storage: {e}") from e
 
     def stage_tune(self) -> None:
         study = self.study()
@@ -139,10 +144,22 @@ class Pipeline:
             self.progress.update(task, completed=len(trials), msg=f"best val loss {best:.4f}")
 
         poll()
-        if len(study.get_trials(deepcopy=False, states=COUNTED)) < total:
-            spec = {"cfg": self.container, "run_dir": str(self.run_dir), "worker": 0}
-            self.launch("tune", tune_worker, [spec], self._raise_on_error("tune"), on_poll=poll)
+        for _ in range(TUNE_ROUNDS):  # a round whose workers died short of the total is redone
+            if len(study.get_trials(deepcopy=False, states=COUNTED)) >= total:
+                break
+            specs = [
+                {"cfg": self.container, "run_dir": str(self.run_dir), "worker": i}
+                for i in range(self.cfg.tune.workers)
+            ]
+            self.launch("tune", tune_worker, specs, self._report_errors("tune"), on_poll=poll)
+            fail_stale_trials(study)  # every worker has ended: a RUNNING trial is an orphan
         poll()
+        counted = len(study.get_trials(deepcopy=False, states=COUNTED))
+        if counted < total:
+            raise StageError(
+                f"tune reached {counted} of {total} trials after {TUNE_ROUNDS} "
+                f"rounds of workers; see {self.run_dir / 'jobs' / 'tune'}"
+            )
 
     def tuned(self) -> dict[str, float]:
         study = self.study()

@@ -25,8 +25,32 @@ from sweep.train import train
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED)  # trials that count toward n_trials
 
 
+HEARTBEAT_SECONDS = 30  # a worker that misses its heartbeats for GRACE_SECONDS is presumed dead
+GRACE_SECONDS = 120
+
+
 def storage_url(cfg: DictConfig, run_dir: Path) -> str:
+    """`tune.storage`: null (SQLite in the run folder), "journal" (a file there), or a URL."""
+    if cfg.tune.storage == "journal":
+        return "journal"
     return cfg.tune.storage or f"sqlite:///{(run_dir / 'study.db').resolve()}"
+
+
+def make_storage(cfg: DictConfig, run_dir: Path) -> optuna.storages.BaseStorage | str:
+    """The study's storage. A journal file serves workers on one host (file locks); an SQL
+    server serves workers across hosts, with heartbeats so a killed worker's trial is retried."""
+    url = storage_url(cfg, run_dir)
+    if url == "journal":
+        backend = optuna.storages.journal.JournalFileBackend(str(run_dir / "study.journal"))
+        return optuna.storages.JournalStorage(backend)
+    if url.startswith("sqlite"):
+        return url
+    return optuna.storages.RDBStorage(
+        url,
+        heartbeat_interval=HEARTBEAT_SECONDS,
+        grace_period=GRACE_SECONDS,
+        heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(3),
+    )
 
 
 def study_name(cfg: DictConfig) -> str:
@@ -56,7 +80,7 @@ def make_pruner(cfg: DictConfig) -> optuna.pruners.BasePruner:
 def load_study(cfg: DictConfig, run_dir: Path, worker: int = 0) -> optuna.Study:
     return optuna.create_study(
         study_name=study_name(cfg),
-        storage=storage_url(cfg, run_dir),
+        storage=make_storage(cfg, run_dir),
         direction="minimize",
         sampler=make_sampler(cfg, worker),
         pruner=make_pruner(cfg),
@@ -110,7 +134,8 @@ def tune_worker(spec: dict[str, Any]) -> int:
     study.optimize(
         lambda trial: objective(trial, cfg, run_dir),
         n_trials=cfg.tune.n_trials,  # an upper bound; the callback stops at the study's total
-        callbacks=[MaxTrialsCallback(cfg.tune.n_trials, states=COUNTED)],
+        # running trials count too, so parallel workers do not overshoot the total
+        callbacks=[MaxTrialsCallback(cfg.tune.n_trials, states=(*COUNTED, TrialState.RUNNING))],
         catch=(),
     )
     return len(study.get_trials(deepcopy=False, states=COUNTED))

@@ -228,3 +228,49 @@ def test_run_folder_of_another_experiment_is_refused(tmp_path):
         "tune.n_trials=5",
     )
     assert Pipeline(more_trials).run()["tune"]["n_trials"] == 5
+
+
+def test_parallel_workers_share_one_journal_study(tmp_path):
+    """3 subprocess workers on one journal-file study: the total is met, no trial runs twice."""
+    cfg = make_cfg(
+        tmp_path,
+        "+ladder=gpt_tiny",
+        "stages=[tune]",
+        "logger=none",
+        "tune.workers=3",
+        "tune.storage=journal",
+        "launcher.max_parallel=3",
+        "tune.n_trials=9",
+        "tune.n_startup_trials=3",
+        "ladder.tune_steps=10",
+    )
+    summary = Pipeline(cfg).run()
+    assert summary["tune"]["n_trials"] == 9
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(tmp_path / "gpt_tiny" / "study.journal"))
+    )
+    trials = optuna.load_study(study_name="gpt_tiny", storage=storage).trials
+    assert len({t.number for t in trials}) == len(trials)
+    assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in trials) == 9
+    params = [tuple(sorted(t.params.items())) for t in trials]
+    assert len(set(params)) == len(params)  # workers drew different points
+
+
+def test_sqlite_with_parallel_workers_is_refused(tmp_path):
+    cfg = make_cfg(tmp_path, "+ladder=gpt_tiny", "tune.workers=2")
+    with pytest.raises(ValueError, match="cannot share an SQLite study"):
+        Pipeline(cfg)
+
+
+def test_unreachable_storage_is_a_clear_error_before_any_job(tmp_path):
+    from sweep.pipeline import StageError
+
+    cfg = make_cfg(
+        tmp_path,
+        "+ladder=gpt_tiny",
+        "logger=none",
+        "tune.storage=postgresql://nobody@127.0.0.1:1/none",
+    )
+    with pytest.raises(StageError, match="cannot open the Optuna study"):
+        Pipeline(cfg).run()
+    assert not (tmp_path / "gpt_tiny" / "jobs").exists()
