@@ -144,12 +144,20 @@ class Pipeline:
             self.progress.update(task, completed=len(trials), msg=f"best val loss {best:.4f}")
 
         poll()
-        for _ in range(TUNE_ROUNDS):  # a round whose workers died short of the total is redone
-            if len(study.get_trials(deepcopy=False, states=COUNTED)) >= total:
+        workers = self.cfg.tune.workers
+        for round_ in range(TUNE_ROUNDS):  # a round whose workers died short of it is redone
+            remaining = total - len(study.get_trials(deepcopy=False, states=COUNTED))
+            if remaining <= 0:
                 break
+            quota = math.ceil(remaining / workers)  # each worker's share: no race past the total
             specs = [
-                {"cfg": self.container, "run_dir": str(self.run_dir), "worker": i}
-                for i in range(self.cfg.tune.workers)
+                {
+                    "cfg": self.container,
+                    "run_dir": str(self.run_dir),
+                    "quota": quota,
+                    "worker": round_ * workers + i,
+                }
+                for i in range(workers)
             ]
             self.launch("tune", tune_worker, specs, self._report_errors("tune"), on_poll=poll)
             fail_stale_trials(study)  # every worker has ended: a RUNNING trial is an orphan

@@ -125,7 +125,8 @@ def objective(trial: optuna.Trial, cfg: DictConfig, run_dir: Path) -> float:
 
 
 def tune_worker(spec: dict[str, Any]) -> int:
-    """Submitit job: run trials on the shared study until it holds `n_trials` counted trials."""
+    """Submitit job: run its quota of trials on the shared study, stopping early if the study
+    already holds `n_trials` (counting the trials other workers are running)."""
     cfg = OmegaConf.create(spec["cfg"])
     run_dir = Path(spec["run_dir"])
     torch.set_num_threads(cfg.launcher.cpus_per_task)
@@ -133,7 +134,7 @@ def tune_worker(spec: dict[str, Any]) -> int:
     study = load_study(cfg, run_dir, spec.get("worker", 0))
     study.optimize(
         lambda trial: objective(trial, cfg, run_dir),
-        n_trials=cfg.tune.n_trials,  # an upper bound; the callback stops at the study's total
+        n_trials=spec.get("quota", cfg.tune.n_trials),  # this worker's share of what is left
         # running trials count too, so parallel workers do not overshoot the total
         callbacks=[MaxTrialsCallback(cfg.tune.n_trials, states=(*COUNTED, TrialState.RUNNING))],
         catch=(),

@@ -274,3 +274,13 @@ def test_unreachable_storage_is_a_clear_error_before_any_job(tmp_path):
     with pytest.raises(StageError, match="cannot open the Optuna study"):
         Pipeline(cfg).run()
     assert not (tmp_path / "gpt_tiny" / "jobs").exists()
+
+
+def test_a_worker_killed_mid_study_loses_no_trial(tmp_path):
+    """SIGKILL one of 2 workers: its trial is failed cleanly, the study still reaches its total."""
+    from analysis.reliability import workers_check
+
+    result = workers_check(tmp_path, workers=2, trials=8, kill_after=2)
+    assert result["killed_worker_pids"], "no worker was killed"
+    assert result["trials_counted"] == 8 and result["trials_lost"] == 0
+    assert result["trials_duplicated"] == 0
