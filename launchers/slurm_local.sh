@@ -26,7 +26,13 @@ mkdir -p /etc/munge /var/log/munge /var/lib/munge /run/munge
 [ -s /etc/munge/munge.key ] || dd if=/dev/urandom of=/etc/munge/munge.key bs=1024 count=1 status=none
 chown -R munge:munge /etc/munge /var/log/munge /var/lib/munge /run/munge
 chmod 0400 /etc/munge/munge.key
-pgrep -x munged >/dev/null || runuser -u munge -- /usr/sbin/munged
+munge_ok() { munge -n </dev/null 2>/dev/null | unmunge >/dev/null 2>&1; }
+# --force: a munged killed earlier leaves its socket and pid file behind
+munge_ok || runuser -u munge -- /usr/sbin/munged --force
+for _ in $(seq 1 20); do  # slurmctld dies at start if munge cannot vouch for it yet
+    munge_ok && break
+    sleep 0.5
+done
 
 # slurm.conf: one node with this machine's cores and memory, no accounting
 cpus=$(nproc)
@@ -57,8 +63,9 @@ NodeName=$NODE CPUs=$cpus RealMemory=$mem_mb State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 CONF
 
-pgrep -x slurmctld >/dev/null || slurmctld
-pgrep -x slurmd >/dev/null || slurmd
+# -r: a killed daemon may linger as a zombie, which must not count as running
+pgrep -r R,S,D -x slurmctld >/dev/null || slurmctld
+pgrep -r R,S,D -x slurmd >/dev/null || slurmd
 
 # wait until the node takes jobs
 for _ in $(seq 1 30); do
