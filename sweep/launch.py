@@ -23,6 +23,18 @@ POLL_SECONDS = 0.25
 logging.getLogger("submitit").setLevel(logging.ERROR)
 
 
+class Requeueable(submitit.helpers.Checkpointable):
+    """A job that survives preemption and time-outs: on SLURM's signal submitit requeues the same
+    call, and the job's own state on disk makes the rerun continue (training resumes from its
+    last checkpoint, finished transfer points and trials are skipped)."""
+
+    def __init__(self, fn: Callable[[Any], Any]):
+        self.fn = fn
+
+    def __call__(self, spec: Any) -> Any:
+        return self.fn(spec)
+
+
 def make_executor(launcher: dict, folder: Path) -> submitit.Executor:
     kind = launcher["kind"]
     if kind == "debug":
@@ -74,7 +86,7 @@ def run_jobs(
         executor.update_parameters(job_name=name)
         try:
             with executor.batch():  # one job array; SLURM enforces the parallelism
-                jobs = [executor.submit(fn, spec) for spec in specs]
+                jobs = [executor.submit(Requeueable(fn), spec) for spec in specs]
         except Exception as e:  # sbatch refused: show its own words, nothing was submitted
             raise LaunchError(f"sbatch refused the {name} jobs: {e}") from e
         pending, running = [], list(zip(specs, jobs, strict=True))

@@ -72,3 +72,58 @@ def test_unknown_partition_shows_the_sbatch_error_and_submits_nothing(tmp_path):
     with pytest.raises(LaunchError, match=r"(?i)invalid partition"):
         Pipeline(cfg).run()
     assert queued_ids() <= before  # no new job
+
+
+@pytest.mark.slow  # SLURM holds a requeued job about two minutes before it runs again
+def test_preempted_target_run_is_requeued_and_replays_the_exact_losses(tmp_path):
+    """A real preemption (`scancel --signal`): submitit requeues the job, which resumes from its
+    checkpoint; the losses equal an uninterrupted run's bit for bit."""
+    import time
+
+    import submitit
+    from omegaconf import OmegaConf
+
+    from sweep.launch import Requeueable, make_executor
+    from sweep.target import target_job
+
+    cfg = make_cfg(
+        tmp_path,
+        "tune.n_trials=2",
+        "tune.n_startup_trials=1",
+        "stages=[tune]",
+        "ladder.target_steps=300",
+        "ladder.eval_every=10",
+        "launcher=debug",
+    )
+    Pipeline(cfg).run()
+    hparams = dict(cfg.ladder.hparams)
+    container = OmegaConf.to_container(cfg, resolve=True)
+
+    reference_dir = tmp_path / "reference"
+    (reference_dir / "target").mkdir(parents=True)
+    reference = target_job(
+        {"cfg": container, "run_dir": str(reference_dir), "hparams": hparams, "kind": "cold"}
+    )
+
+    run_dir = tmp_path / "gpt_tiny"
+    slurm = dict(container["launcher"], kind="slurm")
+    executor = make_executor(slurm, tmp_path / "jobs")
+    job = executor.submit(
+        Requeueable(target_job),
+        {"cfg": container, "run_dir": str(run_dir), "hparams": hparams, "kind": "cold"},
+    )
+    checkpoint = run_dir / "target" / "cold.ckpt"
+    deadline = time.time() + 120
+    while not checkpoint.exists() and time.time() < deadline:
+        time.sleep(0.2)
+    assert checkpoint.exists(), "the job never wrote a checkpoint"
+    interrupted = time.time()
+    job._interrupt()  # preemption: SIGTERM, then submitit's USR2 -> checkpoint() -> requeue
+    while not job.paths.result_pickle.exists() and time.time() < deadline + 120:
+        time.sleep(0.2)
+    result = job.result()
+    print(f"requeue to result: {time.time() - interrupted:.1f} s")
+    assert "requeu" in job.stderr().lower() or job.stdout().count("Starting") >= 2
+    assert result["result"]["train_loss"] == reference["result"]["train_loss"]
+    assert result["result"]["val_loss"] == reference["result"]["val_loss"]
+    assert isinstance(job, submitit.SlurmJob)
