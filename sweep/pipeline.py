@@ -149,7 +149,8 @@ class Pipeline:
             remaining = total - len(study.get_trials(deepcopy=False, states=COUNTED))
             if remaining <= 0:
                 break
-            quota = math.ceil(remaining / workers)  # each worker's share: no race past the total
+            # quotas that add up to exactly what is owed, so parallel workers cannot overshoot
+            quotas = [remaining // workers + (i < remaining % workers) for i in range(workers)]
             specs = [
                 {
                     "cfg": self.container,
@@ -157,7 +158,8 @@ class Pipeline:
                     "quota": quota,
                     "worker": round_ * workers + i,
                 }
-                for i in range(workers)
+                for i, quota in enumerate(quotas)
+                if quota > 0
             ]
             self.launch("tune", tune_worker, specs, self._report_errors("tune"), on_poll=poll)
             fail_stale_trials(study)  # every worker has ended: a RUNNING trial is an orphan
