@@ -183,12 +183,12 @@ class Pipeline:
         todo = [pt for pt in everything if not (folder / f"{pt['key']}.json").exists()]
         task = self.progress.add_task("transfer", total=len(everything), msg="")
 
-        def poll() -> None:
-            done = read_jsons(folder)
-            last = (
-                max(done.values(), key=lambda r: r.get("time", 0), default=None) if done else None
-            )
-            msg = f"{last['key']}: loss {last['losses']}" if last else ""
+        def poll() -> None:  # count the files; read only the newest
+            done = list(folder.glob("*.json"))
+            msg = ""
+            if done:
+                last = json.loads(max(done, key=lambda p: p.stat().st_mtime).read_text())
+                msg = f"{last['key']}: loss {last['losses']}"
             self.progress.update(task, completed=len(done), msg=msg)
 
         poll()
@@ -264,13 +264,6 @@ class Pipeline:
         def on_result(_spec: dict, _result: Any, error: BaseException | None) -> None:
             if error is not None:
                 self.progress.console.print(f"[red]{stage} job failed:[/] {error}")
-
-        return on_result
-
-    def _raise_on_error(self, stage: str):
-        def on_result(_spec: dict, _result: Any, error: BaseException | None) -> None:
-            if error is not None:
-                raise StageError(f"{stage} job failed: {error}") from error
 
         return on_result
 

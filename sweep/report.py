@@ -548,7 +548,8 @@ def write_report(
                 (
                     path,
                     "warmstart",
-                    "Target model, warm-started from the proxy vs cold µP init (METHODS §4, §7). "
+                    "Target model, warm-started from a smaller model trained with the tuned HPs, "
+                    "vs cold µP init (METHODS §4, §7). "
                     "Dashed: the cold run's final validation loss; diamonds: the first evaluated "
                     "step at which each run reaches it. Speedup = cold steps ÷ warm steps.",
                 )

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from pathlib import Path
 from typing import Any
 
@@ -102,7 +101,7 @@ def train_point(cfg: DictConfig, run_dir: Path, point: dict[str, Any]) -> dict[s
             log_result(wb, result)
         losses.append(result.final_val_loss if result.status == "completed" else math.nan)
         flops += result.flops
-    return {"key": point["key"], "losses": losses, "flops": flops, "time": time.time()}
+    return {"key": point["key"], "losses": losses, "flops": flops}
 
 
 def point_loss(point: dict[str, Any]) -> float:
