@@ -88,6 +88,9 @@ class TuneConfig:
     workers: int = 1  # parallel workers on the one study (a job array on SLURM)
     study_name: str | None = None  # None: the run name
     seed: int = 0
+    # SQL storage only: a worker silent for `grace_s` is presumed dead; its trial is retried
+    heartbeat_s: int = 30
+    grace_s: int = 120
 
 
 @dataclass

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -145,6 +146,7 @@ class Pipeline:
 
         poll()
         workers = self.cfg.tune.workers
+        invocation = uuid.uuid4().hex[:8]  # tags this driver's workers apart from earlier ones
         for round_ in range(TUNE_ROUNDS):  # a round whose workers died short of it is redone
             remaining = total - len(study.get_trials(deepcopy=False, states=COUNTED))
             if remaining <= 0:
@@ -157,6 +159,7 @@ class Pipeline:
                     "run_dir": str(self.run_dir),
                     "quota": quota,
                     "worker": round_ * workers + i,
+                    "tag": f"{invocation}-{round_}-{i}",
                 }
                 for i, quota in enumerate(quotas)
                 if quota > 0

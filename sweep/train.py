@@ -92,6 +92,7 @@ class RunResult:
     val_loss: list[tuple[int, float]]  # (step, loss) at every evaluation
     tokens: int
     flops: int
+    resumed_from: int = 0  # the step a checkpoint resumed this run at (0: a fresh start)
 
     @property
     def final_val_loss(self) -> float:
@@ -162,6 +163,7 @@ def train(
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optim"])
         state = {key: ckpt[key] for key in state}
+    resumed_from = state["step"]
 
     def save() -> None:
         if checkpoint_path is not None:
@@ -224,5 +226,6 @@ def train(
         state["val_loss"],
         tokens,
         training_flops(cfg, tokens),
+        resumed_from,
     )
     return result, model

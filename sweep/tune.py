@@ -3,11 +3,17 @@
 The study lives in persistent storage (SQLite in the run folder unless `tune.storage` names
 another), so a crashed or interrupted stage continues with the trials it still owes. Diverged
 trials are recorded (user attribute `status`) and pruned, so the sampler learns the region is bad.
+
+Every trial checkpoints its training (`trials/<lineage>.ckpt`). A trial whose worker died — killed,
+preempted, or silent past the SQL heartbeat's grace period — is failed and retried with the same
+parameters and intermediate values (`RetryHeartbeatStaleTrialCallback`); the retry inherits the user
+attribute `lineage` (the first trial's number), finds that checkpoint and continues from it.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +29,18 @@ from sweep.tracking import log_result, wandb_run
 from sweep.train import train
 
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED)  # trials that count toward n_trials
+RETRIES = 3  # how many times one trial is retried after its worker died
 
 
-HEARTBEAT_SECONDS = 30  # a worker that misses its heartbeats for GRACE_SECONDS is presumed dead
-GRACE_SECONDS = 120
+# heartbeats and their retry callback are "experimental" in Optuna 5 and warn at every use
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+
+def retry_callback() -> optuna.storages.RetryHeartbeatStaleTrialCallback:
+    """Re-queues a dead worker's trial: same parameters, user attributes, intermediate values."""
+    return optuna.storages.RetryHeartbeatStaleTrialCallback(
+        RETRIES, inherit_intermediate_values=True
+    )
 
 
 def storage_url(cfg: DictConfig, run_dir: Path) -> str:
@@ -47,9 +61,9 @@ def make_storage(cfg: DictConfig, run_dir: Path) -> optuna.storages.BaseStorage 
         return url
     return optuna.storages.RDBStorage(
         url,
-        heartbeat_interval=HEARTBEAT_SECONDS,
-        grace_period=GRACE_SECONDS,
-        heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(3),
+        heartbeat_interval=cfg.tune.heartbeat_s,
+        grace_period=cfg.tune.grace_s,
+        heartbeat_stale_trial_callback=retry_callback(),
     )
 
 
@@ -101,8 +115,16 @@ def tuned_hparams(cfg: DictConfig, study: optuna.Study) -> dict[str, float]:
     return dict(cfg.ladder.hparams) | study.best_params
 
 
-def objective(trial: optuna.Trial, cfg: DictConfig, run_dir: Path) -> float:
+def trial_checkpoint(run_dir: Path, trial: optuna.Trial) -> Path:
+    """The checkpoint of the trial's lineage: a retried trial continues its first try's run."""
+    lineage = trial.user_attrs.get("lineage", trial.number)
+    trial.set_user_attr("lineage", lineage)
+    return run_dir / "trials" / f"{lineage}.ckpt"
+
+
+def objective(trial: optuna.Trial, cfg: DictConfig, run_dir: Path, worker_tag: str) -> float:
     ladder = cfg.ladder
+    trial.set_user_attr("worker", worker_tag)
     hparams = suggest(trial, ladder)
     run = run_config(cfg, ladder.widths[0], "mup", hparams, ladder.tune_steps, cfg.seed)
 
@@ -114,8 +136,17 @@ def objective(trial: optuna.Trial, cfg: DictConfig, run_dir: Path) -> float:
     with wandb_run(
         cfg.logger, run_dir, run_dir.name, "tune", f"trial-{trial.number}", config
     ) as wb:
-        result, _ = train(run, load_corpus(data_config(cfg)), on_eval=report)
+        checkpoint = trial_checkpoint(run_dir, trial)
+        result, _ = train(
+            run,
+            load_corpus(data_config(cfg)),
+            on_eval=report,
+            checkpoint_path=checkpoint,
+            checkpoint_every=ladder.eval_every,
+        )
         log_result(wb, result)
+    checkpoint.unlink()  # the trial's outcome goes to the study next; its weights are not needed
+    trial.set_user_attr("resumed_from", result.resumed_from)
     trial.set_user_attr("status", result.status)
     trial.set_user_attr("flops", result.flops)
     trial.set_user_attr("steps", result.steps_done)
@@ -126,28 +157,44 @@ def objective(trial: optuna.Trial, cfg: DictConfig, run_dir: Path) -> float:
 
 def tune_worker(spec: dict[str, Any]) -> int:
     """Submitit job: run its quota of trials on the shared study, stopping early if the study
-    already holds `n_trials` (counting the trials other workers are running)."""
+    already holds `n_trials` (counting the trials other workers are running).
+
+    `spec["tag"]` names this job across requeues: a job that SLURM preempted and requeued finds
+    the trial it was running under its tag, retries it (from its checkpoint) and owes only what
+    its quota still lacks.
+    """
     cfg = OmegaConf.create(spec["cfg"])
     run_dir = Path(spec["run_dir"])
     torch.set_num_threads(cfg.launcher.cpus_per_task)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = load_study(cfg, run_dir, spec.get("worker", 0))
-    study.optimize(
-        lambda trial: objective(trial, cfg, run_dir),
-        n_trials=spec.get("quota", cfg.tune.n_trials),  # this worker's share of what is left
-        # running trials count too, so parallel workers do not overshoot the total
-        callbacks=[MaxTrialsCallback(cfg.tune.n_trials, states=(*COUNTED, TrialState.RUNNING))],
-        catch=(),
-    )
+    tag = spec.get("tag", "")
+    mine = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("worker") == tag]
+    retry_orphans(study, [t for t in mine if t.state is TrialState.RUNNING])
+    owed = spec.get("quota", cfg.tune.n_trials) - sum(t.state in COUNTED for t in mine)
+    if owed > 0:
+        study.optimize(
+            lambda trial: objective(trial, cfg, run_dir, tag),
+            n_trials=owed,  # this worker's share of what is left
+            # running trials count too, so parallel workers do not overshoot the total
+            callbacks=[MaxTrialsCallback(cfg.tune.n_trials, states=(*COUNTED, TrialState.RUNNING))],
+            catch=(),
+        )
     return len(study.get_trials(deepcopy=False, states=COUNTED))
 
 
-def fail_stale_trials(study: optuna.Study) -> int:
-    """Mark trials left RUNNING by a killed single-worker run as failed, so they are redone."""
-    stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-    for trial in stale:
+def retry_orphans(study: optuna.Study, orphans: list[optuna.trial.FrozenTrial]) -> int:
+    """Fail trials whose worker died and queue their retries (same parameters, same lineage)."""
+    retry = retry_callback()
+    for trial in orphans:
         study.tell(trial.number, state=TrialState.FAIL)
-    return len(stale)
+        retry(study, trial)
+    return len(orphans)
+
+
+def fail_stale_trials(study: optuna.Study) -> int:
+    """Retry the trials left RUNNING once every worker has ended: their workers died."""
+    return retry_orphans(study, study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
 
 
 def tune_summary(study: optuna.Study) -> dict[str, Any]:

@@ -1,0 +1,132 @@
+"""Faults the pipeline survives: a worker killed mid-trial, a full disk, a killed driver."""
+
+import os
+import resource
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import optuna
+from hydra import compose, initialize_config_dir
+
+from analysis.reliability import worker_pids
+from sweep.checkpoint import load_checkpoint
+from sweep.config import config_dir, data_config, register_configs, run_config
+from sweep.data import load_corpus
+from sweep.pipeline import Pipeline
+from sweep.train import train
+from sweep.tune import load_study
+
+register_configs()
+
+
+def make_cfg(tmp_path, *overrides):
+    with initialize_config_dir(str(config_dir()), version_base="1.3"):
+        return compose(
+            "config",
+            overrides=[f"out_root={tmp_path}", "+ladder=gpt_tiny", "logger=none", *overrides],
+        )
+
+
+def kill_workers_when(condition, stop: threading.Event, killed: list[int]) -> None:
+    """SIGKILL every Submitit worker process once `condition()` holds (runs in a thread)."""
+    while not stop.is_set():
+        if condition() and (pids := worker_pids()):
+            for pid in pids:
+                os.kill(pid, signal.SIGKILL)
+            killed.extend(pids)
+            return
+        time.sleep(0.05)
+
+
+def checkpoint_step(path: Path) -> int:
+    try:
+        return load_checkpoint(path)["step"]
+    except Exception:  # not written yet
+        return 0
+
+
+def test_a_trial_killed_mid_run_is_retried_from_its_checkpoint(tmp_path):
+    """SIGKILL the worker once trial 0 has checkpointed step 20 of 120: the driver fails the
+    orphan, queues its retry, and the retry continues from the checkpoint to the same value an
+    uninterrupted run of the same parameters reaches."""
+    cfg = make_cfg(
+        tmp_path,
+        "stages=[tune]",
+        "tune.n_trials=2",
+        "tune.pruner=none",
+        "ladder.tune_steps=120",
+        "ladder.eval_every=10",
+    )
+    run_dir = tmp_path / "gpt_tiny"
+    ckpt = run_dir / "trials" / "0.ckpt"
+    stop, killed = threading.Event(), []
+    killer = threading.Thread(
+        target=kill_workers_when,
+        args=(lambda: checkpoint_step(ckpt) >= 20, stop, killed),
+        daemon=True,
+    )
+    killer.start()
+    summary = Pipeline(cfg).run()
+    stop.set()
+    assert killed, "the worker was never killed"
+    assert summary["tune"]["n_trials"] == 2
+
+    trials = load_study(cfg, run_dir).get_trials(deepcopy=False)
+    assert trials[0].state is optuna.trial.TrialState.FAIL
+    retried = [t for t in trials if t.number > 0 and t.user_attrs.get("lineage") == 0]
+    assert len(retried) == 1 and retried[0].state is optuna.trial.TrialState.COMPLETE
+    assert retried[0].params == trials[0].params
+    assert retried[0].user_attrs["resumed_from"] >= 20
+
+    hparams = dict(cfg.ladder.hparams) | retried[0].params
+    run = run_config(cfg, cfg.ladder.widths[0], "mup", hparams, cfg.ladder.tune_steps, cfg.seed)
+    reference, _ = train(run, load_corpus(data_config(cfg)))
+    assert retried[0].value == reference.final_val_loss
+    assert not list((run_dir / "trials").glob("*.ckpt")), "finished trials keep no checkpoint"
+
+
+def limit_file_size(limit: int):
+    def preexec() -> None:  # a full disk, as the child sees it: writes past `limit` fail
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return preexec
+
+
+def test_a_full_disk_is_a_clear_error_and_nothing_half_written_counts(tmp_path):
+    """Writes past 3 MB fail (the target's checkpoint, 5.5 MB, is larger; the proxy's and the
+    source's are not): the command ends with one error line, no result is half-written, and the
+    same command then completes."""
+    load_corpus(data_config(make_cfg(tmp_path)))  # the shared corpus cache is not ours to fill
+    command = [
+        sys.executable,
+        "-m",
+        "sweep.run",
+        f"out_root={tmp_path}",
+        "+ladder=gpt_tiny",
+        "logger=none",
+        "launcher=debug",
+        "tune.n_trials=2",
+        "tune.n_startup_trials=1",
+        "ladder.lr_grid=[-7]",
+        "stages=[tune,transfer,target]",
+    ]
+    full = subprocess.run(
+        command, capture_output=True, text=True, preexec_fn=limit_file_size(3 * 2**20)
+    )
+    assert full.returncode == 2, full.stderr[-2000:]
+    last = full.stderr.strip().splitlines()[-1]
+    assert last.startswith("error:") and "File too large" in last, full.stderr[-2000:]
+    run_dir = tmp_path / "gpt_tiny"
+    assert not list(run_dir.rglob(".*.tmp")), "a temporary file was left behind"
+    assert not (run_dir / "target" / "warm.json").exists()
+    for ckpt in run_dir.rglob("*.ckpt"):
+        load_checkpoint(ckpt)  # whatever is there is whole (checksum passes)
+
+    again = subprocess.run(command, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert (run_dir / "target" / "warm.json").exists()
