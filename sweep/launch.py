@@ -89,6 +89,8 @@ def run_jobs(
                 jobs = [executor.submit(Requeueable(fn), spec) for spec in specs]
         except Exception as e:  # sbatch refused: show its own words, nothing was submitted
             raise LaunchError(f"sbatch refused the {name} jobs: {e}") from e
+        with (folder / SUBMITTED).open("a") as f:  # for `cancel_leftover_jobs` after a crash
+            f.write(f"{jobs[0].job_id.split('_')[0]}\n")
         pending, running = [], list(zip(specs, jobs, strict=True))
     else:
         pending, running = list(specs), []
@@ -101,6 +103,32 @@ def run_jobs(
 
 class LaunchError(RuntimeError):
     """The scheduler refused the jobs (e.g. an unknown partition); its message is SLURM's."""
+
+
+SUBMITTED = "submitted.txt"  # SLURM job ids a driver submitted from this folder, one a line
+
+
+def cancel_leftover_jobs(jobs_root: Path, wait_s: float = 60.0) -> int:
+    """Cancel SLURM jobs that an earlier, killed driver left in the queue; wait until they are
+    gone. Their work is not lost (training resumes from checkpoints, finished points and trials
+    are kept) and without this the new driver would run the same work twice."""
+    submitted = {
+        line.strip()
+        for path in jobs_root.glob(f"*/{SUBMITTED}")
+        for line in path.read_text().splitlines()
+        if line.strip()
+    }
+    if not submitted:
+        return 0
+    leftover = {i.split("_")[0] for i in _queued_slurm_ids()} & submitted
+    if leftover:
+        subprocess.run(["scancel", *sorted(leftover)], check=True)
+    deadline = time.monotonic() + wait_s
+    while {i.split("_")[0] for i in _queued_slurm_ids()} & leftover:
+        if time.monotonic() > deadline:
+            raise LaunchError(f"SLURM jobs {sorted(leftover)} did not leave the queue")
+        time.sleep(POLL_SECONDS)
+    return len(leftover)
 
 
 def _queued_slurm_ids() -> set[str]:

@@ -24,7 +24,7 @@ from analysis.coord_check import plot as plot_coord_check
 from sweep.checkpoint import write_atomic
 from sweep.config import data_config, model_config, validate
 from sweep.data import load_corpus
-from sweep.launch import run_jobs
+from sweep.launch import cancel_leftover_jobs, run_jobs
 from sweep.report import write_report
 from sweep.target import target_job, target_specs, target_summary
 from sweep.tracking import log_report
@@ -81,6 +81,13 @@ class Pipeline:
         self._check_writable()
         self._check_same_experiment()
         self.study()  # an unreachable tune.storage fails here, before any job
+        if self.cfg.launcher.kind == "slurm":
+            cancelled = cancel_leftover_jobs(self.run_dir / "jobs")
+            if cancelled:
+                self.console.print(
+                    f"cancelled {cancelled} SLURM job(s) left by an earlier driver of this run; "
+                    "their work resumes from what they saved"
+                )
         with self.progress:
             for stage in self.cfg.stages:
                 getattr(self, f"stage_{stage}")()

@@ -127,3 +127,110 @@ def test_preempted_target_run_is_requeued_and_replays_the_exact_losses(tmp_path)
     assert result["result"]["train_loss"] == reference["result"]["train_loss"]
     assert result["result"]["val_loss"] == reference["result"]["val_loss"]
     assert isinstance(job, submitit.SlurmJob)
+
+
+def tune_job_ids() -> list[str]:
+    out = subprocess.run(
+        ["squeue", "-h", "-n", "musweep-tune", "-o", "%i"], capture_output=True, text=True
+    )
+    return out.stdout.split()
+
+
+@pytest.mark.slow  # SLURM holds a requeued job about two minutes before it runs again
+def test_preempted_tune_worker_retries_its_trial_from_the_checkpoint(tmp_path):
+    """Preempt the one tune worker mid-trial (SIGTERM, then submitit's USR2): the requeued job
+    finds its trial, retries it from the checkpoint, and reaches an uninterrupted run's value."""
+    import threading
+    import time
+
+    import optuna
+
+    from sweep.checkpoint import load_checkpoint
+    from sweep.config import data_config, run_config
+    from sweep.data import load_corpus
+    from sweep.train import train
+    from sweep.tune import load_study
+
+    cfg = make_cfg(
+        tmp_path,
+        "stages=[tune]",
+        "tune.n_trials=1",
+        "tune.pruner=none",
+        "ladder.tune_steps=300",
+        "ladder.eval_every=10",
+    )
+    run_dir = tmp_path / "gpt_tiny"
+    ckpt = run_dir / "trials" / "0.ckpt"
+    preempted: list[float] = []
+
+    def preempt() -> None:
+        deadline = time.time() + 300
+        while time.time() < deadline:
+            try:
+                step = load_checkpoint(ckpt)["step"]
+            except Exception:
+                step = 0
+            if step >= 20 and (ids := tune_job_ids()):
+                for signal in ("SIGTERM", "USR2"):  # what SLURM sends on preemption
+                    subprocess.run(["scancel", ids[0], "--signal", signal], check=True)
+                preempted.append(time.time())
+                return
+            time.sleep(0.1)
+
+    thread = threading.Thread(target=preempt, daemon=True)
+    thread.start()
+    summary = Pipeline(cfg).run()
+    print(f"preemption to tune done: {time.time() - preempted[0]:.1f} s")
+    assert preempted, "the worker was never preempted"
+    assert summary["tune"]["n_trials"] == 1
+    first, retry = load_study(cfg, run_dir).get_trials(deepcopy=False)
+    assert first.state is optuna.trial.TrialState.FAIL
+    assert retry.state is optuna.trial.TrialState.COMPLETE
+    assert retry.user_attrs["lineage"] == 0 and retry.user_attrs["resumed_from"] >= 20
+    assert retry.user_attrs["worker"] == first.user_attrs["worker"]  # the requeued job itself
+    hparams = dict(cfg.ladder.hparams) | retry.params
+    run = run_config(cfg, cfg.ladder.widths[0], "mup", hparams, cfg.ladder.tune_steps, cfg.seed)
+    reference, _ = train(run, load_corpus(data_config(cfg)))
+    assert retry.value == reference.final_val_loss
+
+
+def test_a_killed_driver_is_rerun_cancels_its_leftover_jobs_and_completes(tmp_path):
+    """SIGKILL the driver while its transfer array is queued: the jobs outlive it; the same
+    command cancels them, keeps every finished trial and point, and completes the run."""
+    import signal
+    import sys
+    import time
+
+    command = [
+        sys.executable,
+        "-m",
+        "sweep.run",
+        f"out_root={tmp_path}",
+        "+ladder=gpt_tiny",
+        "launcher=slurm",
+        "launcher.cpus_per_task=1",
+        "logger=none",
+        "tune.n_trials=2",
+        "tune.n_startup_trials=1",
+        "ladder.lr_grid=[-9,-6]",
+        "stages=[tune,transfer,target]",
+    ]
+    run_dir = tmp_path / "gpt_tiny"
+    driver = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    submitted = run_dir / "jobs" / "transfer" / "submitted.txt"
+    deadline = time.time() + 300
+    while not submitted.exists() and time.time() < deadline and driver.poll() is None:
+        time.sleep(0.1)
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    array_id = submitted.read_text().split()[0]
+    assert any(i.startswith(f"{array_id}_") for i in queued_ids()), "no job outlived the driver"
+
+    again = subprocess.run(command, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "cancelled 1 SLURM job" in again.stdout
+    assert not any(i.startswith(f"{array_id}_") for i in queued_ids())
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["tune"]["n_trials"] == 2 and summary["tune"]["n_failed"] == 0
+    assert len(list((run_dir / "transfer").glob("*.json"))) == 8
+    assert {"warm", "cold"} <= set(summary["target"])
