@@ -193,7 +193,7 @@ def _kind(name: str) -> str | None:
     return None
 
 
-def _head_layout(name: str, src_cfg: GPTConfig, tgt_cfg: GPTConfig) -> HeadLayout | None:
+def head_layout_of(name: str, src_cfg: GPTConfig, tgt_cfg: GPTConfig) -> HeadLayout | None:
     if name.endswith(QKV_SUFFIXES):
         return HeadLayout(0, src_cfg.n_heads, tgt_cfg.n_heads)
     if name.endswith("attn.proj.weight"):
@@ -213,7 +213,7 @@ def grow_state(
     out = {}
     with torch.no_grad():
         for name, tensor in src_state.items():
-            grown = pad_to(tensor, shapes[name], _head_layout(name, src_cfg, tgt_cfg))
+            grown = pad_to(tensor, shapes[name], head_layout_of(name, src_cfg, tgt_cfg))
             kind = _kind(name)
             if kind is not None and scales[kind] != 1.0:
                 grown.mul_(scales[kind])

@@ -238,7 +238,7 @@ def test_dropping_any_rescaling_changes_the_logits(suffixes, overrides):
     assert touched and not all(torch.equal(undone[n], grown[n]) for n in grown)
     assert (expected - logits(tgt_cfg, undone, torch.float64)).abs().max() > 1e-4
     # pad_to alone (no rescaling at all) does not preserve the function either
-    layout = {n: growth._head_layout(n, src_cfg, tgt_cfg) for n in src}
+    layout = {n: growth.head_layout_of(n, src_cfg, tgt_cfg) for n in src}
     shapes_t = growth.state_shapes(tgt_cfg)
     padded = {n: pad_to(t, shapes_t[n], layout[n]) for n, t in src.items()}
     assert (expected - logits(tgt_cfg, padded, torch.float64)).abs().max() > 1e-4
