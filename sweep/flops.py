@@ -11,14 +11,15 @@ from sweep.model import GPTConfig
 
 
 def non_embedding_params(cfg: GPTConfig) -> int:
-    d, d_attn = cfg.d_model, cfg.n_heads * cfg.head_size
-    per_layer = 4 * d * d_attn + 2 * d * cfg.d_mlp + 2 * d  # q k v proj, mlp in/out, 2 gains
+    d, keys, values = cfg.d_model, cfg.n_heads * cfg.d_key, cfg.n_heads * cfg.d_value
+    per_layer = 2 * d * (keys + values) + 2 * d * cfg.d_mlp + 2 * d  # qk, v proj, mlp, 2 gains
     return cfg.n_layer * per_layer + d + d * cfg.vocab_size  # + final gain + readout
 
 
 def flops_per_token(cfg: GPTConfig) -> int:
     """Forward + backward FLOPs of one training token."""
-    attention = 6 * cfg.n_layer * cfg.seq_len * cfg.n_heads * cfg.head_size
+    # q·k over the key size and the weighted sum over the value size: 6·L·T·d when both are d
+    attention = 3 * cfg.n_layer * cfg.seq_len * cfg.n_heads * (cfg.d_key + cfg.d_value)
     return 6 * non_embedding_params(cfg) + attention
 
 

@@ -21,10 +21,9 @@ readout's rescaling goes on the final norm gain instead (norm_f feeds only the r
 Everything that writes to the residual stream is zero beyond coordinate d (wte/wpe columns,
 attn.proj and mlp.proj rows: METHODS' "new columns" in (in, out) notation), and every new hidden
 unit, head or head coordinate reads or writes only zeros, so the grown residual stream is the
-source's padded with zeros. Exactness caveat: `RMSNorm` adds a constant eps (1e-6) to the mean
-square; padding divides the mean square by D/d but not eps, so preservation holds up to a relative
-error of about eps·(1 - d/D) / (2·mean(x²)) per norm (~1e-7 for unit-scale activations), not to
-float64 round-off. With eps = 0 (or an eps that scales as 1/d) it is exact.
+source's padded with zeros. Padding divides each RMSNorm's mean square by D/d, and the norm's eps
+scales as 1/d (`parametrization.norm_eps`), so mean square + eps shrinks by exactly D/d and the
+gain × sqrt(d/D) undoes it: preservation holds to round-off.
 
 Multipliers come from `sweep.parametrization`; nothing here re-derives a µP rule.
 """
@@ -39,7 +38,16 @@ import torch
 from sweep import parametrization as P
 from sweep.model import GPT, GPTConfig
 
-MUST_MATCH = ("n_layer", "vocab_size", "seq_len", "head_scaling", "d_head", "tie_embeddings")
+MUST_MATCH = (
+    "n_layer",
+    "vocab_size",
+    "seq_len",
+    "head_scaling",
+    "d_head",
+    "tie_embeddings",
+    "base_n_layer",
+    "depth_alpha",
+)
 NORM_SUFFIXES = ("norm_attn.weight", "norm_mlp.weight")
 QKV_SUFFIXES = ("attn.q.weight", "attn.k.weight", "attn.v.weight")
 
@@ -103,12 +111,13 @@ def check_growth(src_cfg: GPTConfig, tgt_cfg: GPTConfig) -> None:
             raise ValueError(
                 f"model.{name} must be the same to grow a model: source {a!r}, target {b!r}"
             )
-    heads_field = "d_model" if src_cfg.head_scaling == "count" else "base_d_model"
-    dims = (
+    ladder_heads = "d_model" if src_cfg.head_scaling == "count" else "base_d_model"
+    dims = (  # (field that sets it in the target, source, target)
         ("d_model", src_cfg.d_model, tgt_cfg.d_model),
-        ("mlp_ratio", src_cfg.d_mlp, tgt_cfg.d_mlp),  # the MLP width
-        (heads_field, src_cfg.n_heads, tgt_cfg.n_heads),  # the field that sets the head count
-        ("base_d_model", src_cfg.head_size, tgt_cfg.head_size),  # moves only with "size"
+        (_field(tgt_cfg, "mlp_width", "mlp_ratio"), src_cfg.d_mlp, tgt_cfg.d_mlp),
+        (_field(tgt_cfg, "head_count", ladder_heads), src_cfg.n_heads, tgt_cfg.n_heads),
+        (_field(tgt_cfg, "key_size", "base_d_model"), src_cfg.d_key, tgt_cfg.d_key),
+        (_field(tgt_cfg, "value_size", "base_d_model"), src_cfg.d_value, tgt_cfg.d_value),
     )
     for field, a, b in dims:
         if b < a:
@@ -116,12 +125,19 @@ def check_growth(src_cfg: GPTConfig, tgt_cfg: GPTConfig) -> None:
                 f"model.{field}: the target must be at least as wide as the source in every "
                 f"width-like dimension, got {a} -> {b} "
                 f"(d_model {src_cfg.d_model} -> {tgt_cfg.d_model}, d_mlp {src_cfg.d_mlp} -> "
-                f"{tgt_cfg.d_mlp}, heads {src_cfg.n_heads} -> {tgt_cfg.n_heads}, head size "
-                f"{src_cfg.head_size} -> {tgt_cfg.head_size})"
+                f"{tgt_cfg.d_mlp}, heads {src_cfg.n_heads} -> {tgt_cfg.n_heads}, key size "
+                f"{src_cfg.d_key} -> {tgt_cfg.d_key}, value size {src_cfg.d_value} -> "
+                f"{tgt_cfg.d_value})"
             )
 
 
-def _check_state(state: dict[str, torch.Tensor], cfg: GPTConfig) -> None:
+def _field(cfg: GPTConfig, override: str, ladder: str) -> str:
+    """The config field that sets a dimension: its explicit override if set, else the ladder's."""
+    return override if getattr(cfg, override) is not None else ladder
+
+
+def check_state(state: dict[str, torch.Tensor], cfg: GPTConfig) -> None:
+    """ValueError unless `state` has exactly the keys and shapes of `GPT(cfg)`."""
     shapes = state_shapes(cfg)
     missing, unexpected = sorted(shapes.keys() - state.keys()), sorted(state.keys() - shapes.keys())
     if missing or unexpected:
@@ -177,7 +193,7 @@ def _kind(name: str) -> str | None:
     return None
 
 
-def _head_layout(name: str, src_cfg: GPTConfig, tgt_cfg: GPTConfig) -> HeadLayout | None:
+def head_layout_of(name: str, src_cfg: GPTConfig, tgt_cfg: GPTConfig) -> HeadLayout | None:
     if name.endswith(QKV_SUFFIXES):
         return HeadLayout(0, src_cfg.n_heads, tgt_cfg.n_heads)
     if name.endswith("attn.proj.weight"):
@@ -191,13 +207,13 @@ def grow_state(
     """pad0 of every source tensor to the target's shape, rescaled so that the grown model
     computes the source's function (see the module docstring). New tensors; src is untouched."""
     check_growth(src_cfg, tgt_cfg)
-    _check_state(src_state, src_cfg)
+    check_state(src_state, src_cfg)
     shapes = state_shapes(tgt_cfg)
     scales = growth_scales(src_cfg, tgt_cfg)
     out = {}
     with torch.no_grad():
         for name, tensor in src_state.items():
-            grown = pad_to(tensor, shapes[name], _head_layout(name, src_cfg, tgt_cfg))
+            grown = pad_to(tensor, shapes[name], head_layout_of(name, src_cfg, tgt_cfg))
             kind = _kind(name)
             if kind is not None and scales[kind] != 1.0:
                 grown.mul_(scales[kind])
@@ -233,7 +249,7 @@ def shrink_pad_perturb(
     if not 0.0 <= perturb < math.inf:
         raise ValueError(f"warmstart.perturb must be >= 0 and finite, got {perturb}")
     check_growth(src_cfg, tgt_cfg)
-    _check_state(src_state, src_cfg)
+    check_state(src_state, src_cfg)
     with torch.no_grad():
         grown = grow_state({k: shrink * v for k, v in src_state.items()}, src_cfg, tgt_cfg)
         if perturb == 0.0:

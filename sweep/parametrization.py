@@ -1,7 +1,7 @@
 """µP and SP for the GPT of `sweep.model`: every width-dependent rule of METHODS §1, in one file.
 
 `m = d_model / base_d_model`. Each parameter has a role (`role_of`); every scale below is a
-function of the role, the parametrization and `m` only.
+function of the role, the parametrization, `m` and the depth ratio `L / L_base` only.
 
 | rule (METHODS §1)                   | µP                   | SP               | function          |
 |-------------------------------------|----------------------|------------------|-------------------|
@@ -10,16 +10,26 @@ function of the role, the parametrization and `m` only.
 | readout init std                    | σ_out / sqrt(d_base) | σ_out / sqrt(d)  | `init_std`        |
 | query / readout zero init (options) | 0                    | 0                | `init_std`        |
 | norm gains                          | 1                    | 1                | `init_parameters` |
-| hidden matrix Adam LR               | η / m                | η                | `lr_multiplier`   |
+| hidden matrix Adam LR (× depth)     | η / m                | η                | `lr_multiplier`   |
 | input, readout, vector Adam LR      | η                    | η                | `lr_multiplier`   |
-| decoupled weight decay, hidden      | wd·m (lr·wd const.)  | wd               | `wd_multiplier`   |
+| decoupled weight decay, hidden (×)  | wd·m (lr·wd const.)  | wd               | `wd_multiplier`   |
 | Adam ε, hidden (`scale_eps`)        | ε / m                | ε                | `eps_multiplier`  |
 | embedding output multiplier         | α_in                 | α_in             | `input_multiplier`|
 | readout multiplier                  | α_out / m            | α_out            | `readout_multiplier` |
-| attention logit scale               | α_attn·sqrt(h_b) / h | α_attn / sqrt(h) | `attention_scale` |
+| attention logit scale               | α_attn·sqrt(h_b) / k | α_attn / sqrt(k) | `attention_scale` |
+| residual branch multiplier          | (L_b/L)^α            | (L_b/L)^α        | `residual_multiplier` |
+| RMSNorm eps                         | 1e-6 · d_b / d       | 1e-6 · d_b / d   | `norm_eps`        |
 
-h is the head size, h_b its base value. With `head_scaling="count"` (fixed head size) µP's 1/h and SP's 1/sqrt(h)
-differ only by a width-independent constant; the sqrt(h_base) factor makes the µP scale equal the
+(× depth): times (L/L_b)^(α-1) for the LR and (L/L_b)^(1-α) for the weight decay, in both.
+k is the key/query head size (the head size unless a grown model sets `key_size`), h_b the base
+head size `d_head`; L is the depth, L_b `base_n_layer` (CompleteP, arXiv 2505.01618: with
+`base_n_layer` unset L_b = L and both depth factors are 1; METHODS gives no depth rule for weight
+decay, so the hidden one keeps lr·wd constant in depth as in width). The RMSNorm eps scales as
+1/d so that zero-padding the hidden size is exactly function-preserving (`sweep.expand`: the mean
+square over D coordinates is d/D of the one over d, and so is the eps); at the base width it is
+the usual 1e-6, for SP too (d_b is then the config's `base_d_model`, or d itself).
+
+With `head_scaling="count"` (fixed head size) µP's 1/h and SP's 1/sqrt(h) differ only by a width-independent constant; the sqrt(h_base) factor makes the µP scale equal the
 SP scale at the base, so that at m = 1 the two parametrizations compute the same function (mup's
 "backward compatible" property, tested). Weight decay is decoupled (AdamW multiplies it by the LR),
 so `wd · m` keeps `lr · wd` constant across widths for hidden matrices, as `mup.MuAdamW` does.
@@ -83,14 +93,28 @@ def init_std(cfg: GPTConfig, name: str, role: Role, fan_in: int) -> float:
     raise ValueError(f"{name}: role {role} has no init std (vectors start at 1)")
 
 
+def depth_mult(cfg: GPTConfig) -> float:
+    """L / L_base: how many times deeper this model is than the depth HPs were tuned at."""
+    return cfg.n_layer / cfg.depth_base
+
+
+def residual_multiplier(cfg: GPTConfig) -> float:
+    """CompleteP's factor (L_base / L)^α on every attention and MLP branch output."""
+    return depth_mult(cfg) ** -cfg.depth_alpha
+
+
 def lr_multiplier(cfg: GPTConfig, role: Role) -> float:
-    return 1.0 / width_mult(cfg) if role is Role.HIDDEN else 1.0
+    if role is not Role.HIDDEN:
+        return 1.0
+    return depth_mult(cfg) ** (cfg.depth_alpha - 1.0) / width_mult(cfg)
 
 
 def wd_multiplier(cfg: GPTConfig, role: Role) -> float:
     if role is Role.VECTOR:
         return 0.0
-    return width_mult(cfg) if role is Role.HIDDEN else 1.0
+    if role is not Role.HIDDEN:
+        return 1.0
+    return width_mult(cfg) * depth_mult(cfg) ** (1.0 - cfg.depth_alpha)  # 1 / lr_multiplier
 
 
 def eps_multiplier(cfg: GPTConfig, role: Role, scale_eps: bool) -> float:
@@ -107,8 +131,13 @@ def readout_multiplier(cfg: GPTConfig) -> float:
 
 def attention_scale(cfg: GPTConfig) -> float:
     if cfg.parametrization == "mup":
-        return cfg.alpha_attn * math.sqrt(cfg.d_head) / cfg.head_size  # d_head: base head size
-    return cfg.alpha_attn / math.sqrt(cfg.head_size)
+        return cfg.alpha_attn * math.sqrt(cfg.d_head) / cfg.d_key  # d_head: base head size
+    return cfg.alpha_attn / math.sqrt(cfg.d_key)
+
+
+def norm_eps(cfg: GPTConfig) -> float:
+    """RMSNorm eps ∝ 1/d: 1e-6 at the base width (see the module docstring)."""
+    return 1e-6 * (cfg.base_width / cfg.d_model)
 
 
 @torch.no_grad()

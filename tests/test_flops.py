@@ -7,7 +7,13 @@ from sweep.model import GPT, GPTConfig
 
 
 @pytest.mark.parametrize(
-    "overrides", [{}, {"tie_embeddings": True}, {"head_scaling": "size", "d_model": 128}]
+    "overrides",
+    [
+        {},
+        {"tie_embeddings": True},
+        {"head_scaling": "size", "d_model": 128},
+        {"d_model": 72, "mlp_width": 100, "head_count": 3, "key_size": 5, "value_size": 9},
+    ],
 )
 def test_non_embedding_params_counts_the_model(overrides):
     cfg = replace(GPTConfig(d_model=64, base_d_model=64, d_head=16, n_layer=3), **overrides)

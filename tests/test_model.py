@@ -62,3 +62,26 @@ def test_bad_config_names_the_field(overrides, field):
 def test_sequence_longer_than_context_is_refused():
     with pytest.raises(ValueError, match="seq_len"):
         GPT(CFG)(torch.zeros(1, 17, dtype=torch.long))
+
+
+def test_explicit_dimensions_override_the_ladder():
+    cfg = replace(
+        CFG, d_model=40, base_d_model=32, mlp_width=48, head_count=3, key_size=5, value_size=7
+    )
+    assert (cfg.d_mlp, cfg.n_heads, cfg.d_key, cfg.d_value) == (48, 3, 5, 7)
+    shapes = {k: tuple(v.shape) for k, v in GPT(cfg).state_dict().items()}
+    assert shapes["blocks.0.attn.q.weight"] == shapes["blocks.0.attn.k.weight"] == (15, 40)
+    assert shapes["blocks.0.attn.v.weight"] == (21, 40)
+    assert shapes["blocks.0.attn.proj.weight"] == (40, 21)
+    assert shapes["blocks.0.mlp.fc.weight"] == (48, 40)
+    assert GPT(cfg)(torch.zeros(1, 4, dtype=torch.long)).shape == (1, 4, 256)
+    # unset, every dimension is the ladder's; at_width drops the overrides
+    assert cfg.at_width(64) == CFG.at_width(64)
+    assert (CFG.d_key, CFG.d_value, CFG.head_size) == (8, 8, 8)
+
+
+@pytest.mark.parametrize("field", ["mlp_width", "head_count", "key_size", "value_size"])
+@pytest.mark.parametrize("value", [0, -3, 2.5, True])
+def test_bad_override_names_the_field(field, value):
+    with pytest.raises(ValueError, match=f"model\\.{field}"):
+        replace(CFG, **{field: value})

@@ -203,3 +203,10 @@ def test_scaled_eps_option_divides_hidden_eps_by_m():
     groups = make_optimizer(model, OptimConfig(eps=1e-8, scale_eps=True)).param_groups
     eps = {g["role"]: g["eps"] for g in groups}
     assert eps["hidden"] == pytest.approx(1e-8 / 4) and eps["input"] == 1e-8
+
+
+def test_attention_scale_uses_the_key_size_not_the_value_size():
+    cfg = replace(BASE, key_size=16, value_size=4, alpha_attn=2.0)
+    assert P.attention_scale(cfg) == pytest.approx(2.0 * 8**0.5 / 16)
+    assert P.attention_scale(replace(cfg, parametrization="sp")) == pytest.approx(2.0 / 4)
+    assert GPT(cfg).blocks[0].attn.scale == P.attention_scale(cfg)
