@@ -21,9 +21,9 @@ readout's rescaling goes on the final norm gain instead (norm_f feeds only the r
 Everything that writes to the residual stream is zero beyond coordinate d (wte/wpe columns,
 attn.proj and mlp.proj rows: METHODS' "new columns" in (in, out) notation), and every new hidden
 unit, head or head coordinate reads or writes only zeros, so the grown residual stream is the
-source's padded with zeros. Padding divides each RMSNorm's mean square by D/d, and the norm's eps
-scales as 1/d (`parametrization.norm_eps`), so mean square + eps shrinks by exactly D/d and the
-gain × sqrt(d/D) undoes it: preservation holds to round-off.
+source's padded with zeros. Padding divides each RMSNorm's mean square by D/d, which the gain ×
+sqrt(d/D) undoes; the norm's eps is negligible (`parametrization.norm_eps`), so preservation holds
+to round-off.
 
 Multipliers come from `sweep.parametrization`; nothing here re-derives a µP rule.
 """

@@ -18,16 +18,17 @@ function of the role, the parametrization, `m` and the depth ratio `L / L_base` 
 | readout multiplier                  | α_out / m            | α_out            | `readout_multiplier` |
 | attention logit scale               | α_attn·sqrt(h_b) / k | α_attn / sqrt(k) | `attention_scale` |
 | residual branch multiplier          | (L_b/L)^α            | (L_b/L)^α        | `residual_multiplier` |
-| RMSNorm eps                         | 1e-6 · d_b / d       | 1e-6 · d_b / d   | `norm_eps`        |
+| RMSNorm eps                         | 1.2e-38              | 1.2e-38          | `norm_eps`        |
 
 (× depth): times (L/L_b)^(α-1) for the LR and (L/L_b)^(1-α) for the weight decay, in both.
 k is the key/query head size (the head size unless a grown model sets `key_size`), h_b the base
 head size `d_head`; L is the depth, L_b `base_n_layer` (CompleteP, arXiv 2505.01618: with
 `base_n_layer` unset L_b = L and both depth factors are 1; METHODS gives no depth rule for weight
-decay, so the hidden one keeps lr·wd constant in depth as in width). The RMSNorm eps scales as
-1/d so that zero-padding the hidden size is exactly function-preserving (`sweep.expand`: the mean
-square over D coordinates is d/D of the one over d, and so is the eps); at the base width it is
-the usual 1e-6, for SP too (d_b is then the config's `base_d_model`, or d itself).
+decay, so the hidden one keeps lr·wd constant in depth as in width). The RMSNorm eps only guards
+0/0 (float32's smallest normal number): residual coordinates are Θ(1) under µP, and an eps of the
+usual 1e-6 would keep both ways of growing the hidden size from being exact: zero-padding divides
+the mean square by D/d (`sweep.growth`, `sweep.expand`), tiling keeps it (`sweep.resample`), and no
+one eps rule is exact for both.
 
 With `head_scaling="count"` (fixed head size) µP's 1/h and SP's 1/sqrt(h) differ only by a width-independent constant; the sqrt(h_base) factor makes the µP scale equal the
 SP scale at the base, so that at m = 1 the two parametrizations compute the same function (mup's
@@ -136,8 +137,9 @@ def attention_scale(cfg: GPTConfig) -> float:
 
 
 def norm_eps(cfg: GPTConfig) -> float:
-    """RMSNorm eps ∝ 1/d: 1e-6 at the base width (see the module docstring)."""
-    return 1e-6 * (cfg.base_width / cfg.d_model)
+    """RMSNorm eps: negligible next to any mean square, so growth stays exact (module docstring).
+    The same at every width and in both parametrizations; `cfg` keeps the rule's signature."""
+    return torch.finfo(torch.float32).tiny
 
 
 @torch.no_grad()

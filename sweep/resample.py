@@ -26,8 +26,8 @@ With tied embeddings the readout is `wte`, which the input side needs as it is, 
 factor goes on the final norm gain (it feeds only the readout), as in `sweep.growth`.
 
 `mode="stratified"` uses each source unit exactly N/n times (unit j copies j mod n, so the source
-is the leading block): a residual vector tiled this way keeps its mean square, so RMSNorm (with any
-eps) and every sum are preserved and the target computes the source's logits up to round-off
+is the leading block): a residual vector tiled this way keeps its mean square, so RMSNorm (whose eps
+is the same at every width) and every sum are preserved and the target computes the source's logits up to round-off
 (HyperCloning's tiling). `mode="iid"` draws i_j uniformly and independently and splits by the
 same N/n (the expected number of copies): the mean-field approximation, whose error shrinks as
 sqrt(n/N) (relative logit error about 1.0 at N/n = 4, 0.3 at 64 in tests/test_resample.py).
@@ -42,7 +42,7 @@ from typing import Literal
 import torch
 
 from sweep import parametrization as P
-from sweep.growth import _check_state, check_growth, growth_scales
+from sweep.growth import check_growth, check_state, growth_scales
 from sweep.model import GPTConfig
 
 Mode = Literal["stratified", "iid"]
@@ -119,7 +119,7 @@ def resample_width(
     if not 0.0 <= noise < math.inf:
         raise ValueError(f"resample noise must be >= 0 and finite, got {noise}")
     check_growth(src_cfg, tgt_cfg)
-    _check_state(src_state, src_cfg)
+    check_state(src_state, src_cfg)
     gen = torch.Generator().manual_seed(seed)
     d, D = src_cfg.d_model, tgt_cfg.d_model
     res = unit_map(d, D, mode, gen, "model.d_model")

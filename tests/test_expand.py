@@ -244,7 +244,6 @@ def test_stack_layers_repeats_the_whole_stack(tie):
     assert torch.isfinite(logits(new_cfg, grown, torch.float64)).all()
 
 
-
 BAD = [
     (lambda s, c: E.grow_mlp(s, c, 64), "model.mlp_width"),
     (lambda s, c: E.grow_mlp(s, c, 0), "model.mlp_width"),
