@@ -17,6 +17,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from sweep.data import DataConfig, check_corpus_fits, load_corpus
 from sweep.model import GPTConfig
 from sweep.train import SCHEDULES, OptimConfig, RunConfig
+from sweep.warmstart import METHODS
 
 STAGES = ("tune", "transfer", "target", "report")
 TUNABLE = ("lr", "init_std", "output_std", "alpha_in", "alpha_out", "alpha_attn", "weight_decay")
@@ -49,6 +50,8 @@ class LadderConfig:
     widths: list[int] = MISSING  # proxy (the µP base) first, then the intermediate widths
     target: int = MISSING  # the width the tuned values are carried to
     n_layer: int = 2
+    base_n_layer: int | None = None  # CompleteP depth base (null: no depth scaling)
+    depth_alpha: float = 1.0  # CompleteP: residual branches × (base_n_layer / n_layer)^α
     d_head: int = 16  # head size; widths grow the number of heads
     mlp_ratio: float = 4.0
     seq_len: int = 64
@@ -121,10 +124,14 @@ class LoggerConfig:
 
 @dataclass
 class WarmstartConfig:
-    method: str = "shrink_pad_perturb"  # or "cold": the target starts from a fresh init
+    # shrink_pad_perturb, function_preserving, rc_sampling, stack, or cold (a fresh init)
+    method: str = "shrink_pad_perturb"
     source: str = "widest"  # grow the widest ladder width ("widest") or the proxy ("proxy")
     shrink: float = 0.8  # λ (METHODS §4)
     perturb: float = 0.3  # σ: scale of the fresh µP init noise added
+    sampling: str = "stratified"  # rc_sampling: each unit N/n times, or "iid" draws (§6)
+    noise: float = 0.0  # rc_sampling: symmetric noise, in units of the target's µP init std
+    stack_factor: int = 2  # stack: the source has n_layer / stack_factor blocks
 
 
 @dataclass
@@ -225,13 +232,33 @@ def validate(cfg: DictConfig) -> None:
         raise ValueError(f"launcher.max_parallel must be positive; got {cfg.launcher.max_parallel}")
     _choice("logger.kind", cfg.logger.kind, ("wandb", "none"))
     _choice("logger.mode", cfg.logger.mode, ("offline", "online", "disabled"))
-    _choice("warmstart.method", cfg.warmstart.method, ("shrink_pad_perturb", "cold"))
-    _choice("warmstart.source", cfg.warmstart.source, ("widest", "proxy"))
-    if not 0 <= cfg.warmstart.shrink <= 1 or cfg.warmstart.perturb < 0:
-        raise ValueError("warmstart.shrink must lie in [0, 1] and warmstart.perturb be >= 0")
+    check_warmstart(cfg)
     check_corpus_fits(load_corpus(data_config(cfg)), ladder.seq_len)  # file exists, is long enough
     for width in [*widths, ladder.target]:  # the model configs check heads, base, ...
         model_config(cfg, width, "mup", dict(ladder.hparams))
+
+
+def check_warmstart(cfg: DictConfig) -> None:
+    ws, ladder = cfg.warmstart, cfg.ladder
+    _choice("warmstart.method", ws.method, METHODS)
+    _choice("warmstart.source", ws.source, ("widest", "proxy"))
+    _choice("warmstart.sampling", ws.sampling, ("stratified", "iid"))
+    if not 0 <= ws.shrink <= 1 or ws.perturb < 0 or ws.noise < 0:
+        raise ValueError(
+            "warmstart.shrink must lie in [0, 1], warmstart.perturb and warmstart.noise be >= 0"
+        )
+    width = ladder.widths[-1 if ws.source == "widest" else 0]
+    if ws.method == "rc_sampling" and ws.sampling == "stratified" and ladder.target % width:
+        raise ValueError(
+            f"warmstart.sampling=stratified copies each source unit target/source times: "
+            f"ladder.target ({ladder.target}) must be a multiple of the source width ({width}); "
+            "use warmstart.sampling=iid or another warmstart.source"
+        )
+    if ws.method == "stack" and (ws.stack_factor < 2 or ladder.n_layer % ws.stack_factor):
+        raise ValueError(
+            f"warmstart.stack_factor ({ws.stack_factor}) must be at least 2 and divide "
+            f"ladder.n_layer ({ladder.n_layer})"
+        )
 
 
 def data_config(cfg: DictConfig) -> DataConfig:
@@ -248,6 +275,8 @@ def model_config(cfg: DictConfig, width: int, parametrization: str, hparams: dic
         mlp_ratio=ladder.mlp_ratio,
         parametrization=parametrization,
         base_d_model=ladder.widths[0],
+        base_n_layer=ladder.base_n_layer,
+        depth_alpha=ladder.depth_alpha,
         **{name: float(hparams[name]) for name in MODEL_HPARAMS},
     )
 

@@ -26,11 +26,13 @@ With tied embeddings the readout is `wte`, which the input side needs as it is, 
 factor goes on the final norm gain (it feeds only the readout), as in `sweep.growth`.
 
 `mode="stratified"` uses each source unit exactly N/n times (unit j copies j mod n, so the source
-is the leading block): a residual vector tiled this way keeps its mean square, so RMSNorm (whose eps
-is the same at every width) and every sum are preserved and the target computes the source's logits up to round-off
-(HyperCloning's tiling). `mode="iid"` draws i_j uniformly and independently and splits by the
-same N/n (the expected number of copies): the mean-field approximation, whose error shrinks as
-sqrt(n/N) (relative logit error about 1.0 at N/n = 4, 0.3 at 64 in tests/test_resample.py).
+is the leading block): a residual vector tiled this way keeps its mean square, so RMSNorm
+(whose eps is the same at every width) and every sum are preserved and the target computes the
+source's logits up to round-off (HyperCloning's tiling). `mode="iid"` draws i_j uniformly and
+independently and splits by the same N/n (the expected number of copies): the mean-field
+approximation, whose error shrinks as sqrt(n/N) (relative logit error about 1.0 at N/n = 4, 0.3
+at 64 in tests/test_resample.py). Copies receive identical gradients and stay copies (the model
+keeps the source's effective width) unless `noise` breaks the symmetry.
 A dimension that does not grow keeps its units.
 """
 

@@ -1,15 +1,17 @@
 """The target stage: the target width trained with the proxy's tuned HPs, warm and cold.
 
-The warm run starts from a source model grown by shrink-pad-perturb (METHODS §4); the cold run
-from a fresh µP init; both with the same HPs, seed and therefore the same batches. The source is
-trained with the tuned HPs for `ladder.tune_steps` at the widest ladder width (`warmstart.source
+The warm run starts from a source model grown by `warmstart.method` (`sweep.warmstart`); the cold
+run from a fresh µP init; both with the same HPs, seed and therefore the same batches. The source
+is trained with the tuned HPs for `ladder.tune_steps` at the widest ladder width (`warmstart.source
 =widest`, the default: µTransfer already makes it a tuned model, and growing 2× keeps far more of
 it than growing the 1/16-wide proxy) or at the proxy width itself (`=proxy`: the best trial's own
-run, same seed). Every run checkpoints as it goes, so an interrupted stage resumes.
+run, same seed); `stack` trains it at 1/stack_factor of the depth. Every run checkpoints as it
+goes, so an interrupted stage resumes.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +20,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from sweep.config import data_config, run_config
 from sweep.data import load_corpus
-from sweep.growth import shrink_pad_perturb
 from sweep.metrics import speedup
 from sweep.tracking import log_result, wandb_run
-from sweep.train import RunResult, train
+from sweep.train import RunConfig, RunResult, train
+from sweep.warmstart import source_config, warm_start
 
 KINDS = ("warm", "cold")
 
@@ -38,13 +40,48 @@ def source_width(cfg: DictConfig) -> int:
     return cfg.ladder.widths[-1 if cfg.warmstart.source == "widest" else 0]
 
 
-def train_source(cfg: DictConfig, run_dir: Path, hparams: dict[str, float]):
+def train_source(cfg: DictConfig, run_dir: Path, hparams: dict[str, float], seed: int):
     """The warm start's source at the tuned HPs (trained once, then read from its checkpoint)."""
-    width = source_width(cfg)
-    run = run_config(cfg, width, "mup", hparams, cfg.ladder.tune_steps, cfg.seed)
-    checkpoint = run_dir / "target" / f"source_w{width}.ckpt"
-    result, model = train(run, load_corpus(data_config(cfg)), checkpoint_path=checkpoint)
-    return run, result, model
+    ws = cfg.warmstart
+    run = run_config(cfg, cfg.ladder.target, "mup", hparams, cfg.ladder.tune_steps, seed)
+    model = source_config(run.model, ws.method, source_width(cfg), ws.stack_factor)
+    run = replace(run, model=model)
+    name = f"source_w{model.d_model}_L{model.n_layer}_s{seed}.ckpt"
+    result, source = train(
+        run, load_corpus(data_config(cfg)), checkpoint_path=run_dir / "target" / name
+    )
+    return run, result, source
+
+
+def warm_init(
+    cfg: DictConfig, run_dir: Path, hparams: dict[str, float], target: RunConfig
+) -> tuple[dict[str, torch.Tensor], RunResult, dict[str, Any]]:
+    """The warm run's initial state, its source's result, and what to record about the method."""
+    ws = cfg.warmstart
+    source_run, source_result, source = train_source(cfg, run_dir, hparams, target.seed)
+    state = warm_start(
+        ws.method,
+        source.state_dict(),
+        source_run.model,
+        target.model,
+        shrink=ws.shrink,
+        perturb=ws.perturb,
+        sampling=ws.sampling,
+        noise=ws.noise,
+        seed=target.seed,
+    )
+    params = (
+        {"shrink": ws.shrink, "perturb": ws.perturb} if ws.method == "shrink_pad_perturb" else {}
+    )
+    params |= {"sampling": ws.sampling, "noise": ws.noise} if ws.method == "rc_sampling" else {}
+    params |= {"stack_factor": ws.stack_factor} if ws.method == "stack" else {}
+    info = {
+        "method": ws.method,
+        "source_width": source_run.model.d_model,
+        "source_layers": source_run.model.n_layer,
+        **params,
+    }
+    return state, source_result, info
 
 
 def target_job(spec: dict[str, Any]) -> dict[str, Any]:
@@ -52,26 +89,14 @@ def target_job(spec: dict[str, Any]) -> dict[str, Any]:
     cfg = OmegaConf.create(spec["cfg"])
     run_dir, hparams, kind = Path(spec["run_dir"]), spec["hparams"], spec["kind"]
     torch.set_num_threads(cfg.launcher.cpus_per_task)
-    ladder, warmstart = cfg.ladder, cfg.warmstart
+    ladder = cfg.ladder
     run = run_config(cfg, ladder.target, "mup", hparams, ladder.target_steps, cfg.seed)
     config = {"width": ladder.target, "parametrization": "mup", "warmstart": kind, **hparams}
     init_state, source_flops = None, 0
     if kind == "warm":
-        source_run, source_result, source = train_source(cfg, run_dir, hparams)
-        init_state = shrink_pad_perturb(
-            source.state_dict(),
-            source_run.model,
-            run.model,
-            shrink=warmstart.shrink,
-            perturb=warmstart.perturb,
-            seed=cfg.seed,
-        )
+        init_state, source_result, info = warm_init(cfg, run_dir, hparams, run)
         source_flops = source_result.flops
-        config |= {
-            "shrink": warmstart.shrink,
-            "perturb": warmstart.perturb,
-            "source_width": source_run.model.d_model,
-        }
+        config |= info
     with wandb_run(
         cfg.logger, run_dir, run_dir.name, f"target-{kind}", f"target-{kind}", config
     ) as wb:

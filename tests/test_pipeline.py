@@ -21,7 +21,7 @@ GROUPS = {
     "tune": ["tpe", "hyperband"],
     "launcher": ["local", "debug", "slurm"],
     "logger": ["wandb", "none"],
-    "warmstart": ["shrink_pad_perturb", "cold"],
+    "warmstart": ["shrink_pad_perturb", "function_preserving", "rc_sampling", "stack", "cold"],
 }
 FAST = ["tune.n_trials=4", "tune.n_startup_trials=2", "ladder.lr_grid=[-9,-6]"]
 
@@ -70,6 +70,9 @@ def test_structured_config_rejects_typos_and_wrong_types(tmp_path):
         (["+ladder=gpt_tiny", "ladder.widths=[64,32]"], "strictly increasing"),
         (["+ladder=gpt_tiny", "data=text", "data.path=/no/such/file"], "data.path"),
         (["+ladder=gpt_tiny", "tune.pruner=asha"], "tune.pruner"),
+        (["+ladder=gpt_tiny", "warmstart.method=hypercloning"], "warmstart.method"),
+        (["+ladder=gpt_tiny", "warmstart=rc_sampling", "ladder.target=96"], "multiple of"),
+        (["+ladder=gpt_tiny", "warmstart=stack", "ladder.n_layer=3"], "stack_factor"),
     ],
 )
 def test_bad_input_is_refused_before_any_job(tmp_path, overrides, message):
@@ -284,3 +287,23 @@ def test_a_worker_killed_mid_study_loses_no_trial(tmp_path):
     assert result["killed_worker_pids"], "no worker was killed"
     assert result["trials_counted"] == 8 and result["trials_lost"] == 0
     assert result["trials_duplicated"] == 0
+
+
+@pytest.mark.parametrize("method", ["function_preserving", "rc_sampling", "stack"])
+def test_each_warmstart_method_runs_the_target_stage(tmp_path, method):
+    cfg = make_cfg(
+        tmp_path,
+        "+ladder=gpt_tiny",
+        "logger=none",
+        "launcher=debug",
+        f"warmstart={method}",
+        "stages=[tune,target]",
+        "tune.n_trials=2",
+        "tune.n_startup_trials=1",
+    )
+    target = Pipeline(cfg).run()["target"]
+    assert target["method"] == method
+    assert math.isfinite(target["warm"]["final_val_loss"])
+    assert target["warm"]["val_curve"][0][0] == 0
+    cold_start = target["cold"]["val_curve"][0][1]
+    assert target["warm"]["val_curve"][0][1] < cold_start  # the source's training carried over

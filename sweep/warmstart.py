@@ -1,0 +1,73 @@
+"""Warm-start methods: carry a trained source model's weights to the target (issue 5, METHODS §4-6).
+
+Pure functions on state dicts and configs; `sweep.target` trains the source and the target.
+
+- `shrink_pad_perturb`: pad0(λ·θ) + σ·θ_init (§4). Not function-preserving unless λ=1, σ=0.
+- `function_preserving`: zero where §5 requires it, every other new entry from the target's µP
+  init (Gesmundo & Maile). The grown model computes the source's function.
+- `rc_sampling`: each new unit a copy of a source unit, sums over grown inputs divided by N/n
+  (§6); `sampling=stratified` (exact, HyperCloning's tiling) or `iid`, optional `noise`.
+- `stack`: the source has n_layer / `stack_factor` blocks; they are stacked (G_stack), then grown
+  in width as `function_preserving`. Not function-preserving.
+- `cold`: nothing to grow; the target starts from a fresh µP init.
+
+The source's width is `warmstart.source` (the widest ladder width or the proxy's).
+Every method returns a state for `GPT(target)`: the target's µP config, multipliers and
+optimizer, with the proxy's tuned HPs unchanged; the grown tensors are rescaled for the
+target's width-dependent multipliers by the operators themselves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import torch
+
+from sweep.expand import expand, stack_layers
+from sweep.growth import shrink_pad_perturb
+from sweep.model import GPTConfig
+from sweep.resample import resample_width
+
+METHODS = ("shrink_pad_perturb", "function_preserving", "rc_sampling", "stack", "cold")
+State = dict[str, torch.Tensor]
+
+
+def source_config(target: GPTConfig, method: str, width: int, stack_factor: int) -> GPTConfig:
+    """The model a method grows from: the target's config at the source width (and, for `stack`,
+    at 1/stack_factor of its depth)."""
+    cfg = target.at_width(width)
+    if method == "stack":
+        if stack_factor < 2 or target.n_layer % stack_factor:
+            raise ValueError(
+                f"warmstart.stack_factor ({stack_factor}) must be at least 2 and divide "
+                f"ladder.n_layer ({target.n_layer})"
+            )
+        cfg = replace(cfg, n_layer=target.n_layer // stack_factor)
+    return cfg
+
+
+def warm_start(
+    method: str,
+    state: State,
+    source: GPTConfig,
+    target: GPTConfig,
+    *,
+    shrink: float,
+    perturb: float,
+    sampling: str,
+    noise: float,
+    seed: int,
+) -> State:
+    """The target's initial state grown from `state` (of `GPT(source)`) by `method`."""
+    if method == "shrink_pad_perturb":
+        return shrink_pad_perturb(state, source, target, shrink=shrink, perturb=perturb, seed=seed)
+    if method == "function_preserving":
+        return expand(state, source, target, init="random", seed=seed)
+    if method == "rc_sampling":
+        return resample_width(state, source, target, mode=sampling, noise=noise, seed=seed)
+    if method == "stack":
+        stacked, deeper = stack_layers(state, source, target.n_layer // source.n_layer)
+        return expand(stacked, deeper, target, init="random", seed=seed)
+    raise ValueError(
+        f"warmstart.method must be one of {METHODS[:-1]} to grow a model, got {method!r}"
+    )
