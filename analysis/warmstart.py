@@ -226,10 +226,11 @@ def plot(records: dict[str, dict], summary: dict, seeds: list[int], path: Path) 
         ws = row["warmstart"]
         if ws.get("method") == DEFAULT and name.endswith(f"_s{first}"):
             i, j = GRID_SHRINK.index(ws["shrink"]), GRID_PERTURB.index(ws["perturb"])
-            table[i, j] = row["speedup"] or 0.0
+            table[i, j] = np.nan if row["speedup"] is None else row["speedup"]
     image = grid.imshow(table, cmap="viridis", origin="lower")
     for (i, j), value in np.ndenumerate(table):
-        grid.text(j, i, f"{value:.2f}×", ha="center", va="center", color="white")
+        text = "never" if np.isnan(value) else f"{value:.2f}×"
+        grid.text(j, i, text, ha="center", va="center", color="white" if value < 1.5 else "black")
     grid.set_xticks(range(len(GRID_PERTURB)), [str(p) for p in GRID_PERTURB])
     grid.set_yticks(range(len(GRID_SHRINK)), [str(s) for s in GRID_SHRINK])
     grid.set(xlabel="σ (perturb)", ylabel="λ (shrink)", title="shrink-pad-perturb speedup")
