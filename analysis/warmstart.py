@@ -31,7 +31,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
 from sweep.checkpoint import write_atomic
-from sweep.config import config_dir, data_config, register_configs, run_config
+from sweep.config import config_dir, data_config, register_configs, run_config, target_depth
 from sweep.data import load_corpus
 from sweep.launch import run_jobs
 from sweep.metrics import fit_optimum, speedup
@@ -117,7 +117,9 @@ def bench_job(spec: dict[str, Any]) -> str:
     folder, tuned = Path(spec["dir"]), spec["hparams"]
     hparams = tuned | {"lr": tuned["lr"] * 2.0 ** spec["shift"]}
     ladder = cfg.ladder
-    run = run_config(cfg, ladder.target, "mup", hparams, ladder.target_steps, spec["seed"])
+    run = run_config(
+        cfg, ladder.target, "mup", hparams, ladder.target_steps, spec["seed"], target_depth(cfg)
+    )
     init_state, source_flops, info = None, 0, {"method": "cold"}
     if spec["warmstart"] is not None:  # the source is trained with the tuned HPs, unshifted
         init_state, source_result, info = warm_init(cfg, folder, tuned, run)

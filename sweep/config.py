@@ -49,9 +49,12 @@ class LadderConfig:
     name: str = MISSING
     widths: list[int] = MISSING  # proxy (the µP base) first, then the intermediate widths
     target: int = MISSING  # the width the tuned values are carried to
-    n_layer: int = 2
-    base_n_layer: int | None = None  # CompleteP depth base (null: no depth scaling)
-    depth_alpha: float = 1.0  # CompleteP: residual branches × (base_n_layer / n_layer)^α
+    n_layer: int = 2  # depth of the proxy and every ladder width
+    target_n_layer: int | None = None  # depth of the target (null: n_layer)
+    # CompleteP (METHODS §1): a model L deep has residual branches × (base_n_layer / L)^α and
+    # hidden LR × (L / base_n_layer)^(α-1), so HPs tuned at base_n_layer carry to any depth
+    base_n_layer: int | None = None  # null: n_layer, the depth the HPs are tuned at
+    depth_alpha: float = 1.0  # in [0.5, 1]
     d_head: int = 16  # head size; widths grow the number of heads
     mlp_ratio: float = 4.0
     seq_len: int = 64
@@ -162,6 +165,21 @@ def register_configs() -> None:
         cs.store(group=group, name=f"{group}_schema", node=node)
 
 
+EXPERIMENT_SCHEMAS = {"ladder": LadderConfig, "data": DataSection, "warmstart": WarmstartConfig}
+
+
+def with_defaults(experiment: dict) -> dict:
+    """An experiment record (ladder, data, seed, warm start) with every field its schema has
+    gained since the record was written set to its default: a run folder of an earlier version
+    stays usable as long as nothing its results depend on has changed."""
+    out = dict(experiment)
+    for key, schema in EXPERIMENT_SCHEMAS.items():
+        if key in out:
+            merged = OmegaConf.merge(OmegaConf.structured(schema), out[key])
+            out[key] = OmegaConf.to_container(merged)
+    return out
+
+
 def config_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "conf"
 
@@ -234,8 +252,9 @@ def validate(cfg: DictConfig) -> None:
     _choice("logger.mode", cfg.logger.mode, ("offline", "online", "disabled"))
     check_warmstart(cfg)
     check_corpus_fits(load_corpus(data_config(cfg)), ladder.seq_len)  # file exists, is long enough
-    for width in [*widths, ladder.target]:  # the model configs check heads, base, ...
+    for width in widths:  # the model configs check heads, base, depth, ...
         model_config(cfg, width, "mup", dict(ladder.hparams))
+    model_config(cfg, ladder.target, "mup", dict(ladder.hparams), target_depth(cfg))
 
 
 def check_warmstart(cfg: DictConfig) -> None:
@@ -254,10 +273,11 @@ def check_warmstart(cfg: DictConfig) -> None:
             f"ladder.target ({ladder.target}) must be a multiple of the source width ({width}); "
             "use warmstart.sampling=iid or another warmstart.source"
         )
-    if ws.method == "stack" and (ws.stack_factor < 2 or ladder.n_layer % ws.stack_factor):
+    depth = target_depth(cfg)
+    if ws.method == "stack" and (ws.stack_factor < 2 or depth % ws.stack_factor):
         raise ValueError(
-            f"warmstart.stack_factor ({ws.stack_factor}) must be at least 2 and divide "
-            f"ladder.n_layer ({ladder.n_layer})"
+            f"warmstart.stack_factor ({ws.stack_factor}) must be at least 2 and divide the "
+            f"target's depth ({depth}: ladder.target_n_layer, or ladder.n_layer)"
         )
 
 
@@ -265,24 +285,37 @@ def data_config(cfg: DictConfig) -> DataConfig:
     return DataConfig(**OmegaConf.to_container(cfg.data))
 
 
-def model_config(cfg: DictConfig, width: int, parametrization: str, hparams: dict) -> GPTConfig:
+def target_depth(cfg: DictConfig) -> int:
+    return cfg.ladder.target_n_layer or cfg.ladder.n_layer
+
+
+def model_config(
+    cfg: DictConfig, width: int, parametrization: str, hparams: dict, n_layer: int | None = None
+) -> GPTConfig:
+    """The ladder's model at `width` (and `n_layer`, default the ladder's depth)."""
     ladder = cfg.ladder
     return GPTConfig(
         seq_len=ladder.seq_len,
-        n_layer=ladder.n_layer,
+        n_layer=n_layer or ladder.n_layer,
         d_model=width,
         d_head=ladder.d_head,
         mlp_ratio=ladder.mlp_ratio,
         parametrization=parametrization,
         base_d_model=ladder.widths[0],
-        base_n_layer=ladder.base_n_layer,
+        base_n_layer=ladder.base_n_layer or ladder.n_layer,
         depth_alpha=ladder.depth_alpha,
         **{name: float(hparams[name]) for name in MODEL_HPARAMS},
     )
 
 
 def run_config(
-    cfg: DictConfig, width: int, parametrization: str, hparams: dict, steps: int, seed: int
+    cfg: DictConfig,
+    width: int,
+    parametrization: str,
+    hparams: dict,
+    steps: int,
+    seed: int,
+    n_layer: int | None = None,
 ) -> RunConfig:
     """The training run of one job: the ladder's shapes and schedule, these HPs and steps."""
     ladder = cfg.ladder
@@ -293,7 +326,7 @@ def run_config(
         schedule=ladder.schedule,
     )
     return RunConfig(
-        model=model_config(cfg, width, parametrization, hparams),
+        model=model_config(cfg, width, parametrization, hparams, n_layer),
         optim=optim,
         steps=steps,
         batch_size=ladder.batch_size,

@@ -22,7 +22,7 @@ from rich.table import Table
 from analysis.coord_check import coord_check
 from analysis.coord_check import plot as plot_coord_check
 from sweep.checkpoint import write_atomic
-from sweep.config import data_config, model_config, validate
+from sweep.config import data_config, model_config, validate, with_defaults
 from sweep.data import load_corpus
 from sweep.launch import cancel_leftover_jobs, run_jobs
 from sweep.report import write_report
@@ -111,11 +111,16 @@ class Pipeline:
         (that is how a run is resumed or extended); what the stored results depend on may not.
         """
         saved = self.run_dir / "experiment.yaml"
-        current = OmegaConf.to_yaml({k: self.container[k] for k in EXPERIMENT_KEYS})
+        current = {k: self.container[k] for k in EXPERIMENT_KEYS}
         if not saved.exists():
-            write_atomic(saved, current.encode())
+            write_atomic(saved, OmegaConf.to_yaml(current).encode())
             (self.run_dir / "config.yaml").write_text(OmegaConf.to_yaml(self.cfg))
-        elif saved.read_text() != current:
+            return
+        try:
+            same = with_defaults(OmegaConf.to_container(OmegaConf.load(saved))) == current
+        except Exception:  # a field this version no longer has, or an unreadable file
+            same = False
+        if not same:
             raise StageError(
                 f"{self.run_dir} holds results of a different experiment (see {saved}); "
                 "choose another run_name or out_root, or delete that folder"

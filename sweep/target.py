@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from sweep.config import data_config, run_config
+from sweep.config import data_config, run_config, target_depth
 from sweep.data import load_corpus
 from sweep.metrics import speedup
 from sweep.tracking import log_result, wandb_run
@@ -43,7 +43,9 @@ def source_width(cfg: DictConfig) -> int:
 def train_source(cfg: DictConfig, run_dir: Path, hparams: dict[str, float], seed: int):
     """The warm start's source at the tuned HPs (trained once, then read from its checkpoint)."""
     ws = cfg.warmstart
-    run = run_config(cfg, cfg.ladder.target, "mup", hparams, cfg.ladder.tune_steps, seed)
+    run = run_config(
+        cfg, cfg.ladder.target, "mup", hparams, cfg.ladder.tune_steps, seed, target_depth(cfg)
+    )
     model = source_config(run.model, ws.method, source_width(cfg), ws.stack_factor)
     run = replace(run, model=model)
     name = f"source_w{model.d_model}_L{model.n_layer}_s{seed}.ckpt"
@@ -90,7 +92,9 @@ def target_job(spec: dict[str, Any]) -> dict[str, Any]:
     run_dir, hparams, kind = Path(spec["run_dir"]), spec["hparams"], spec["kind"]
     torch.set_num_threads(cfg.launcher.cpus_per_task)
     ladder = cfg.ladder
-    run = run_config(cfg, ladder.target, "mup", hparams, ladder.target_steps, cfg.seed)
+    run = run_config(
+        cfg, ladder.target, "mup", hparams, ladder.target_steps, cfg.seed, target_depth(cfg)
+    )
     config = {"width": ladder.target, "parametrization": "mup", "warmstart": kind, **hparams}
     init_state, source_flops = None, 0
     if kind == "warm":
@@ -119,6 +123,7 @@ def target_job(spec: dict[str, Any]) -> dict[str, Any]:
 def target_summary(cfg: DictConfig, runs: dict[str, dict]) -> dict[str, Any]:
     summary: dict[str, Any] = {
         "width": cfg.ladder.target,
+        "n_layer": target_depth(cfg),
         "method": cfg.warmstart.method,
         "source_width": source_width(cfg),
     }

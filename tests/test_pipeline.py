@@ -307,3 +307,55 @@ def test_each_warmstart_method_runs_the_target_stage(tmp_path, method):
     assert target["warm"]["val_curve"][0][0] == 0
     cold_start = target["cold"]["val_curve"][0][1]
     assert target["warm"]["val_curve"][0][1] < cold_start  # the source's training carried over
+
+
+def test_a_run_folder_of_an_earlier_version_without_newer_fields_is_accepted(tmp_path):
+    """experiment.yaml written before a field existed: that field at its default is no change."""
+    from omegaconf import OmegaConf
+
+    from sweep.pipeline import StageError
+
+    cfg = make_cfg(
+        tmp_path, "+ladder=gpt_tiny", "stages=[tune]", "launcher=debug", "logger=none", *FAST
+    )
+    Pipeline(cfg).run()
+    saved = tmp_path / "gpt_tiny" / "experiment.yaml"
+    record = OmegaConf.to_container(OmegaConf.load(saved))
+    del record["ladder"]["target_n_layer"], record["warmstart"]["noise"]  # "older" fields
+    saved.write_text(OmegaConf.to_yaml(record))
+    assert Pipeline(cfg).run()["tune"]["n_trials"] == 4
+    deeper = make_cfg(
+        tmp_path,
+        "+ladder=gpt_tiny",
+        "stages=[tune]",
+        "launcher=debug",
+        "logger=none",
+        "ladder.target_n_layer=4",
+        *FAST,
+    )
+    with pytest.raises(StageError, match="different experiment"):
+        Pipeline(deeper).run()
+
+
+def test_a_deeper_target_gets_completep_and_a_stacked_warm_start(tmp_path):
+    """ladder.target_n_layer=4 over 2-layer ladder models: the target is 4 deep with CompleteP's
+    depth base at the tuned depth; stack grows the widest 2-layer model into it."""
+    from sweep.config import run_config, target_depth
+
+    cfg = make_cfg(
+        tmp_path,
+        "+ladder=gpt_tiny",
+        "logger=none",
+        "launcher=debug",
+        "warmstart=stack",
+        "ladder.target_n_layer=4",
+        "stages=[tune,target]",
+        "tune.n_trials=2",
+        "tune.n_startup_trials=1",
+    )
+    target = Pipeline(cfg).run()["target"]
+    assert target["n_layer"] == 4 and target["method"] == "stack"
+    model = run_config(cfg, cfg.ladder.target, "mup", dict(cfg.ladder.hparams), 1, 0, 4).model
+    assert (model.n_layer, model.depth_base) == (target_depth(cfg), 2)
+    assert math.isfinite(target["warm"]["final_val_loss"])
+    assert target["warm"]["val_curve"][0][1] < target["cold"]["val_curve"][0][1]
