@@ -4,6 +4,7 @@ import sysconfig
 from pathlib import Path
 
 import pytest
+import torch
 
 from sweep.data import DataConfig, load_corpus, stdlib_files
 from sweep.model import GPTConfig
@@ -33,3 +34,12 @@ def tiny_run() -> RunConfig:
         eval_every=4,
         eval_batches=2,
     )
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models: intra-op threads only spin against a busy machine's other jobs."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

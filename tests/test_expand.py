@@ -5,17 +5,19 @@ from dataclasses import replace
 
 import pytest
 import torch
+from exactness import TOL, max_diff
 
 from sweep import expand as E
 from sweep import parametrization as P
 from sweep.growth import fresh_init, state_shapes
 from sweep.model import GPT, GPTConfig
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 SRC = GPTConfig(
     vocab_size=64, seq_len=16, n_layer=2, d_model=32, base_d_model=16, d_head=8, zero_query=False
 )
 IDX = torch.randint(0, 64, (2, 16), generator=torch.Generator().manual_seed(1))
-TOL = {torch.float64: 1e-10, torch.float32: 1e-5}
 
 CONFIGS = {
     "mup-count": {},
@@ -78,22 +80,8 @@ def logits(cfg: GPTConfig, state: dict, dtype: torch.dtype) -> torch.Tensor:
         return model(IDX)
 
 
-def max_diff(a: torch.Tensor, b: torch.Tensor, dtype: torch.dtype) -> float:
-    """max |a - b|; in float32 relative to max(1, max |a|), as in test_growth."""
-    diff = (a - b).abs().max().item()
-    return diff if dtype == torch.float64 else diff / max(1.0, a.abs().max().item())
-
-
 def shapes(state: dict) -> dict:
     return {k: tuple(v.shape) for k, v in state.items()}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])

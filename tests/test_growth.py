@@ -6,11 +6,14 @@ from dataclasses import replace
 
 import pytest
 import torch
+from exactness import TOL, max_diff
 
 from sweep import growth
 from sweep import parametrization as P
 from sweep.growth import HeadLayout, grow_state, pad_to, shrink_pad_perturb
 from sweep.model import GPT, GPTConfig, RMSNorm, lm_loss
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 SRC = GPTConfig(vocab_size=64, seq_len=16, n_layer=2, d_model=32, d_head=8, alpha_out=1.5)
 IDX = torch.randint(0, 64, (2, 16), generator=torch.Generator().manual_seed(1))
@@ -43,15 +46,6 @@ def logits(cfg: GPTConfig, state: dict, dtype) -> torch.Tensor:
     model.load_state_dict(state)
     with torch.no_grad():
         return model(IDX)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These models are tiny: intra-op threads only spin against a busy machine's other jobs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def shapes(state: dict) -> dict:
@@ -154,15 +148,6 @@ def test_size_scaling_pads_each_head_not_the_flat_rows():
     proj = grown["blocks.0.attn.proj.weight"]  # (64, 64): columns head-major
     torch.testing.assert_close(proj[:32, 16:24], src["blocks.0.attn.proj.weight"][:, 8:16])
     assert not torch.equal(grown["blocks.0.attn.k.weight"], pad_to(k, (64, 64)))
-
-
-TOL = {torch.float64: 1e-10, torch.float32: 1e-5}  # float32: relative to the logits' scale
-
-
-def max_diff(a: torch.Tensor, b: torch.Tensor, dtype) -> float:
-    """max |a - b|, for float32 divided by max(1, max |a|) (an ulp of |a| ~ 34 is 4e-6)."""
-    diff = (a - b).abs().max().item()
-    return diff if dtype == torch.float64 else diff / max(1.0, a.abs().max().item())
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])

@@ -5,21 +5,15 @@ from dataclasses import replace
 
 import pytest
 import torch
+from exactness import TOL, max_diff
 
 from sweep.model import GPT, GPTConfig, lm_loss
 from sweep.resample import resample_width
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 SRC = GPTConfig(vocab_size=64, seq_len=16, n_layer=2, d_model=32, d_head=8, alpha_out=1.5)
 IDX = torch.randint(0, 64, (4, 16), generator=torch.Generator().manual_seed(1))
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These models are tiny: intra-op threads only spin against a busy machine's other jobs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def random_state(cfg: GPTConfig, dtype=torch.float32, seed: int = 0) -> dict:
@@ -48,15 +42,6 @@ def model(cfg: GPTConfig, state: dict) -> GPT:
 def logits(cfg: GPTConfig, state: dict) -> torch.Tensor:
     with torch.no_grad():
         return model(cfg, state)(IDX)
-
-
-TOL = {torch.float64: 1e-10, torch.float32: 1e-5}  # float32: relative to the logits' scale
-
-
-def max_diff(a: torch.Tensor, b: torch.Tensor, dtype) -> float:
-    """max |a - b|, for float32 divided by max(1, max |a|) (as in test_growth)."""
-    diff = (a - b).abs().max().item()
-    return diff if dtype == torch.float64 else diff / max(1.0, a.abs().max().item())
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
