@@ -240,8 +240,9 @@ def plot_warmstart(summary: Mapping, path: Path) -> Path | None:
     cold_final = _num((target.get("cold") or {}).get("final_val_loss"))
     if not math.isfinite(cold_final) and runs["cold"][1].size:
         cold_final = float(runs["cold"][1][-1])
+    method = str(target.get("method", "warm start")).replace("_", "-")
     style = {
-        "warm": ("tab:orange", "warm start (from proxy)"),
+        "warm": ("tab:orange", f"warm: {method} from width {target.get('source_width', '?')}"),
         "cold": ("tab:blue", "cold (µP init)"),
     }
 
@@ -415,6 +416,10 @@ def _rows(summary: Mapping) -> list[tuple[str, str]]:
             rows.append(("tuned log2 LR", f"{tuned:.2f}"))
     target = summary.get("target")
     if target:
+        if target.get("method"):
+            rows.append(
+                ("warm start", f"{target['method']} from width {target.get('source_width')}")
+            )
         for name in ("warm", "cold"):
             run = target.get(name)
             if run:
@@ -548,8 +553,9 @@ def write_report(
                 (
                     path,
                     "warmstart",
-                    "Target model, warm-started from a smaller model trained with the tuned HPs, "
-                    "vs cold µP init (METHODS §4, §7). "
+                    "Target model, warm-started from a smaller model trained with the tuned HPs "
+                    f"({summary['target'].get('method', 'warm start')}), vs cold µP init "
+                    "(METHODS §4-§7). "
                     "Dashed: the cold run's final validation loss; diamonds: the first evaluated "
                     "step at which each run reaches it. Speedup = cold steps ÷ warm steps.",
                 )
