@@ -30,17 +30,22 @@ from sweep.tune import COUNTED, load_study
 WORKER_MARK = "submitit.core._submit"  # the command line of a Submitit local job
 
 
-def worker_pids() -> list[int]:
-    out = subprocess.run(["pgrep", "-f", WORKER_MARK], capture_output=True, text=True).stdout
+def worker_pids(jobs_folder: Path) -> list[int]:
+    """Submitit local workers of this run only (their command line names its jobs folder), so
+    that a check never kills another run's jobs on the same machine."""
+    pattern = f"{WORKER_MARK} {jobs_folder.resolve()}"
+    out = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout
     return [int(pid) for pid in out.split()]
 
 
-def kill_one_worker_after(study_of, k: int, done: threading.Event, killed: list[int]) -> None:
+def kill_one_worker_after(
+    study_of, k: int, jobs_folder: Path, done: threading.Event, killed: list[int]
+) -> None:
     """SIGKILL one worker once the study counts `k` trials (runs in a thread)."""
     while not done.is_set():
         study = study_of()
         if study is not None and len(study.get_trials(deepcopy=False, states=COUNTED)) >= k:
-            pids = worker_pids()
+            pids = worker_pids(jobs_folder)
             if pids:
                 os.kill(pids[0], signal.SIGKILL)
                 killed.append(pids[0])
@@ -73,7 +78,9 @@ def workers_check(root: Path, workers: int, trials: int, kill_after: int | None)
     killer = None
     if kill_after is not None:
         killer = threading.Thread(
-            target=kill_one_worker_after, args=(study_of, kill_after, done, killed), daemon=True
+            target=kill_one_worker_after,
+            args=(study_of, kill_after, run_dir / "jobs" / "tune", done, killed),
+            daemon=True,
         )
         killer.start()
     start = time.perf_counter()

@@ -31,10 +31,12 @@ def make_cfg(tmp_path, *overrides):
         )
 
 
-def kill_workers_when(condition, stop: threading.Event, killed: list[int]) -> None:
-    """SIGKILL every Submitit worker process once `condition()` holds (runs in a thread)."""
+def kill_workers_when(
+    condition, jobs_folder: Path, stop: threading.Event, killed: list[int]
+) -> None:
+    """SIGKILL this run's Submitit worker processes once `condition()` holds (in a thread)."""
     while not stop.is_set():
-        if condition() and (pids := worker_pids()):
+        if condition() and (pids := worker_pids(jobs_folder)):
             for pid in pids:
                 os.kill(pid, signal.SIGKILL)
             killed.extend(pids)
@@ -66,7 +68,7 @@ def test_a_trial_killed_mid_run_is_retried_from_its_checkpoint(tmp_path):
     stop, killed = threading.Event(), []
     killer = threading.Thread(
         target=kill_workers_when,
-        args=(lambda: checkpoint_step(ckpt) >= 20, stop, killed),
+        args=(lambda: checkpoint_step(ckpt) >= 20, run_dir / "jobs" / "tune", stop, killed),
         daemon=True,
     )
     killer.start()

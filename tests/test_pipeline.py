@@ -61,7 +61,11 @@ def test_structured_config_rejects_typos_and_wrong_types(tmp_path):
 @pytest.mark.parametrize(
     "overrides,message",
     [
-        ([], "no ladder chosen: add \\+ladder=NAME, one of gpt_deep, gpt_medium, gpt_small, gpt_tiny"),
+        (
+            [],
+            "no ladder chosen: add \\+ladder=NAME, "
+            "one of gpt_deep, gpt_medium, gpt_small, gpt_tiny",
+        ),
         (["+ladder=gpt_tiny", "ladder.target=32"], "ladder.target"),
         (["+ladder=gpt_tiny", "ladder.lr_grid=[]"], "ladder.lr_grid is empty"),
         (["+ladder=gpt_tiny", "ladder.search.lr.low=0"], "ladder.search.lr: log-scaled"),
