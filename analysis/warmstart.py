@@ -45,6 +45,7 @@ RC_IID = {"method": "rc_sampling", "sampling": "iid"}  # the mean-field variant,
 GRID_SHRINK = (0.4, 0.8, 1.0)
 GRID_PERTURB = (0.1, 0.3, 1.0)
 LR_SHIFTS = (-2, -1, 0, 1, 2)  # log2 steps around the tuned LR
+BUDGETS = (1 / 2, 2 / 3)  # shorter schedules (fractions of target_steps) for every warm start
 DEFAULT = "shrink_pad_perturb"
 
 
@@ -70,14 +71,26 @@ def warmstart_of(ladder: str, out: Path, method: str) -> dict[str, Any]:
 
 
 def runs(ladder: str, out: Path, seeds: list[int]) -> list[dict[str, Any]]:
-    """Every run of the benchmark: name, seed, LR shift, warm-start settings (None: cold)."""
+    """Every run of the benchmark: name, seed, LR shift, schedule length (None: the ladder's
+    target_steps), warm-start settings (None: cold).
+
+    With the full schedule a warm run re-warms to the peak LR and decays with the cold run, so it
+    cannot reach the cold run's final loss much before the decay does; the shorter schedules
+    (`BUDGETS`, their own warmup and cosine) measure how many steps a warm start saves.
+    """
     methods = {m: warmstart_of(ladder, out, m) for m in METHOD_FILES}
     methods["rc_sampling_iid"] = methods["rc_sampling"] | RC_IID
+    full = pipeline_cfg(ladder, out).ladder.target_steps
     out_runs = []
     for seed in seeds:
-        out_runs.append({"name": f"cold_s{seed}", "seed": seed, "shift": 0, "warmstart": None})
-        for name, ws in methods.items():
+        for name, ws in {"cold": None, **methods}.items():
             out_runs.append({"name": f"{name}_s{seed}", "seed": seed, "shift": 0, "warmstart": ws})
+            for budget in BUDGETS:
+                steps = round(full * budget)
+                out_runs.append(
+                    {"name": f"{name}_b{steps}_s{seed}", "seed": seed, "shift": 0,
+                     "steps": steps, "warmstart": ws}
+                )  # fmt: skip
     first, spp = seeds[0], methods[DEFAULT]
     for shrink in GRID_SHRINK:
         for perturb in GRID_PERTURB:
@@ -117,9 +130,8 @@ def bench_job(spec: dict[str, Any]) -> str:
     folder, tuned = Path(spec["dir"]), spec["hparams"]
     hparams = tuned | {"lr": tuned["lr"] * 2.0 ** spec["shift"]}
     ladder = cfg.ladder
-    run = run_config(
-        cfg, ladder.target, "mup", hparams, ladder.target_steps, spec["seed"], target_depth(cfg)
-    )
+    steps = spec.get("steps") or ladder.target_steps
+    run = run_config(cfg, ladder.target, "mup", hparams, steps, spec["seed"], target_depth(cfg))
     init_state, source_flops, info = None, 0, {"method": "cold"}
     if spec["warmstart"] is not None:  # the source is trained with the tuned HPs, unshifted
         init_state, source_result, info = warm_init(cfg, folder, tuned, run)
@@ -134,6 +146,7 @@ def bench_job(spec: dict[str, Any]) -> str:
     )
     record = {
         **{k: spec[k] for k in ("name", "seed", "shift")},
+        "steps": steps,
         "log2_lr": math.log2(hparams["lr"]),
         "warmstart": info,
         "result": result.to_dict(),
@@ -171,7 +184,7 @@ def summarize(records: dict[str, dict], seeds: list[int], tune_flops: float) -> 
     rows = {
         name: {**compare(rec, cold[rec["seed"]]), "warmstart": rec["warmstart"]}
         for name, rec in records.items()
-        if rec["shift"] == 0 and not name.startswith("cold_")
+        if rec["shift"] == 0 and name not in {f"cold_s{s}" for s in seeds}
     }
     methods = sorted({name.rsplit("_s", 1)[0] for name in rows if not name.startswith("spp_")})
     per_method = {}
@@ -210,10 +223,11 @@ def plot(records: dict[str, dict], summary: dict, seeds: list[int], path: Path) 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (curves, grid, lrs) = plt.subplots(1, 3, figsize=(17, 4.8))
+    fig, (curves, budgets, grid, lrs) = plt.subplots(1, 4, figsize=(22, 4.8))
     first = seeds[0]
     for name, rec in sorted(records.items()):
-        if rec["seed"] == first and rec["shift"] == 0 and not name.startswith("spp_"):
+        full = rec["shift"] == 0 and "_b" not in name and not name.startswith("spp_")
+        if rec["seed"] == first and full:
             steps, losses = zip(*RunResult(**rec["result"]).val_loss, strict=True)
             style = {"color": "black", "lw": 2} if name.startswith("cold") else {}
             curves.plot(steps, losses, label=name.rsplit("_s", 1)[0], **style)
@@ -248,6 +262,27 @@ def plot(records: dict[str, dict], summary: dict, seeds: list[int], path: Path) 
     lrs.axvline(lr["proxy_log2_lr"], color="tab:red", ls=":", label="proxy-tuned LR")
     lrs.set(xlabel="log2 LR", ylabel="final validation loss", title="LR transfer at the target")
     lrs.legend(fontsize=8)
+
+    for method in ("cold", *METHOD_FILES, "rc_sampling_iid"):
+        points = sorted(
+            (rec["result"]["steps_done"], RunResult(**rec["result"]).final_val_loss)
+            for name, rec in records.items()
+            if rec["shift"] == 0
+            and (name.startswith(f"{method}_b") or name.startswith(f"{method}_s"))
+            and name.rsplit("_s", 1)[0].split("_b")[0] == method
+        )
+        if points:
+            steps = sorted({p[0] for p in points})
+            means = [np.mean([v for x, v in points if x == step]) for step in steps]
+            style = {"color": "black", "lw": 2} if method == "cold" else {}
+            budgets.plot(steps, means, "o-", label=method, **style)
+    budgets.axhline(cold_final, color="grey", ls=":", lw=1)
+    budgets.set(
+        xlabel="schedule length (steps)",
+        ylabel="final validation loss (mean over seeds)",
+        title="shorter schedules: where each reaches cold's final loss",
+    )
+    budgets.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

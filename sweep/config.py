@@ -294,15 +294,17 @@ def model_config(
 ) -> GPTConfig:
     """The ladder's model at `width` (and `n_layer`, default the ladder's depth)."""
     ladder = cfg.ladder
+    depth = n_layer or ladder.n_layer
+    base = ladder.base_n_layer or ladder.n_layer
     return GPTConfig(
         seq_len=ladder.seq_len,
-        n_layer=n_layer or ladder.n_layer,
+        n_layer=depth,
         d_model=width,
         d_head=ladder.d_head,
         mlp_ratio=ladder.mlp_ratio,
         parametrization=parametrization,
         base_d_model=ladder.widths[0],
-        base_n_layer=ladder.base_n_layer or ladder.n_layer,
+        base_n_layer=None if base == depth else base,  # one config per model: None = own depth
         depth_alpha=ladder.depth_alpha,
         **{name: float(hparams[name]) for name in MODEL_HPARAMS},
     )
