@@ -5,7 +5,7 @@ from dataclasses import replace
 
 import pytest
 import torch
-from exactness import TOL, max_diff
+from exactness import TOL, logits, max_diff, shapes
 
 from sweep import expand as E
 from sweep import parametrization as P
@@ -17,7 +17,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 SRC = GPTConfig(
     vocab_size=64, seq_len=16, n_layer=2, d_model=32, base_d_model=16, d_head=8, zero_query=False
 )
-IDX = torch.randint(0, 64, (2, 16), generator=torch.Generator().manual_seed(1))
 
 CONFIGS = {
     "mup-count": {},
@@ -71,17 +70,6 @@ def random_state(cfg: GPTConfig, dtype: torch.dtype, seed: int = 0) -> dict:
             t = t / math.sqrt(shape[1])
         state[name] = t.to(dtype)
     return state
-
-
-def logits(cfg: GPTConfig, state: dict, dtype: torch.dtype) -> torch.Tensor:
-    model = GPT(cfg).to(dtype)
-    model.load_state_dict(state)
-    with torch.no_grad():
-        return model(IDX)
-
-
-def shapes(state: dict) -> dict:
-    return {k: tuple(v.shape) for k, v in state.items()}
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])

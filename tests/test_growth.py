@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 import torch
-from exactness import TOL, max_diff
+from exactness import IDX, TOL, logits, max_diff, shapes
 
 from sweep import growth
 from sweep import parametrization as P
@@ -16,7 +16,6 @@ from sweep.model import GPT, GPTConfig, RMSNorm, lm_loss
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 SRC = GPTConfig(vocab_size=64, seq_len=16, n_layer=2, d_model=32, d_head=8, alpha_out=1.5)
-IDX = torch.randint(0, 64, (2, 16), generator=torch.Generator().manual_seed(1))
 
 
 @functools.cache
@@ -39,17 +38,6 @@ def trained(cfg: GPTConfig, dtype=torch.float32) -> GPT:
     model = GPT(cfg).to(dtype)
     model.load_state_dict(_trained_state(cfg, dtype))
     return model
-
-
-def logits(cfg: GPTConfig, state: dict, dtype) -> torch.Tensor:
-    model = GPT(cfg).to(dtype)
-    model.load_state_dict(state)
-    with torch.no_grad():
-        return model(IDX)
-
-
-def shapes(state: dict) -> dict:
-    return {k: tuple(v.shape) for k, v in state.items()}
 
 
 @pytest.mark.parametrize("tie", [False, True])
