@@ -120,15 +120,20 @@ def cancel_leftover_jobs(jobs_root: Path, wait_s: float = 60.0) -> int:
     }
     if not submitted:
         return 0
-    leftover = {i.split("_")[0] for i in _queued_slurm_ids()} & submitted
+    leftover = _queued_job_ids() & submitted
     if leftover:
         subprocess.run(["scancel", *sorted(leftover)], check=True)
     deadline = time.monotonic() + wait_s
-    while {i.split("_")[0] for i in _queued_slurm_ids()} & leftover:
+    while _queued_job_ids() & leftover:
         if time.monotonic() > deadline:
             raise LaunchError(f"SLURM jobs {sorted(leftover)} did not leave the queue")
         time.sleep(POLL_SECONDS)
     return len(leftover)
+
+
+def _queued_job_ids() -> set[str]:
+    """Ids of the jobs SLURM holds, an array once (its tasks' "123_4" become "123")."""
+    return {i.split("_")[0] for i in _queued_slurm_ids()}
 
 
 def _queued_slurm_ids() -> set[str]:
