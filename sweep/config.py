@@ -17,7 +17,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from sweep.data import DataConfig, check_corpus_fits, load_corpus
 from sweep.model import GPTConfig
 from sweep.train import SCHEDULES, OptimConfig, RunConfig
-from sweep.warmstart import METHODS
+from sweep.warmstart import METHODS, source_config
 
 STAGES = ("tune", "transfer", "target", "report")
 TUNABLE = ("lr", "init_std", "output_std", "alpha_in", "alpha_out", "alpha_attn", "weight_decay")
@@ -273,12 +273,8 @@ def check_warmstart(cfg: DictConfig) -> None:
             f"ladder.target ({ladder.target}) must be a multiple of the source width ({width}); "
             "use warmstart.sampling=iid or another warmstart.source"
         )
-    depth = target_depth(cfg)
-    if ws.method == "stack" and (ws.stack_factor < 2 or depth % ws.stack_factor):
-        raise ValueError(
-            f"warmstart.stack_factor ({ws.stack_factor}) must be at least 2 and divide the "
-            f"target's depth ({depth}: ladder.target_n_layer, or ladder.n_layer)"
-        )
+    target = model_config(cfg, ladder.target, "mup", dict(ladder.hparams), target_depth(cfg))
+    source_config(target, ws.method, width, ws.stack_factor)  # the source can be built
 
 
 def data_config(cfg: DictConfig) -> DataConfig:

@@ -72,11 +72,11 @@ def warm_init(
         noise=ws.noise,
         seed=target.seed,
     )
-    params = (
-        {"shrink": ws.shrink, "perturb": ws.perturb} if ws.method == "shrink_pad_perturb" else {}
-    )
-    params |= {"sampling": ws.sampling, "noise": ws.noise} if ws.method == "rc_sampling" else {}
-    params |= {"stack_factor": ws.stack_factor} if ws.method == "stack" else {}
+    params = {  # the settings each method reads
+        "shrink_pad_perturb": {"shrink": ws.shrink, "perturb": ws.perturb},
+        "rc_sampling": {"sampling": ws.sampling, "noise": ws.noise},
+        "stack": {"stack_factor": ws.stack_factor},
+    }.get(ws.method, {})
     info = {
         "method": ws.method,
         "source_width": source_run.model.d_model,

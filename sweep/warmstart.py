@@ -39,8 +39,8 @@ def source_config(target: GPTConfig, method: str, width: int, stack_factor: int)
     if method == "stack":
         if stack_factor < 2 or target.n_layer % stack_factor:
             raise ValueError(
-                f"warmstart.stack_factor ({stack_factor}) must be at least 2 and divide "
-                f"ladder.n_layer ({target.n_layer})"
+                f"warmstart.stack_factor ({stack_factor}) must be at least 2 and divide the "
+                f"target's depth ({target.n_layer}: ladder.target_n_layer, or ladder.n_layer)"
             )
         cfg = replace(cfg, n_layer=target.n_layer // stack_factor)
     return cfg
