@@ -1,10 +1,11 @@
 """Benchmarks. `throughput`: what does µP cost per training step?
 
 Trains three models of identical shapes at each width, in one process, on the same batches:
-the µP GPT of `sweep.model` with its per-role AdamW groups (`sweep.train.make_optimizer`), the
-same GPT in SP, and `RefGPT`, a plain nanoGPT-style transformer with default PyTorch init and one
-AdamW group. µP vs SP isolates the price of the µP rules; µP vs the reference shows what the
-auditable model (separate q/k/v, forward multipliers) costs against idiomatic PyTorch.
+the µP GPT of `sweep.core.model` with its per-role AdamW groups
+(`sweep.core.train.make_optimizer`), the same GPT in SP, and `RefGPT`, a plain nanoGPT-style
+transformer with default PyTorch init and one AdamW group. µP vs SP isolates the price of the µP
+rules; µP vs the reference shows what the auditable model (separate q/k/v, forward multipliers)
+costs against idiomatic PyTorch.
 
 The machine may be shared and noisy, so every model is warmed up before timing, the three models
 are interleaved within each repeat (the order rotates between repeats so none always runs first),
@@ -35,9 +36,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sweep.data import Corpus, DataConfig, load_corpus, train_batch
-from sweep.model import GPT, GPTConfig, lm_loss
-from sweep.train import OptimConfig, make_optimizer
+from sweep.core.data import Corpus, DataConfig, load_corpus, train_batch
+from sweep.core.model import GPT, GPTConfig, lm_loss
+from sweep.core.train import OptimConfig, make_optimizer
 
 MODELS = ("mup", "sp", "ref")
 LABELS = {"mup": "µP", "sp": "SP", "ref": "ref"}

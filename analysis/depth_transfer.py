@@ -1,9 +1,10 @@
-"""Depth transfer: does the optimal LR stay put as the model gets deeper? (CompleteP, METHODS §1)
+"""Depth transfer: does the optimal LR stay put as the model gets deeper? (CompleteP,
+docs/methods.md §1)
 
-For each depth, trains a µP GPT over a grid of log2 LRs and fits the optimum (METHODS §3), twice:
-with CompleteP (residual branches × (L_base/L)^α, hidden LR × (L/L_base)^(α-1), L_base the
-shallowest depth) and without depth scaling (every depth its own base). Drift = max − min of the
-optima across depths, as for width.
+For each depth, trains a µP GPT over a grid of log2 LRs and fits the optimum (docs/methods.md
+§3), twice: with CompleteP (residual branches × (L_base/L)^α, hidden LR × (L/L_base)^(α-1),
+L_base the shallowest depth) and without depth scaling (every depth its own base). Drift =
+max − min of the optima across depths, as for width.
 
     python -m analysis.depth_transfer --depths 2 4 8 16 --width 64
 
@@ -20,11 +21,11 @@ from pathlib import Path
 
 import torch
 
-from sweep.checkpoint import write_atomic
-from sweep.data import DataConfig, load_corpus
-from sweep.metrics import drift, fit_optimum
-from sweep.model import GPTConfig
-from sweep.train import OptimConfig, RunConfig, train
+from sweep.core.atomic import write_atomic
+from sweep.core.data import DataConfig, load_corpus
+from sweep.core.metrics import drift, fit_optimum
+from sweep.core.model import GPTConfig
+from sweep.core.train import OptimConfig, RunConfig, train
 
 VARIANTS = {"completep": 1.0, "no depth scaling": None}  # name -> α (None: base = the depth)
 

@@ -13,7 +13,6 @@ import argparse
 import json
 import os
 import signal
-import subprocess
 import tempfile
 import threading
 import time
@@ -21,21 +20,11 @@ from collections import Counter
 from pathlib import Path
 
 import optuna
-from hydra import compose, initialize_config_dir
 
-from sweep.config import config_dir, register_configs
+from sweep.config import compose_config
+from sweep.edges.launch import local_worker_pids
 from sweep.pipeline import Pipeline
-from sweep.tune import COUNTED, load_study
-
-WORKER_MARK = "submitit.core._submit"  # the command line of a Submitit local job
-
-
-def worker_pids(jobs_folder: Path) -> list[int]:
-    """Submitit local workers of this run only (their command line names its jobs folder), so
-    that a check never kills another run's jobs on the same machine."""
-    pattern = f"{WORKER_MARK} {jobs_folder.resolve()}"
-    out = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout
-    return [int(pid) for pid in out.split()]
+from sweep.stages.tune import COUNTED, open_or_create_study
 
 
 def kill_one_worker_after(
@@ -45,7 +34,7 @@ def kill_one_worker_after(
     while not done.is_set():
         study = study_of()
         if study is not None and len(study.get_trials(deepcopy=False, states=COUNTED)) >= k:
-            pids = worker_pids(jobs_folder)
+            pids = local_worker_pids(jobs_folder)
             if pids:
                 os.kill(pids[0], signal.SIGKILL)
                 killed.append(pids[0])
@@ -54,7 +43,6 @@ def kill_one_worker_after(
 
 
 def workers_check(root: Path, workers: int, trials: int, kill_after: int | None) -> dict:
-    register_configs()
     overrides = [
         f"out_root={root}",
         "+ladder=gpt_tiny",
@@ -67,13 +55,12 @@ def workers_check(root: Path, workers: int, trials: int, kill_after: int | None)
         "ladder.tune_steps=10",
         "ladder.eval_every=5",
     ]
-    with initialize_config_dir(str(config_dir()), version_base="1.3"):
-        cfg = compose("config", overrides=overrides)
+    cfg = compose_config(*overrides)
     run_dir = root / "gpt_tiny"
     done, killed = threading.Event(), []
 
     def study_of():
-        return load_study(cfg, run_dir) if (run_dir / "study.journal").exists() else None
+        return open_or_create_study(cfg, run_dir) if (run_dir / "study.journal").exists() else None
 
     killer = None
     if kill_after is not None:
@@ -87,7 +74,7 @@ def workers_check(root: Path, workers: int, trials: int, kill_after: int | None)
     Pipeline(cfg).run()
     wall = time.perf_counter() - start
     done.set()
-    all_trials = load_study(cfg, run_dir).get_trials(deepcopy=False)
+    all_trials = open_or_create_study(cfg, run_dir).get_trials(deepcopy=False)
     counted = [t for t in all_trials if t.state in COUNTED]
     params = Counter(tuple(sorted(t.params.items())) for t in counted)
     return {

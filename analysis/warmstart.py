@@ -7,9 +7,10 @@ proxy's tuned LR stay optimal for a warm-started target?
 2. At the target width, with the tuned HPs unchanged and the same data order: the cold run and
    every `warmstart.method` (its own config file's settings), for each seed; a λ × σ grid of
    shrink-pad-perturb (first seed); and an LR grid (tuned LR × 2^k) for the cold run and for
-   the default warm start (first seed), whose fitted optima give the drift in log2 (METHODS §3).
+   the default warm start (first seed), whose fitted optima give the drift in log2
+   (docs/methods.md §3).
 3. Per run: steps to the same seed's cold final validation loss, speedup, final loss, FLOPs of
-   the target run and of the source that was grown (METHODS §7).
+   the target run and of the source that was grown (docs/methods.md §7).
 
 Every run is a Submitit job (`launcher=local`, 2 at a time) that writes `<out>/<ladder>/bench/
 <run>.json` when it ends; a rerun skips finished runs. Prints a table; writes `bench.json` and
@@ -27,18 +28,16 @@ from typing import Any
 import numpy as np
 import optuna
 import torch
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
-from sweep.checkpoint import write_atomic
-from sweep.config import config_dir, data_config, register_configs, run_config, target_depth
-from sweep.data import load_corpus
-from sweep.launch import run_jobs
-from sweep.metrics import fit_optimum, speedup
+from sweep.config import compose_config, plain
+from sweep.core.atomic import write_atomic
+from sweep.core.metrics import fit_optimum, speedup
+from sweep.core.train import RunResult
+from sweep.edges.launch import run_jobs
 from sweep.pipeline import Pipeline
-from sweep.target import train_source, warm_init
-from sweep.train import RunResult, train
-from sweep.tune import load_study, tune_summary, tuned_hparams
+from sweep.stages.target import train_source, train_target
+from sweep.stages.tune import open_or_create_study, tune_summary, tuned_hparams
 
 METHOD_FILES = ("shrink_pad_perturb", "function_preserving", "rc_sampling", "stack")
 RC_IID = {"method": "rc_sampling", "sampling": "iid"}  # the mean-field variant, beside stratified
@@ -50,24 +49,14 @@ DEFAULT = "shrink_pad_perturb"
 
 
 def pipeline_cfg(ladder: str, out: Path, *overrides: str) -> DictConfig:
-    register_configs()
-    with initialize_config_dir(str(config_dir()), version_base="1.3"):
-        return compose(
-            "config",
-            overrides=[
-                f"out_root={out}",
-                f"+ladder={ladder}",
-                "logger=none",
-                "launcher.cpus_per_task=1",
-                *overrides,
-            ],
-        )
+    fixed = (f"out_root={out}", f"+ladder={ladder}", "logger=none", "launcher.cpus_per_task=1")
+    return compose_config(*fixed, *overrides)
 
 
 def warmstart_of(ladder: str, out: Path, method: str) -> dict[str, Any]:
     """The settings of `conf/warmstart/<method>.yaml`."""
     cfg = pipeline_cfg(ladder, out, f"warmstart={method}")
-    return OmegaConf.to_container(cfg.warmstart)
+    return plain(cfg.warmstart)
 
 
 def runs(ladder: str, out: Path, seeds: list[int]) -> list[dict[str, Any]]:
@@ -127,43 +116,30 @@ def bench_job(spec: dict[str, Any]) -> str:
     """One target run (cold or warm); writes its JSON, the benchmark's record of it."""
     torch.set_num_threads(1)
     cfg = with_warmstart(spec)
-    folder, tuned = Path(spec["dir"]), spec["hparams"]
-    hparams = tuned | {"lr": tuned["lr"] * 2.0 ** spec["shift"]}
-    ladder = cfg.ladder
-    steps = spec.get("steps") or ladder.target_steps
-    run = run_config(cfg, ladder.target, "mup", hparams, steps, spec["seed"], target_depth(cfg))
-    init_state, source_flops, info = None, 0, {"method": "cold"}
-    if spec["warmstart"] is not None:  # the source is trained with the tuned HPs, unshifted
-        init_state, source_result, info = warm_init(cfg, folder, tuned, run)
-        source_flops = source_result.flops
+    folder = Path(spec["dir"])
     checkpoint = folder / "bench" / f"{spec['name']}.ckpt"
-    result, _ = train(
-        run,
-        load_corpus(data_config(cfg)),
-        init_state=init_state,
-        checkpoint_path=checkpoint,
-        checkpoint_every=ladder.eval_every,
+    record = train_target(
+        cfg,
+        folder,
+        spec["hparams"],  # the source is trained with the tuned HPs, unshifted
+        warm=spec["warmstart"] is not None,
+        checkpoint=checkpoint,
+        seed=spec["seed"],
+        steps=spec.get("steps") or cfg.ladder.target_steps,
+        lr_scale=2.0 ** spec["shift"],
     )
-    record = {
-        **{k: spec[k] for k in ("name", "seed", "shift")},
-        "steps": steps,
-        "log2_lr": math.log2(hparams["lr"]),
-        "warmstart": info,
-        "result": result.to_dict(),
-        "source_flops": source_flops,
-        "flops_per_step": result.flops / max(1, result.steps_done),
-    }
+    record |= {k: spec[k] for k in ("name", "shift")}
     write_atomic(folder / "bench" / f"{spec['name']}.json", json.dumps(record).encode())
     checkpoint.unlink()  # 75 MB at width 512; the JSON is the record
-    return f"final val loss {result.final_val_loss:.4f}"
+    return f"final val loss {RunResult(**record['result']).final_val_loss:.4f}"
 
 
 def compare(record: dict, cold: dict) -> dict[str, Any]:
-    """A run against its seed's cold run: METHODS §7's speedups, final loss, FLOPs."""
+    """A run against its seed's cold run: docs/methods.md §7's speedups, final loss, FLOPs."""
     result, baseline = RunResult(**record["result"]), RunResult(**cold["result"])
     per_step = cold["flops_per_step"]
     out = speedup(
-        result.val_loss, baseline.val_loss, proxy_steps_equiv=record["source_flops"] / per_step
+        result.val_loss, baseline.val_loss, source_steps_equiv=record["source_flops"] / per_step
     )
     warm_steps = out["warm_steps"]
     return {
@@ -172,7 +148,7 @@ def compare(record: dict, cold: dict) -> dict[str, Any]:
         "steps_to_cold_final": warm_steps,
         "cold_steps": out["cold_steps"],
         "speedup": out["speedup"],
-        "speedup_with_source": out["speedup_with_proxy"],
+        "speedup_with_source": out["speedup_with_source"],
         "target_flops_to_cold_final": None if warm_steps is None else warm_steps * per_step,
         "source_flops": record["source_flops"],
         "note": out["reason"],
@@ -336,9 +312,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     Pipeline(cfg).run()
     folder = out / cfg.ladder.name
-    study = load_study(cfg, folder)
+    study = open_or_create_study(cfg, folder)
     hparams, tune_flops = tuned_hparams(cfg, study), tune_summary(study)["flops"]
-    container = OmegaConf.to_container(cfg, resolve=True)
+    container = plain(cfg)
     plan = runs(args.ladder, out, args.seeds)
     todo = [r for r in plan if not (folder / "bench" / f"{r['name']}.json").exists()]
     common = {

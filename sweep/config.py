@@ -8,18 +8,56 @@ a log-scaled bound that is not positive, ...) before any job is submitted, and n
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum, auto
 from pathlib import Path
 from typing import Any
 
+from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from sweep.data import DataConfig, check_corpus_fits, load_corpus
-from sweep.model import GPTConfig
-from sweep.train import SCHEDULES, OptimConfig, RunConfig
-from sweep.warmstart import METHODS, source_config
+from sweep.core.data import DataConfig, Source, check_corpus_fits, load_corpus
+from sweep.core.model import GPTConfig
+from sweep.core.train import OptimConfig, RunConfig, Schedule
+from sweep.grow.rc_sampling import Sampling
+from sweep.grow.warmstart import Method, SourceModel, source_config
 
-STAGES = ("tune", "transfer", "target", "report")
+
+class Stage(StrEnum):
+    tune = auto()
+    transfer = auto()
+    target = auto()
+    report = auto()
+
+
+class Sampler(StrEnum):
+    tpe = auto()
+    random = auto()
+
+
+class Pruner(StrEnum):
+    median = auto()
+    hyperband = auto()
+    none = auto()
+
+
+class LauncherKind(StrEnum):
+    local = auto()  # Submitit subprocesses on this machine
+    debug = auto()  # in this process, one job at a time
+    slurm = auto()
+
+
+class LoggerKind(StrEnum):
+    wandb = auto()
+    none = auto()
+
+
+class WandbMode(StrEnum):
+    offline = auto()
+    online = auto()
+    disabled = auto()
+
+
 TUNABLE = ("lr", "init_std", "output_std", "alpha_in", "alpha_out", "alpha_attn", "weight_decay")
 MODEL_HPARAMS = ("init_std", "output_std", "alpha_in", "alpha_out", "alpha_attn")
 
@@ -35,13 +73,13 @@ class ParamRange:
 class HyperParams:
     """The values of every tunable hyperparameter that the search space leaves fixed."""
 
-    lr: float = 3e-3
-    init_std: float = 1.0
-    output_std: float = 1.0
-    alpha_in: float = 1.0
-    alpha_out: float = 1.0
-    alpha_attn: float = 1.0
-    weight_decay: float = 0.0
+    lr: float = OptimConfig.lr
+    init_std: float = GPTConfig.init_std
+    output_std: float = GPTConfig.output_std
+    alpha_in: float = GPTConfig.alpha_in
+    alpha_out: float = GPTConfig.alpha_out
+    alpha_attn: float = GPTConfig.alpha_attn
+    weight_decay: float = OptimConfig.weight_decay
 
 
 @dataclass
@@ -49,23 +87,23 @@ class LadderConfig:
     name: str = MISSING
     widths: list[int] = MISSING  # proxy (the µP base) first, then the intermediate widths
     target: int = MISSING  # the width the tuned values are carried to
-    n_layer: int = 2  # depth of the proxy and every ladder width
+    n_layer: int = GPTConfig.n_layer  # depth of the proxy and every ladder width
     target_n_layer: int | None = None  # depth of the target (null: n_layer)
-    # CompleteP (METHODS §1): a model L deep has residual branches × (base_n_layer / L)^α and
-    # hidden LR × (L / base_n_layer)^(α-1), so HPs tuned at base_n_layer carry to any depth
+    # CompleteP (docs/methods.md §1): a model L deep has residual branches × (base_n_layer / L)^α
+    # and hidden LR × (L / base_n_layer)^(α-1), so HPs tuned at base_n_layer carry to any depth
     base_n_layer: int | None = None  # null: n_layer, the depth the HPs are tuned at
-    depth_alpha: float = 1.0  # in [0.5, 1]
-    d_head: int = 16  # head size; widths grow the number of heads
-    mlp_ratio: float = 4.0
-    seq_len: int = 64
-    batch_size: int = 32
+    depth_alpha: float = GPTConfig.depth_alpha  # in [0.5, 1]
+    d_head: int = GPTConfig.d_head  # head size; widths grow the number of heads
+    mlp_ratio: float = GPTConfig.mlp_ratio
+    seq_len: int = GPTConfig.seq_len
+    batch_size: int = RunConfig.batch_size
     tune_steps: int = 150  # steps of one tuning trial (at the proxy width)
     transfer_steps: int = 150  # steps of one transfer-check point (every width)
     target_steps: int = 300  # steps of the warm and cold target runs
-    eval_every: int = 25
-    eval_batches: int = 4
-    warmup_steps: int = 10
-    schedule: str = "cosine"
+    eval_every: int = RunConfig.eval_every
+    eval_batches: int = RunConfig.eval_batches
+    warmup_steps: int = OptimConfig.warmup_steps
+    schedule: Schedule = Schedule[OptimConfig.schedule]
     lr_grid: list[float] = MISSING  # log2 learning rates of the transfer check
     transfer_seeds: int = 1
     hparams: HyperParams = field(default_factory=HyperParams)
@@ -74,23 +112,25 @@ class LadderConfig:
 
 @dataclass
 class DataSection:
-    """Schema of `sweep.data.DataConfig` (frozen there, so it is hashable for the corpus cache)."""
+    """Schema of `sweep.core.data.DataConfig` (frozen there, so it is hashable for the corpus
+    cache); the defaults are that class's."""
 
-    source: str = "stdlib"  # "stdlib", "text" or "tokens"
-    path: str | None = None
-    val_fraction: float = 0.1
-    vocab_size: int | None = None
-    cache_dir: str | None = None
+    source: Source = Source[DataConfig.source]
+    path: str | None = DataConfig.path  # a text file, or a uint16 token file or folder
+    val_fraction: float = DataConfig.val_fraction
+    vocab_size: int | None = DataConfig.vocab_size
+    cache_dir: str | None = DataConfig.cache_dir
 
 
 @dataclass
 class TuneConfig:
     n_trials: int = 20
-    sampler: str = "tpe"  # "tpe" or "random"
+    sampler: Sampler = Sampler.tpe
     n_startup_trials: int = 5  # random trials before TPE models the space
-    pruner: str = "median"  # "median", "hyperband" or "none"
-    storage: str | None = None  # None: SQLite in the run folder; "journal": a journal file
-    # there (workers on one host); or any SQLAlchemy URL, e.g. postgresql://... (across hosts)
+    pruner: Pruner = Pruner.median
+    # None: SQLite in the run folder; "journal": a journal file there (workers on one host); or
+    # any SQLAlchemy URL, e.g. postgresql+psycopg://user:password@host/db (workers across hosts)
+    storage: str | None = None
     workers: int = 1  # parallel workers on the one study (a job array on SLURM)
     study_name: str | None = None  # None: the run name
     seed: int = 0
@@ -101,7 +141,7 @@ class TuneConfig:
 
 @dataclass
 class LauncherConfig:
-    kind: str = "local"  # "local" (subprocesses), "debug" (in this process) or "slurm"
+    kind: LauncherKind = LauncherKind.local
     max_parallel: int = 2  # jobs running at once (SLURM: the job array's parallelism)
     timeout_min: int = 60
     cpus_per_task: int = 1
@@ -119,20 +159,19 @@ class LauncherConfig:
 
 @dataclass
 class LoggerConfig:
-    kind: str = "wandb"  # "wandb" or "none"
+    kind: LoggerKind = LoggerKind.wandb
     project: str = "musweep"
     entity: str | None = None
-    mode: str = "offline"  # "offline" unless the user logged in and chose "online"
+    mode: WandbMode = WandbMode.offline  # "online" once the user has logged in
 
 
 @dataclass
 class WarmstartConfig:
-    # shrink_pad_perturb, function_preserving, rc_sampling, stack, or cold (a fresh init)
-    method: str = "shrink_pad_perturb"
-    source: str = "widest"  # grow the widest ladder width ("widest") or the proxy ("proxy")
-    shrink: float = 0.8  # λ (METHODS §4)
+    method: Method = Method.shrink_pad_perturb  # or cold: a fresh init, no warm start
+    source: SourceModel = SourceModel.widest  # grow the widest ladder width, or the proxy
+    shrink: float = 0.8  # λ (docs/methods.md §4)
     perturb: float = 0.3  # σ: scale of the fresh µP init noise added
-    sampling: str = "stratified"  # rc_sampling: each unit N/n times, or "iid" draws (§6)
+    sampling: Sampling = Sampling.stratified  # rc_sampling: each unit N/n times, or iid (§6)
     noise: float = 0.0  # rc_sampling: symmetric noise, in units of the target's µP init std
     stack_factor: int = 2  # stack: the source has n_layer / stack_factor blocks
 
@@ -145,7 +184,7 @@ class PipelineConfig:
     launcher: LauncherConfig = field(default_factory=LauncherConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     warmstart: WarmstartConfig = field(default_factory=WarmstartConfig)
-    stages: list[str] = field(default_factory=lambda: list(STAGES))
+    stages: list[Stage] = field(default_factory=lambda: list(Stage))
     out_root: str = "runs"
     run_name: str | None = None  # None: the ladder's name
     seed: int = 0
@@ -165,6 +204,19 @@ def register_configs() -> None:
         cs.store(group=group, name=f"{group}_schema", node=node)
 
 
+def compose_config(*overrides: str) -> DictConfig:
+    """The pipeline's config from `conf/` and Hydra overrides, as `python -m sweep.run` composes
+    it (for tests and analysis scripts, which call the pipeline without the command line)."""
+    register_configs()
+    with initialize_config_dir(str(config_dir()), version_base="1.3"):
+        return compose("config", overrides=list(overrides))
+
+
+def plain(cfg: DictConfig) -> dict[str, Any]:
+    """The config as plain data (choices as their strings): what jobs receive and files record."""
+    return OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+
+
 EXPERIMENT_SCHEMAS = {"ladder": LadderConfig, "data": DataSection, "warmstart": WarmstartConfig}
 
 
@@ -176,7 +228,7 @@ def with_defaults(experiment: dict) -> dict:
     for key, schema in EXPERIMENT_SCHEMAS.items():
         if key in out:
             merged = OmegaConf.merge(OmegaConf.structured(schema), out[key])
-            out[key] = OmegaConf.to_container(merged)
+            out[key] = OmegaConf.to_container(merged, enum_to_str=True)
     return out
 
 
@@ -200,8 +252,6 @@ def validate(cfg: DictConfig) -> None:
             "no ladder chosen: add +ladder=NAME, one of " + ", ".join(available_ladders())
         )
     ladder = cfg.ladder
-    for unknown in set(cfg.stages) - set(STAGES):
-        raise ValueError(f"stages: unknown stage {unknown!r}; choose from {', '.join(STAGES)}")
     widths = list(ladder.widths)
     if not widths or widths != sorted(set(widths)) or widths[0] <= 0:
         raise ValueError(f"ladder.widths must be positive and strictly increasing; got {widths}")
@@ -223,7 +273,6 @@ def validate(cfg: DictConfig) -> None:
     ):
         if ladder[name] <= 0:
             raise ValueError(f"ladder.{name} must be positive; got {ladder[name]}")
-    _choice("ladder.schedule", ladder.schedule, SCHEDULES)
     for name, space in ladder.search.items():
         _choice("ladder.search key", name, TUNABLE)
         if not space.low < space.high:
@@ -232,8 +281,6 @@ def validate(cfg: DictConfig) -> None:
             raise ValueError(
                 f"ladder.search.{name}: log-scaled bounds must be > 0; got low={space.low}"
             )
-    _choice("tune.sampler", cfg.tune.sampler, ("tpe", "random"))
-    _choice("tune.pruner", cfg.tune.pruner, ("median", "hyperband", "none"))
     if cfg.tune.n_trials <= 0:
         raise ValueError(f"tune.n_trials must be positive; got {cfg.tune.n_trials}")
     if cfg.tune.workers <= 0:
@@ -243,13 +290,10 @@ def validate(cfg: DictConfig) -> None:
         raise ValueError(
             f"tune.workers={cfg.tune.workers} cannot share an SQLite study: SQLite locks the "
             "whole file per write and fails under concurrent writers. Use tune.storage=journal "
-            "(workers on one host) or tune.storage=postgresql://... (workers across hosts)"
+            "(workers on one host) or tune.storage=postgresql+psycopg://... (workers across hosts)"
         )
-    _choice("launcher.kind", cfg.launcher.kind, ("local", "debug", "slurm"))
     if cfg.launcher.max_parallel <= 0:
         raise ValueError(f"launcher.max_parallel must be positive; got {cfg.launcher.max_parallel}")
-    _choice("logger.kind", cfg.logger.kind, ("wandb", "none"))
-    _choice("logger.mode", cfg.logger.mode, ("offline", "online", "disabled"))
     check_warmstart(cfg)
     check_corpus_fits(load_corpus(data_config(cfg)), ladder.seq_len)  # file exists, is long enough
     for width in widths:  # the model configs check heads, base, depth, ...
@@ -259,15 +303,13 @@ def validate(cfg: DictConfig) -> None:
 
 def check_warmstart(cfg: DictConfig) -> None:
     ws, ladder = cfg.warmstart, cfg.ladder
-    _choice("warmstart.method", ws.method, METHODS)
-    _choice("warmstart.source", ws.source, ("widest", "proxy"))
-    _choice("warmstart.sampling", ws.sampling, ("stratified", "iid"))
     if not 0 <= ws.shrink <= 1 or ws.perturb < 0 or ws.noise < 0:
         raise ValueError(
             "warmstart.shrink must lie in [0, 1], warmstart.perturb and warmstart.noise be >= 0"
         )
-    width = ladder.widths[-1 if ws.source == "widest" else 0]
-    if ws.method == "rc_sampling" and ws.sampling == "stratified" and ladder.target % width:
+    width = source_width(cfg)
+    stratified = ws.method == Method.rc_sampling and ws.sampling == Sampling.stratified
+    if stratified and ladder.target % width:
         raise ValueError(
             f"warmstart.sampling=stratified copies each source unit target/source times: "
             f"ladder.target ({ladder.target}) must be a multiple of the source width ({width}); "
@@ -278,7 +320,12 @@ def check_warmstart(cfg: DictConfig) -> None:
 
 
 def data_config(cfg: DictConfig) -> DataConfig:
-    return DataConfig(**OmegaConf.to_container(cfg.data))
+    return DataConfig(**plain(cfg.data))
+
+
+def source_width(cfg: DictConfig) -> int:
+    """The width of the model the warm start grows: the widest ladder width or the proxy's."""
+    return cfg.ladder.widths[-1 if cfg.warmstart.source == SourceModel.widest else 0]
 
 
 def target_depth(cfg: DictConfig) -> int:
@@ -321,7 +368,7 @@ def run_config(
         lr=float(hparams["lr"]),
         weight_decay=float(hparams["weight_decay"]),
         warmup_steps=ladder.warmup_steps,
-        schedule=ladder.schedule,
+        schedule=str(ladder.schedule),
     )
     return RunConfig(
         model=model_config(cfg, width, parametrization, hparams, n_layer),

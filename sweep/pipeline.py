@@ -16,24 +16,21 @@ from typing import Any
 import optuna
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from analysis.coord_check import coord_check
-from analysis.coord_check import plot as plot_coord_check
-from sweep.checkpoint import write_atomic
-from sweep.config import data_config, model_config, validate, with_defaults
-from sweep.data import load_corpus
-from sweep.launch import cancel_leftover_jobs, run_jobs
-from sweep.report import write_report
-from sweep.target import target_job, target_specs, target_summary
-from sweep.tracking import log_report
-from sweep.train import OptimConfig
-from sweep.transfer import job_specs, points, transfer_job, transfer_summary
-from sweep.tune import (
+from sweep.config import LauncherKind, plain, validate, with_defaults
+from sweep.core.atomic import write_atomic
+from sweep.core.metrics import run_verdict
+from sweep.edges.console import print_summary, stage_progress
+from sweep.edges.launch import cancel_leftover_jobs, run_jobs
+from sweep.edges.report import write_report
+from sweep.edges.tracking import log_report
+from sweep.stages.report import coord_check_summary, measured_coord_checks, read_coord_checks
+from sweep.stages.target import target_job, target_specs, target_summary
+from sweep.stages.transfer import job_specs, points, transfer_job, transfer_summary
+from sweep.stages.tune import (
     COUNTED,
-    fail_stale_trials,
-    load_study,
+    open_or_create_study,
+    retry_running_trials,
     tune_summary,
     tune_worker,
     tuned_hparams,
@@ -41,7 +38,6 @@ from sweep.tune import (
 
 EXPERIMENT_KEYS = ("ladder", "data", "seed", "warmstart")  # what the results on disk depend on
 TUNE_ROUNDS = 3
-COORD_CHECK_LR = 1e-2  # deliberately large: differences between parametrizations show at once
 
 
 class StageError(RuntimeError):
@@ -66,22 +62,15 @@ class Pipeline:
         self.cfg = cfg
         self.run_dir = run_dir_of(cfg)
         self.console = console or Console()
-        self.container = OmegaConf.to_container(cfg, resolve=True)
-        self.progress = Progress(
-            TextColumn("[bold]{task.description:<9}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[msg]}"),
-            TimeElapsedColumn(),
-            console=self.console,
-        )
+        self.container = plain(cfg)
+        self.progress = stage_progress(self.console)
 
     def run(self) -> dict[str, Any]:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._check_writable()
         self._check_same_experiment()
         self.study()  # an unreachable tune.storage fails here, before any job
-        if self.cfg.launcher.kind == "slurm":
+        if self.cfg.launcher.kind == LauncherKind.slurm:
             cancelled = cancel_leftover_jobs(self.run_dir / "jobs")
             if cancelled:
                 self.console.print(
@@ -93,7 +82,7 @@ class Pipeline:
                 getattr(self, f"stage_{stage}")()
         summary = self.summary()
         write_json(self.run_dir / "summary.json", summary)
-        self.print_summary(summary)
+        print_summary(self.console, summary, self.run_dir)
         return summary
 
     def _check_writable(self) -> None:
@@ -141,13 +130,13 @@ class Pipeline:
     def study(self) -> optuna.Study:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         try:
-            return load_study(self.cfg, self.run_dir)
+            return open_or_create_study(self.cfg, self.run_dir)
         except Exception as e:  # an unreachable server, bad credentials, a bad URL
             raise StageError(f"cannot open the Optuna study at tune.storage: {e}") from e
 
     def stage_tune(self) -> None:
         study = self.study()
-        fail_stale_trials(study)
+        retry_running_trials(study)
         total = self.cfg.tune.n_trials
         task = self.progress.add_task("tune", total=total, msg="")
 
@@ -177,7 +166,7 @@ class Pipeline:
                 if quota > 0
             ]
             self.launch("tune", tune_worker, specs, self._report_errors("tune"), on_poll=poll)
-            fail_stale_trials(study)  # every worker has ended: a RUNNING trial is an orphan
+            retry_running_trials(study)  # every worker has ended: a RUNNING trial is an orphan
         poll()
         counted = len(study.get_trials(deepcopy=False, states=COUNTED))
         if counted < total:
@@ -207,7 +196,8 @@ class Pipeline:
             self.progress.update(task, completed=len(done), msg=msg)
 
         poll()
-        n_jobs = self.cfg.launcher.max_parallel if self.cfg.launcher.kind == "local" else len(todo)
+        local = self.cfg.launcher.kind == LauncherKind.local
+        n_jobs = self.cfg.launcher.max_parallel if local else len(todo)
         specs = job_specs(self.cfg, self.run_dir, todo, n_jobs)
         self.launch("transfer", transfer_job, specs, self._report_errors("transfer"), on_poll=poll)
         poll()
@@ -242,38 +232,16 @@ class Pipeline:
     def stage_report(self) -> None:
         task = self.progress.add_task("report", total=2, msg="coordinate check")
         folder = self.run_dir / "report"
-        folder.mkdir(parents=True, exist_ok=True)
-        coord_png = folder / "coord_check.png"
-        if not coord_png.exists():
-            self.coordinate_check(coord_png)
-        self.progress.update(task, completed=1, msg="figures")
-        summary = self.summary()
-        write_report(summary, folder, coord_check_png=coord_png, study=self.study())
-        log_report(self.cfg.logger, self.run_dir, summary)
-        self.progress.update(task, completed=2, msg=str(folder / "report.html"))
-
-    def coordinate_check(self, path: Path) -> None:
-        """METHODS §2 over the ladder's widths and the target, µP and SP, at the tuned HPs."""
         try:
             hparams = self.tuned()
-        except StageError:  # report before tuning: the ladder's default HPs
+        except StageError:  # a report before tuning: at the ladder's default HPs
             hparams = dict(self.cfg.ladder.hparams)
-        widths = [*self.cfg.ladder.widths, self.cfg.ladder.target]
-        corpus = load_corpus(data_config(self.cfg))
-        optim = OptimConfig(lr=COORD_CHECK_LR, schedule="constant")
-        checks = [
-            coord_check(
-                model_config(self.cfg, widths[0], p, hparams),
-                widths,
-                optim,
-                corpus,
-                steps=4,
-                batch_size=4,
-                seeds=(self.cfg.seed,),
-            )
-            for p in ("mup", "sp")
-        ]
-        plot_coord_check(checks, str(path))
+        checks = measured_coord_checks(self.cfg, folder, hparams)
+        self.progress.update(task, completed=1, msg="figures")
+        summary = self.summary()
+        write_report(summary, folder, study=self.study(), coord_checks=checks)
+        log_report(self.cfg.logger, self.run_dir, summary)
+        self.progress.update(task, completed=2, msg=str(folder / "report.html"))
 
     def _report_errors(self, stage: str):
         def on_result(_spec: dict, _result: Any, error: BaseException | None) -> None:
@@ -309,42 +277,12 @@ class Pipeline:
         if runs:
             summary["target"] = target_summary(cfg, runs)
             cost["target_flops"] = summary["target"].pop("flops")
+        checks = read_coord_checks(self.run_dir / "report")
+        if checks:
+            summary["coord_check"] = coord_check_summary(checks)
+        transfer_verdict = summary.get("transfer", {}).get("verdict")
+        verdict = run_verdict(transfer_verdict, summary.get("coord_check", {}).get("mup"))
+        if verdict:
+            summary["verdict"] = verdict
         summary["cost"] = cost
         return summary
-
-    def print_summary(self, summary: dict[str, Any]) -> None:
-        table = Table(title=f"musweep · {summary['ladder']['name']}", show_header=False)
-        tune, transfer, target = (summary.get(k, {}) for k in ("tune", "transfer", "target"))
-        if tune:
-            table.add_row(
-                "tuned", ", ".join(f"{k}={v:.3g}" for k, v in tune["best_params"].items())
-            )
-            table.add_row(
-                "trials",
-                f"{tune['n_trials']} ({tune['n_pruned']} pruned, {tune['n_diverged']} diverged)",
-            )
-        if transfer:
-            table.add_row(
-                "drift µP / SP",
-                f"{transfer['mup']['drift_log2']:.2f} / {transfer['sp']['drift_log2']:.2f} log2",
-            )
-            table.add_row("verdict", transfer["verdict"])
-        if target:
-            for kind in ("warm", "cold"):
-                if kind in target:
-                    table.add_row(f"target {kind}", f"{target[kind]['final_val_loss']:.4f}")
-            if target.get("speedup") is not None:
-                table.add_row(
-                    "speedup",
-                    f"{target['speedup']:.2f}x (with the proxy's cost "
-                    f"{target['speedup_with_proxy']:.2f}x)",
-                )
-            elif target.get("reason"):
-                table.add_row("speedup", target["reason"])
-        for name, flops in summary["cost"].items():
-            table.add_row(name.replace("_", " "), f"{flops:.3g}")
-        self.console.print(table)
-        report = self.run_dir / "report" / "report.html"
-        if report.exists():
-            self.console.print(f"report   {report}")
-        self.console.print(f"summary  {self.run_dir / 'summary.json'}")

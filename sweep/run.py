@@ -12,7 +12,7 @@ import hydra
 from omegaconf import DictConfig
 
 from sweep.config import register_configs
-from sweep.launch import LaunchError
+from sweep.edges.launch import LaunchError
 from sweep.pipeline import Pipeline, StageError
 
 register_configs()

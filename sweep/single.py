@@ -16,9 +16,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from sweep.data import DataConfig, load_corpus
-from sweep.model import GPTConfig
-from sweep.train import OptimConfig, RunConfig, train
+from sweep.core.data import DataConfig, load_corpus
+from sweep.core.model import GPTConfig
+from sweep.core.train import OptimConfig, RunConfig, train
 
 MODEL_FLAGS = (
     "d_model",

@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from sweep.data import DataConfig, load_corpus, stdlib_files
-from sweep.model import GPTConfig
-from sweep.train import OptimConfig, RunConfig
+from sweep.core.data import DataConfig, load_corpus, stdlib_files
+from sweep.core.model import GPTConfig
+from sweep.core.train import OptimConfig, RunConfig
 
 TINY = GPTConfig(d_model=32, d_head=8, seq_len=32, n_layer=2)
 
@@ -38,7 +38,7 @@ def tiny_run() -> RunConfig:
 
 @pytest.fixture(scope="module")
 def one_thread():
-    """Tiny models: intra-op threads only spin against a busy machine's other jobs."""
+    """Tiny models run fastest on one intra-op thread (more only wait on each other)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

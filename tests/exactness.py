@@ -1,8 +1,8 @@
-"""What "computes the same function" means in the growth tests (issue 5's tolerances)."""
+"""What "computes the same function" means in the growth tests: the tolerances, in one place."""
 
 import torch
 
-from sweep.model import GPT, GPTConfig
+from sweep.core.model import GPT, GPTConfig
 
 IDX = torch.randint(0, 64, (2, 16), generator=torch.Generator().manual_seed(1))  # vocab 64, T 16
 TOL = {torch.float64: 1e-10, torch.float32: 1e-5}  # float32: relative to the logits' scale

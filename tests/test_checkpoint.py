@@ -3,7 +3,7 @@ import pickle
 import pytest
 import torch
 
-from sweep.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from sweep.core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
 
 def test_round_trip(tmp_path):

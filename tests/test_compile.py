@@ -4,7 +4,7 @@ from dataclasses import replace
 
 import pytest
 
-from sweep.train import train
+from sweep.core.train import train
 
 
 @pytest.mark.slow

@@ -4,10 +4,10 @@ from dataclasses import replace
 
 import pytest
 
-from analysis.coord_check import DEFAULT_THRESHOLD, coord_check
-from sweep import parametrization as P
-from sweep.model import GPTConfig
-from sweep.train import OptimConfig
+from sweep.core import parametrization as P
+from sweep.core.coord_check import DEFAULT_THRESHOLD, coord_check
+from sweep.core.model import GPTConfig
+from sweep.core.train import OptimConfig
 
 WIDTHS = [32, 64, 128, 256]
 BASE = GPTConfig(d_model=32, d_head=8, seq_len=32, n_layer=2)

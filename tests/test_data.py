@@ -1,4 +1,4 @@
-"""Tests for sweep.data: sources, representative splits, caching, and batch determinism."""
+"""Tests for sweep.core.data: sources, representative splits, caching, and batch determinism."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from sweep.data import (
+from sweep.core.data import (
     EXCLUDED_DIRS,
     TEXT_BLOCK_BYTES,
     TOKEN_BLOCK,

@@ -5,9 +5,9 @@ from dataclasses import replace
 import pytest
 import torch
 
-from sweep import parametrization as P
-from sweep.model import GPT, GPTConfig, lm_loss
-from sweep.train import OptimConfig, make_optimizer
+from sweep.core import parametrization as P
+from sweep.core.model import GPT, GPTConfig, lm_loss
+from sweep.core.train import OptimConfig, make_optimizer
 
 CFG = GPTConfig(vocab_size=64, seq_len=16, n_layer=2, d_model=32, d_head=8, zero_query=False)
 IDX = torch.randint(0, 64, (4, 17), generator=torch.Generator().manual_seed(1))

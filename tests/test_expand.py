@@ -1,4 +1,5 @@
-"""The six function-preserving growth operators and depth stacking (`sweep.expand`)."""
+"""The six function-preserving growth operators (`sweep.grow.function_preserving`) and depth
+stacking (`sweep.grow.stack`)."""
 
 import math
 from dataclasses import replace
@@ -7,10 +8,11 @@ import pytest
 import torch
 from exactness import TOL, logits, max_diff, shapes
 
-from sweep import expand as E
-from sweep import parametrization as P
-from sweep.growth import fresh_init, state_shapes
-from sweep.model import GPT, GPTConfig
+from sweep.core import parametrization as P
+from sweep.core.model import GPT, GPTConfig
+from sweep.grow import function_preserving as E
+from sweep.grow.stack import stack_layers
+from sweep.grow.state import fresh_init, state_shapes
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -209,7 +211,7 @@ def test_add_layer_places_an_identity_block_and_renumbers():
 def test_stack_layers_repeats_the_whole_stack(tie):
     cfg = replace(SRC, tie_embeddings=tie)
     src = random_state(cfg, torch.float64)
-    grown, new_cfg = E.stack_layers(src, cfg, 3)
+    grown, new_cfg = stack_layers(src, cfg, 3)
     assert new_cfg.n_layer == 6
     assert shapes(grown) == shapes(GPT(new_cfg).state_dict())
     for j in range(6):
@@ -231,10 +233,10 @@ BAD = [
     (lambda s, c: E.add_layer(s, c, 3), "position"),
     (lambda s, c: E.add_layer(s, c, -1), "position"),
     (lambda s, c: E.add_layer(s, c, 0, init="ones"), "init must be"),
-    (lambda s, c: E.stack_layers(s, c, 0), "times"),
+    (lambda s, c: stack_layers(s, c, 0), "times"),
     (lambda s, c: E.grow_mlp(s, replace(c, mlp_ratio=2.0), 200), "source state"),
     (lambda s, c: E.add_layer(s, replace(c, n_layer=3), 0), "source state"),
-    (lambda s, c: E.stack_layers(s, replace(c, d_model=48), 2), "source state"),
+    (lambda s, c: stack_layers(s, replace(c, d_model=48), 2), "source state"),
 ]
 
 

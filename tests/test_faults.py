@@ -10,36 +10,30 @@ import time
 from pathlib import Path
 
 import optuna
-from hydra import compose, initialize_config_dir
 
-from analysis.reliability import worker_pids
-from sweep.checkpoint import load_checkpoint
-from sweep.config import config_dir, data_config, register_configs, run_config
-from sweep.data import load_corpus
+from sweep.config import compose_config, data_config, run_config
+from sweep.core.checkpoint import load_checkpoint
+from sweep.core.data import load_corpus
+from sweep.core.train import train
+from sweep.edges.launch import local_worker_pids
 from sweep.pipeline import Pipeline
-from sweep.train import train
-from sweep.tune import load_study
-
-register_configs()
+from sweep.stages.tune import COUNTED, open_or_create_study
 
 
 def make_cfg(tmp_path, *overrides):
-    with initialize_config_dir(str(config_dir()), version_base="1.3"):
-        return compose(
-            "config",
-            overrides=[f"out_root={tmp_path}", "+ladder=gpt_tiny", "logger=none", *overrides],
-        )
+    return compose_config(f"out_root={tmp_path}", "+ladder=gpt_tiny", "logger=none", *overrides)
 
 
 def kill_workers_when(
-    condition, jobs_folder: Path, stop: threading.Event, killed: list[int]
+    condition, jobs_folder: Path, stop: threading.Event, killed: list[int], just_one: bool = False
 ) -> None:
-    """SIGKILL this run's Submitit worker processes once `condition()` holds (in a thread)."""
+    """SIGKILL this run's Submitit worker processes (or `just_one` of them) once `condition()`
+    holds (in a thread)."""
     while not stop.is_set():
-        if condition() and (pids := worker_pids(jobs_folder)):
-            for pid in pids:
+        if condition() and (pids := local_worker_pids(jobs_folder)):
+            for pid in pids[:1] if just_one else pids:
                 os.kill(pid, signal.SIGKILL)
-            killed.extend(pids)
+                killed.append(pid)
             return
         time.sleep(0.05)
 
@@ -77,7 +71,7 @@ def test_a_trial_killed_mid_run_is_retried_from_its_checkpoint(tmp_path):
     assert killed, "the worker was never killed"
     assert summary["tune"]["n_trials"] == 2
 
-    trials = load_study(cfg, run_dir).get_trials(deepcopy=False)
+    trials = open_or_create_study(cfg, run_dir).get_trials(deepcopy=False)
     assert trials[0].state is optuna.trial.TrialState.FAIL
     retried = [t for t in trials if t.number > 0 and t.user_attrs.get("lineage") == 0]
     assert len(retried) == 1 and retried[0].state is optuna.trial.TrialState.COMPLETE
@@ -132,3 +126,40 @@ def test_a_full_disk_is_a_clear_error_and_nothing_half_written_counts(tmp_path):
     again = subprocess.run(command, capture_output=True, text=True)
     assert again.returncode == 0, again.stderr[-2000:]
     assert (run_dir / "target" / "warm.json").exists()
+
+
+def test_a_worker_killed_mid_study_loses_no_trial(tmp_path):
+    """SIGKILL one of 2 workers on a journal study once 2 trials are counted: its trial is
+    failed and retried, the study reaches its total, and no parameters are tried twice."""
+    cfg = make_cfg(
+        tmp_path,
+        "stages=[tune]",
+        "tune.workers=2",
+        "tune.storage=journal",
+        "launcher.max_parallel=2",
+        "tune.n_trials=8",
+        "ladder.tune_steps=10",
+        "ladder.eval_every=5",
+    )
+    run_dir = tmp_path / "gpt_tiny"
+
+    def counted() -> int:
+        if not (run_dir / "study.journal").exists():
+            return 0
+        study = open_or_create_study(cfg, run_dir)
+        return len(study.get_trials(deepcopy=False, states=COUNTED))
+
+    stop, killed = threading.Event(), []
+    killer = threading.Thread(
+        target=kill_workers_when,
+        args=(lambda: counted() >= 2, run_dir / "jobs" / "tune", stop, killed, True),
+        daemon=True,
+    )
+    killer.start()
+    Pipeline(cfg).run()
+    stop.set()
+    assert killed, "no worker was killed"
+    trials = open_or_create_study(cfg, run_dir).get_trials(deepcopy=False)
+    done = [t for t in trials if t.state in COUNTED]
+    assert len(done) == 8
+    assert len({tuple(sorted(t.params.items())) for t in done}) == 8

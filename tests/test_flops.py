@@ -2,8 +2,8 @@ from dataclasses import replace
 
 import pytest
 
-from sweep.flops import flops_per_token, non_embedding_params, training_flops
-from sweep.model import GPT, GPTConfig
+from sweep.core.flops import flops_per_token, non_embedding_params, training_flops
+from sweep.core.model import GPT, GPTConfig
 
 
 @pytest.mark.parametrize(

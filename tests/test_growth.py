@@ -8,10 +8,11 @@ import pytest
 import torch
 from exactness import IDX, TOL, logits, max_diff, shapes
 
-from sweep import growth
-from sweep import parametrization as P
-from sweep.growth import HeadLayout, grow_state, pad_to, shrink_pad_perturb
-from sweep.model import GPT, GPTConfig, RMSNorm, lm_loss
+from sweep.core import parametrization as P
+from sweep.core.model import GPT, GPTConfig, RMSNorm, lm_loss
+from sweep.grow.pad import HeadLayout, grow_state, head_layout_of, pad_to
+from sweep.grow.shrink_pad_perturb import shrink_pad_perturb
+from sweep.grow.state import state_shapes
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -46,7 +47,7 @@ def test_grown_shapes_equal_target_model(scaling, tie):
     src_cfg = replace(SRC, head_scaling=scaling, tie_embeddings=tie)
     tgt_cfg = src_cfg.at_width(96)
     target = shapes(GPT(tgt_cfg).state_dict())
-    assert growth.state_shapes(tgt_cfg) == target
+    assert state_shapes(tgt_cfg) == target
     state = GPT(src_cfg).state_dict()
     assert shapes(grow_state(state, src_cfg, tgt_cfg)) == target
     spp = shrink_pad_perturb(state, src_cfg, tgt_cfg, shrink=0.4, perturb=0.1, seed=0)
@@ -211,8 +212,8 @@ def test_dropping_any_rescaling_changes_the_logits(suffixes, overrides):
     assert touched and not all(torch.equal(undone[n], grown[n]) for n in grown)
     assert (expected - logits(tgt_cfg, undone, torch.float64)).abs().max() > 1e-4
     # pad_to alone (no rescaling at all) does not preserve the function either
-    layout = {n: growth.head_layout_of(n, src_cfg, tgt_cfg) for n in src}
-    shapes_t = growth.state_shapes(tgt_cfg)
+    layout = {n: head_layout_of(n, src_cfg, tgt_cfg) for n in src}
+    shapes_t = state_shapes(tgt_cfg)
     padded = {n: pad_to(t, shapes_t[n], layout[n]) for n, t in src.items()}
     assert (expected - logits(tgt_cfg, padded, torch.float64)).abs().max() > 1e-4
 

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from sweep.metrics import (
+from sweep.core.metrics import (
     Optimum,
     drift,
     fit_optimum,
@@ -165,16 +165,16 @@ def test_speedup_four_times():
     assert out["target_loss"] == 3.0
     assert (out["cold_steps"], out["warm_steps"]) == (200, 50)
     assert out["speedup"] == pytest.approx(4.0)
-    assert out["speedup_with_proxy"] == pytest.approx(4.0)
+    assert out["speedup_with_source"] == pytest.approx(4.0)
     assert out["reason"] is None
-    assert speedup(warm, cold, proxy_steps_equiv=50)["speedup_with_proxy"] == pytest.approx(2.0)
+    assert speedup(warm, cold, source_steps_equiv=50)["speedup_with_source"] == pytest.approx(2.0)
 
 
 def test_speedup_none_when_warm_never_reaches_the_target():
     cold = curve(STEPS, 5.0 - STEPS / 100)
     warm = curve(STEPS, np.full(len(STEPS), 1.5 + 5.0 - 4.0))  # stuck at 2.5 > cold final 1.0
-    out = speedup(warm, cold, proxy_steps_equiv=10)
-    assert out["speedup"] is None and out["speedup_with_proxy"] is None
+    out = speedup(warm, cold, source_steps_equiv=10)
+    assert out["speedup"] is None and out["speedup_with_source"] is None
     assert out["cold_steps"] == 400 and out["warm_steps"] is None
     assert "never reached" in out["reason"]
 
@@ -182,9 +182,9 @@ def test_speedup_none_when_warm_never_reaches_the_target():
 def test_speedup_edge_cases():
     cold = curve(STEPS, 5.0 - STEPS / 100)
     warm_done = curve(STEPS, np.full(len(STEPS), 0.5))
-    out = speedup(warm_done, cold, proxy_steps_equiv=100)
-    assert out["speedup"] == math.inf and out["speedup_with_proxy"] == pytest.approx(4.0)
+    out = speedup(warm_done, cold, source_steps_equiv=100)
+    assert out["speedup"] == math.inf and out["speedup_with_source"] == pytest.approx(4.0)
     diverged_cold = [*cold[:-1], (400, math.nan)]
     assert speedup(warm_done, diverged_cold)["speedup"] is None
     with pytest.raises(ValueError):
-        speedup(warm_done, cold, proxy_steps_equiv=-1)
+        speedup(warm_done, cold, source_steps_equiv=-1)

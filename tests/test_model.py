@@ -3,7 +3,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from sweep.model import GPT, GPTConfig, lm_loss
+from sweep.core.model import GPT, GPTConfig, lm_loss
 
 CFG = GPTConfig(d_model=32, d_head=8, seq_len=16, n_layer=2, zero_query=False)
 

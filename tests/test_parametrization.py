@@ -6,9 +6,9 @@ import mup
 import pytest
 import torch
 
-from sweep import parametrization as P
-from sweep.model import GPT, GPTConfig, lm_loss
-from sweep.train import OptimConfig, make_optimizer
+from sweep.core import parametrization as P
+from sweep.core.model import GPT, GPTConfig, lm_loss
+from sweep.core.train import OptimConfig, make_optimizer
 
 BASE = GPTConfig(d_model=32, d_head=8, seq_len=16, n_layer=2, zero_query=False)
 WIDTHS = [64, 128, 256]

@@ -1,51 +1,37 @@
 """Parallel tuning workers on a real PostgreSQL study (`launchers/postgres_local.sh` starts one)."""
 
 import pytest
-from hydra import compose, initialize_config_dir
+from services import POSTGRES_URL as URL
+from services import postgres_status, require
 
-from sweep.config import config_dir, register_configs
+from sweep.config import compose_config
 from sweep.pipeline import Pipeline
 
-URL = "postgresql://musweep:musweep@127.0.0.1:5432/musweep"
+STATUS = postgres_status(URL)
 
 
-def postgres_is_up() -> bool:
-    try:
-        import sqlalchemy
-
-        with sqlalchemy.create_engine(URL).connect():
-            return True
-    except Exception:
-        return False
-
-
-pytestmark = pytest.mark.skipif(
-    not postgres_is_up(), reason=f"no PostgreSQL at {URL}: run `launchers/postgres_local.sh`"
-)
-register_configs()
+@pytest.fixture(autouse=True)
+def postgres():
+    require(*STATUS)
 
 
 def test_workers_share_a_postgres_study_with_heartbeats(tmp_path):
     import optuna
 
     name = f"pg-{tmp_path.name}"  # one study per test run in the shared database
-    with initialize_config_dir(str(config_dir()), version_base="1.3"):
-        cfg = compose(
-            "config",
-            overrides=[
-                f"out_root={tmp_path}",
-                "+ladder=gpt_tiny",
-                "stages=[tune]",
-                "logger=none",
-                f"tune.storage={URL}",
-                f"tune.study_name={name}",
-                "tune.workers=2",
-                "launcher.max_parallel=2",
-                "tune.n_trials=6",
-                "tune.n_startup_trials=2",
-                "ladder.tune_steps=10",
-            ],
-        )
+    cfg = compose_config(
+        f"out_root={tmp_path}",
+        "+ladder=gpt_tiny",
+        "stages=[tune]",
+        "logger=none",
+        f"tune.storage={URL}",
+        f"tune.study_name={name}",
+        "tune.workers=2",
+        "launcher.max_parallel=2",
+        "tune.n_trials=6",
+        "tune.n_startup_trials=2",
+        "ladder.tune_steps=10",
+    )
     summary = Pipeline(cfg).run()
     assert summary["tune"]["n_trials"] == 6
     trials = optuna.load_study(study_name=name, storage=URL).trials
@@ -65,33 +51,28 @@ def test_a_killed_worker_goes_stale_and_its_trial_resumes_from_the_checkpoint(tm
     import time
 
     import optuna
-    from omegaconf import OmegaConf
 
-    from sweep.checkpoint import load_checkpoint
-    from sweep.config import data_config, run_config
-    from sweep.data import load_corpus
-    from sweep.train import train
-    from sweep.tune import load_study, tune_worker
+    from sweep.config import data_config, plain, run_config
+    from sweep.core.checkpoint import load_checkpoint
+    from sweep.core.data import load_corpus
+    from sweep.core.train import train
+    from sweep.stages.tune import open_or_create_study, tune_worker
 
     name = f"pg-stale-{tmp_path.name}"
-    with initialize_config_dir(str(config_dir()), version_base="1.3"):
-        cfg = compose(
-            "config",
-            overrides=[
-                f"out_root={tmp_path}",
-                "+ladder=gpt_tiny",
-                "logger=none",
-                f"tune.storage={URL}",
-                f"tune.study_name={name}",
-                "tune.heartbeat_s=1",
-                "tune.grace_s=3",
-                "tune.pruner=none",
-                "ladder.tune_steps=200",
-                "ladder.eval_every=10",
-            ],
-        )
+    cfg = compose_config(
+        f"out_root={tmp_path}",
+        "+ladder=gpt_tiny",
+        "logger=none",
+        f"tune.storage={URL}",
+        f"tune.study_name={name}",
+        "tune.heartbeat_s=1",
+        "tune.grace_s=3",
+        "tune.pruner=none",
+        "ladder.tune_steps=200",
+        "ladder.eval_every=10",
+    )
     run_dir = tmp_path / "gpt_tiny"
-    container = OmegaConf.to_container(cfg, resolve=True)
+    container = plain(cfg)
     spec = tmp_path / "spec.json"
     spec.write_text(json.dumps({"cfg": container, "run_dir": str(run_dir), "quota": 1}))
     worker = subprocess.Popen([sys.executable, "-c", WORKER, str(spec)], stdout=subprocess.DEVNULL)
@@ -108,7 +89,7 @@ def test_a_killed_worker_goes_stale_and_its_trial_resumes_from_the_checkpoint(tm
     time.sleep(cfg.tune.grace_s + 2 * cfg.tune.heartbeat_s)  # its heartbeat goes stale
 
     tune_worker({"cfg": container, "run_dir": str(run_dir), "quota": 1, "tag": "second"})
-    first, retry = load_study(cfg, run_dir).get_trials(deepcopy=False)
+    first, retry = open_or_create_study(cfg, run_dir).get_trials(deepcopy=False)
     assert first.state is optuna.trial.TrialState.FAIL  # failed by the heartbeat check
     assert retry.state is optuna.trial.TrialState.COMPLETE
     assert retry.user_attrs["worker"] == "second"
@@ -122,6 +103,6 @@ def test_a_killed_worker_goes_stale_and_its_trial_resumes_from_the_checkpoint(tm
 
 WORKER = (
     "import json, sys\n"
-    "from sweep.tune import tune_worker\n"
+    "from sweep.stages.tune import tune_worker\n"
     "tune_worker(json.load(open(sys.argv[1])))"
 )

@@ -1,5 +1,8 @@
-"""Report rendering: figures written, HTML self-contained, partial summaries tolerated."""
+"""The report: every figure the summary supports, embedded in one self-contained page whose key
+numbers are the console's; partial summaries give notes, not errors."""
 
+import base64
+import html
 import json
 import math
 import re
@@ -7,9 +10,21 @@ import re
 import numpy as np
 import optuna
 import pytest
+from rich.console import Console
 
-from sweep.metrics import drift, fit_optimum, speedup, transfer_verdict, wider_is_better
-from sweep.report import fmt_flops, write_report
+from sweep.core.coord_check import CoordCheck
+from sweep.core.metrics import (
+    drift,
+    fit_optimum,
+    run_verdict,
+    speedup,
+    transfer_verdict,
+    wider_is_better,
+)
+from sweep.edges.console import print_summary
+from sweep.edges.report import write_report
+from sweep.edges.summary_table import fmt_flops, summary_rows
+from sweep.stages.report import coord_check_summary
 
 WIDTHS = [64, 128, 256, 512]
 LRS = [float(x) for x in np.arange(-14.0, -5.5, 0.5)]
@@ -44,7 +59,7 @@ def full_summary() -> dict:
     )
     transfer["tuned_log2_lr"] = -8.9
     warm, cold = val_curve(3.6, 2.9, 0.02), val_curve(5.5, 3.0, 0.012)
-    sp = speedup(warm, cold, proxy_steps_equiv=30)
+    sp = speedup(warm, cold, source_steps_equiv=30)
     return {
         "ladder": {"name": "gpt_small", "widths": WIDTHS, "target": 1024, "proxy": 64},
         "tune": {
@@ -82,6 +97,23 @@ def toy_study() -> optuna.Study:
     return study
 
 
+def coord_checks(mup_slope: float, sp_slope: float) -> list[CoordCheck]:
+    """Checks over widths 64-512 whose one module grows with the given slopes at the last step."""
+    widths = [64, 128, 256, 512]
+    checks = []
+    for parametrization, slope in (("mup", mup_slope), ("sp", sp_slope)):
+        scales = np.array([[[1.0] * 4, [float(w / 64) ** slope for w in widths]]])  # (1, 2, 4)
+        slopes = np.array([[0.0, slope]])
+        checks.append(CoordCheck(parametrization, widths, ["block0.mlp"], scales, slopes))
+    return checks
+
+
+def with_coord_check(summary: dict, checks: list[CoordCheck]) -> dict:
+    summary["coord_check"] = coord_check_summary(checks)
+    summary["verdict"] = run_verdict(summary["transfer"]["verdict"], summary["coord_check"]["mup"])
+    return json.loads(json.dumps(summary))  # exactly what the pipeline's JSON gives
+
+
 def assert_self_contained(text: str) -> None:
     assert not re.search(
         r"""(src|href)\s*=\s*(?!["']?data:image/png;base64,)""", text, re.IGNORECASE
@@ -90,44 +122,91 @@ def assert_self_contained(text: str) -> None:
     assert "http://" not in text and "https://" not in text and "file:" not in text
 
 
-def test_full_summary_writes_every_figure_into_a_self_contained_page(tmp_path, toy_study):
-    summary = json.loads(json.dumps(full_summary()))  # exactly what the pipeline's JSON gives
-    coord = tmp_path / "coord_check.png"
-    import matplotlib
+def embedded_images(text: str) -> list[bytes]:
+    return [
+        base64.b64decode(m) for m in re.findall(r"data:image/png;base64,([A-Za-z0-9+/=]+)", text)
+    ]
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots()
-    ax.plot([1, 2], [1, 2])
-    fig.savefig(coord)
-    plt.close(fig)
+def drawn(path) -> bool:
+    """A real picture: a PNG whose pixels are not all one colour."""
+    import matplotlib.image
 
-    out = write_report(summary, tmp_path / "report", coord_check_png=coord, study=toy_study)
-    pngs = ["transfer", "warmstart", "optuna_history", "optuna_importance"]
-    assert set(out) == {*pngs, "report"}
-    for name in pngs:
-        data = out[name].read_bytes()
-        assert out[name].name == f"{name}.png" and data[:8] == b"\x89PNG\r\n\x1a\n"
-        assert len(data) > 5000
+    pixels = matplotlib.image.imread(path)
+    return pixels.ndim == 3 and float(pixels[..., :3].std()) > 0.01
+
+
+def test_every_figure_is_drawn_and_embedded_once(tmp_path, toy_study):
+    summary = with_coord_check(full_summary(), coord_checks(0.05, 1.1))
+    out = write_report(summary, tmp_path, study=toy_study, coord_checks=coord_checks(0.05, 1.1))
+    names = ["transfer", "coord_check", "warmstart", "optuna_history", "optuna_importance"]
+    assert set(out) == {*names, "report"}
+    assert all(drawn(out[name]) for name in names)
     text = out["report"].read_text(encoding="utf-8")
-    assert text.count("data:image/png;base64,") == len(pngs) + 1  # + the coordinate check
+    assert sorted(embedded_images(text)) == sorted(out[name].read_bytes() for name in names)
     assert_self_contained(text)
-    assert summary["transfer"]["verdict"] in text
-    assert summary["transfer"]["verdict"].startswith("µP transfers")
-    for needle in ("1.23e15", "5.60e15", "2.00e16", "40 trials, 17 pruned", "cold 400, warm 100"):
-        assert needle in text
     assert "not run yet" not in text
+
+
+def test_the_page_and_the_console_show_the_same_rows(tmp_path):
+    summary = with_coord_check(full_summary(), coord_checks(0.05, 1.1))
+    page = write_report(summary, tmp_path)["report"].read_text(encoding="utf-8")
+    console = Console(record=True, width=300)
+    print_summary(console, summary, tmp_path)
+    printed = console.export_text()
+    rows = summary_rows(summary)
+    for label, value in rows:
+        assert f"<th>{html.escape(label)}</th><td class='num'>{html.escape(value)}</td>" in page
+        assert label in printed and value in printed
+    values = dict(rows)
+    assert values["FLOPs tuning"] == "1.23e15" and values["FLOPs total"] == "2.68e16"
+    assert values["trials"] == "40 (17 pruned, 0 diverged, 1 failed)"
+    assert values["steps to the cold final loss"] == "cold 400, warm 100"
+
+
+def test_the_coordinate_check_states_what_was_measured(tmp_path):
+    summary = with_coord_check(full_summary(), coord_checks(0.05, 1.1))
+    out = write_report(summary, tmp_path, coord_checks=coord_checks(0.05, 1.1))
+    text = html.unescape(out["report"].read_text(encoding="utf-8"))
+    assert "µP worst slope 0.050 at block0.mlp, step 1 ≤ 0.25: pass" in text
+    assert "SP worst slope 1.100 at block0.mlp, step 1 > 0.25: FAIL" in text
+    assert summary["verdict"] == summary["transfer"]["verdict"]  # a passing µP check adds nothing
+
+
+def test_a_failing_mup_coordinate_check_leads_the_verdict(tmp_path):
+    summary = with_coord_check(full_summary(), coord_checks(0.6, 1.1))
+    assert summary["verdict"].startswith("the µP coordinate check FAILS (worst slope 0.60 > 0.25")
+    assert summary["verdict"].endswith(summary["transfer"]["verdict"])
+    rows = dict(summary_rows(summary))
+    assert rows["verdict"] == summary["verdict"]
+    assert rows["µP coord check worst slope"].endswith("> 0.25: FAIL")
+    text = html.unescape(write_report(summary, tmp_path)["report"].read_text(encoding="utf-8"))
+    assert summary["verdict"] in text
+
+
+def test_console_prints_brackets_and_nan_literally(tmp_path):
+    summary = {"ladder": {"name": "[bold]x"}, "tune": {"best_params": {"lr": math.nan}}}
+    summary["target"] = {"reason": "loss was [nan] at step 3"}
+    console = Console(record=True, width=200)
+    print_summary(console, summary, tmp_path)
+    printed = console.export_text()
+    assert "loss was [nan] at step 3" in printed and "tuned lr" in printed
 
 
 def test_partial_summary_renders_with_notes(tmp_path):
     summary = {"tune": full_summary()["tune"]}
     out = write_report(summary, tmp_path)
     assert set(out) == {"report"}
-    text = out["report"].read_text(encoding="utf-8")
-    assert "best alpha_out" in text and "40 trials" in text
-    for missing in ("transfer check", "target warm vs cold runs", "cost accounting"):
-        assert f"No {missing} in the summary" in text
+    text = html.unescape(out["report"].read_text(encoding="utf-8"))
+    assert "tuned alpha_out" in text and "40 (17 pruned" in text
+    for note in (
+        "No transfer check in the summary",
+        "No target runs in the summary",
+        "No cost accounting in the summary",
+        "No coordinate check",
+        "No Optuna study",
+    ):
+        assert note in text
     assert "data:image/png" not in text
     assert_self_contained(text)
 
@@ -147,12 +226,14 @@ def test_diverged_widths_and_missing_warm_reach(tmp_path):
     del summary["transfer"]["mup"]  # only SP ran
     warm = val_curve(4.0, 3.5, 0.02)  # never reaches cold's final 3.0
     summary["target"]["warm"] = {"final_val_loss": warm[-1][1], "val_curve": warm}
-    summary["target"]["speedup"] = summary["target"]["speedup_with_proxy"] = None
+    summary["target"] |= speedup(warm, summary["target"]["cold"]["val_curve"])
     out = write_report(json.loads(json.dumps(summary)), tmp_path)
     assert {"transfer", "warmstart", "report"} <= set(out)
-    text = out["report"].read_text(encoding="utf-8")
-    assert "speedup (cold ÷ warm steps)</th><td class='num'>—" in text
-    assert "µP optimum drift" not in text and "SP optimum drift" in text
+    rows = dict(summary_rows(summary))
+    assert rows["speedup (cold ÷ warm steps)"] == "—"
+    assert rows["steps to the cold final loss"] == "cold 400, warm never"
+    assert rows["speedup note"].startswith("warm run never reached the cold final loss")
+    assert "µP optimum drift" not in rows and "SP optimum drift" in rows
 
 
 def test_optuna_study_gives_history_and_importance_pngs(tmp_path, toy_study):
@@ -161,17 +242,19 @@ def test_optuna_study_gives_history_and_importance_pngs(tmp_path, toy_study):
     before = dict(matplotlib.rcParams)
     out = write_report({}, tmp_path, study=toy_study)
     assert dict(matplotlib.rcParams) == before  # Optuna's ggplot style must not leak
-    assert out["optuna_history"].stat().st_size > 5000
-    assert out["optuna_importance"].stat().st_size > 5000
+    assert drawn(out["optuna_history"]) and drawn(out["optuna_importance"])
     text = out["report"].read_text(encoding="utf-8")
-    assert text.count("data:image/png;base64,") == 2
-    assert "Hyperparameter importances (Optuna" in text
+    assert len(embedded_images(text)) == 2
+    assert "Hyperparameter importances (Optuna's fANOVA over complete trials): x " in (
+        html.unescape(text)
+    )
 
 
 def test_fmt_flops():
     assert fmt_flops(1.234e15) == "1.23e15"
     assert fmt_flops(9.999e-3) == "1.00e-2"
     assert fmt_flops(None) == "—"
+    assert fmt_flops(0) == "0"
 
 
 def test_history_falls_back_to_our_own_plot(tmp_path, toy_study, monkeypatch):
@@ -182,4 +265,4 @@ def test_history_falls_back_to_our_own_plot(tmp_path, toy_study, monkeypatch):
 
     monkeypatch.setattr(ovm, "plot_optimization_history", broken)
     out = write_report({}, tmp_path, study=toy_study)
-    assert out["optuna_history"].stat().st_size > 5000
+    assert drawn(out["optuna_history"])

@@ -7,8 +7,8 @@ import pytest
 import torch
 from exactness import TOL, max_diff
 
-from sweep.model import GPT, GPTConfig, lm_loss
-from sweep.resample import resample_width
+from sweep.core.model import GPT, GPTConfig, lm_loss
+from sweep.grow.rc_sampling import resample_width
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

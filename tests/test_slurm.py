@@ -1,30 +1,21 @@
 """`launcher=slurm` against a real single-node SLURM (`launchers/slurm_local.sh` starts one)."""
 
 import json
-import shutil
 import subprocess
 
 import pytest
-from hydra import compose, initialize_config_dir
+from services import require, slurm_status
 
-from sweep.config import config_dir, register_configs
-from sweep.launch import LaunchError
+from sweep.config import compose_config
+from sweep.edges.launch import LaunchError
 from sweep.pipeline import Pipeline
 
-
-def slurm_is_up() -> bool:
-    if shutil.which("sbatch") is None:
-        return False
-    probe = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True)
-    return probe.returncode == 0 and any(
-        state in probe.stdout for state in ("idle", "mixed", "allocated")
-    )
+STATUS = slurm_status()
 
 
-pytestmark = pytest.mark.skipif(
-    not slurm_is_up(), reason="no running SLURM: run `launchers/slurm_local.sh` as root"
-)
-register_configs()
+@pytest.fixture(autouse=True)
+def slurm():
+    require(*STATUS)
 
 
 def queued_ids() -> set[str]:
@@ -33,18 +24,14 @@ def queued_ids() -> set[str]:
 
 
 def make_cfg(tmp_path, *overrides):
-    with initialize_config_dir(str(config_dir()), version_base="1.3"):
-        return compose(
-            "config",
-            overrides=[
-                f"out_root={tmp_path}",
-                "+ladder=gpt_tiny",
-                "launcher=slurm",
-                "launcher.cpus_per_task=1",
-                "logger=none",
-                *overrides,
-            ],
-        )
+    return compose_config(
+        f"out_root={tmp_path}",
+        "+ladder=gpt_tiny",
+        "launcher=slurm",
+        "launcher.cpus_per_task=1",
+        "logger=none",
+        *overrides,
+    )
 
 
 def test_pipeline_runs_on_slurm_with_the_transfer_grid_as_one_array(tmp_path):
@@ -83,8 +70,8 @@ def test_preempted_target_run_is_requeued_and_replays_the_exact_losses(tmp_path)
     import submitit
     from omegaconf import OmegaConf
 
-    from sweep.launch import Requeueable, make_executor
-    from sweep.target import target_job
+    from sweep.edges.launch import Requeueable, make_executor
+    from sweep.stages.target import target_job
 
     cfg = make_cfg(
         tmp_path,
@@ -145,11 +132,11 @@ def test_preempted_tune_worker_retries_its_trial_from_the_checkpoint(tmp_path):
 
     import optuna
 
-    from sweep.checkpoint import load_checkpoint
     from sweep.config import data_config, run_config
-    from sweep.data import load_corpus
-    from sweep.train import train
-    from sweep.tune import load_study
+    from sweep.core.checkpoint import load_checkpoint
+    from sweep.core.data import load_corpus
+    from sweep.core.train import train
+    from sweep.stages.tune import open_or_create_study
 
     cfg = make_cfg(
         tmp_path,
@@ -183,7 +170,7 @@ def test_preempted_tune_worker_retries_its_trial_from_the_checkpoint(tmp_path):
     print(f"preemption to tune done: {time.time() - preempted[0]:.1f} s")
     assert preempted, "the worker was never preempted"
     assert summary["tune"]["n_trials"] == 1
-    first, retry = load_study(cfg, run_dir).get_trials(deepcopy=False)
+    first, retry = open_or_create_study(cfg, run_dir).get_trials(deepcopy=False)
     assert first.state is optuna.trial.TrialState.FAIL
     assert retry.state is optuna.trial.TrialState.COMPLETE
     assert retry.user_attrs["lineage"] == 0 and retry.user_attrs["resumed_from"] >= 20

@@ -3,8 +3,8 @@ from dataclasses import replace
 
 import pytest
 
-from sweep.checkpoint import CheckpointError
-from sweep.train import OptimConfig, RunConfig, lr_factor, train
+from sweep.core.checkpoint import CheckpointError
+from sweep.core.train import OptimConfig, RunConfig, lr_factor, train
 
 
 def test_same_config_and_seed_give_the_same_losses(corpus, tiny_run):

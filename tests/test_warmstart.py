@@ -5,15 +5,15 @@ from dataclasses import replace
 import pytest
 import torch
 
-from sweep.model import GPT, GPTConfig, lm_loss
-from sweep.train import OptimConfig, make_optimizer
-from sweep.warmstart import METHODS, source_config, warm_start
+from sweep.core.model import GPT, GPTConfig, lm_loss
+from sweep.core.train import OptimConfig, make_optimizer
+from sweep.grow.warmstart import Method, source_config, warm_start
 
 TARGET = GPTConfig(
     vocab_size=64, seq_len=16, n_layer=2, d_model=128, d_head=8, base_d_model=32, alpha_out=1.5
 )
 IDX = torch.randint(0, 64, (2, 16), generator=torch.Generator().manual_seed(1))
-GROWN = [m for m in METHODS if m != "cold"]
+GROWN = [m for m in set(Method) if m != Method.cold]
 OPTIONS = {"shrink": 0.8, "perturb": 0.3, "sampling": "stratified", "noise": 0.0, "seed": 0}
 
 

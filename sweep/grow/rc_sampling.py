@@ -1,4 +1,5 @@
-"""Width transfer as sampling under the row-column mean-field ansatz (METHODS §6, arXiv 2408.08681).
+"""Width transfer as sampling under the row-column mean-field ansatz (docs/methods.md §6;
+arXiv 2408.08681).
 
 Pure functions on state dicts and configs, no I/O. Each width-like dimension is a set of units:
 residual coordinates (d → D, one map shared by every layer, since the stream is one vector), MLP
@@ -23,7 +24,7 @@ width ratio N/n splits the copies' outgoing contribution. The query carries two 
 sums over the head's S coordinates (S/s copies of each), and the ratio of the µP/SP logit scales;
 the readout carries the ratio of its multiplier α_out/m. These ratios are `growth.growth_scales`'s.
 With tied embeddings the readout is `wte`, which the input side needs as it is, so the readout's
-factor goes on the final norm gain (it feeds only the readout), as in `sweep.growth`.
+factor goes on the final norm gain (it feeds only the readout), as in `sweep.grow.pad`.
 
 `mode="stratified"` uses each source unit exactly N/n times (unit j copies j mod n, so the source
 is the leading block): a residual vector tiled this way keeps its mean square, so RMSNorm
@@ -39,23 +40,28 @@ A dimension that does not grow keeps its units.
 from __future__ import annotations
 
 import math
-from typing import Literal
+from enum import StrEnum, auto
 
 import torch
 
-from sweep import parametrization as P
-from sweep.growth import check_growth, check_state, growth_scales
-from sweep.model import GPTConfig
-
-Mode = Literal["stratified", "iid"]
-MODES = ("stratified", "iid")
+from sweep.core import parametrization as P
+from sweep.core.model import GPTConfig
+from sweep.grow.pad import check_growth, growth_scales
+from sweep.grow.state import State, check_state
 
 
-def unit_map(n_src: int, n_tgt: int, mode: Mode, gen: torch.Generator, what: str) -> torch.Tensor:
+class Sampling(StrEnum):
+    """How source units are picked: each N/n times (exact) or i.i.d. (the mean-field draw)."""
+
+    stratified = auto()
+    iid = auto()
+
+
+def unit_map(n_src: int, n_tgt: int, mode: str, gen: torch.Generator, what: str) -> torch.Tensor:
     """Source unit (in [0, n_src)) of each of n_tgt target units; the identity if none are new."""
     if n_src == n_tgt:
         return torch.arange(n_src)
-    if mode == "iid":
+    if mode == Sampling.iid:
         return torch.randint(n_src, (n_tgt,), generator=gen)
     if n_tgt % n_src:
         raise ValueError(
@@ -67,7 +73,7 @@ def unit_map(n_src: int, n_tgt: int, mode: Mode, gen: torch.Generator, what: str
 
 
 def attention_map(
-    src_cfg: GPTConfig, tgt_cfg: GPTConfig, mode: Mode, gen: torch.Generator
+    src_cfg: GPTConfig, tgt_cfg: GPTConfig, mode: str, gen: torch.Generator
 ) -> torch.Tensor:
     """Source row of each target q/k/v row (head-major): whole heads are copied, and within a
     target head its coordinates are drawn from its source head's (a separate draw per head)."""
@@ -99,14 +105,14 @@ def _take(t: torch.Tensor, rows: torch.Tensor | None, cols: torch.Tensor | None)
 
 
 def resample_width(
-    src_state: dict[str, torch.Tensor],
+    src_state: State,
     src_cfg: GPTConfig,
     tgt_cfg: GPTConfig,
     *,
-    mode: Mode,
+    mode: str,
     noise: float = 0.0,
     seed: int,
-) -> dict[str, torch.Tensor]:
+) -> State:
     """The source's weights resampled to the target's widths (see the module docstring).
 
     `noise` = σ ≥ 0 adds σ times zero-mean normal noise with the target's µP init std of each
@@ -116,8 +122,8 @@ def resample_width(
     seeded with `seed`: deterministic, and the global RNG is untouched. New tensors with the
     source's dtypes and devices; the source is not modified.
     """
-    if mode not in MODES:
-        raise ValueError(f"resample mode must be one of {MODES}, got {mode!r}")
+    if mode not in set(Sampling):
+        raise ValueError(f"resample mode must be one of {', '.join(Sampling)}, got {mode!r}")
     if not 0.0 <= noise < math.inf:
         raise ValueError(f"resample noise must be >= 0 and finite, got {noise}")
     check_growth(src_cfg, tgt_cfg)

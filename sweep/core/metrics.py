@@ -1,11 +1,13 @@
-"""Transfer and warmstart metrics (METHODS §3, §7): pure functions of losses, numpy only, no I/O.
+"""Transfer and warm-start metrics (docs/methods.md §3, §7): pure functions of losses, numpy
+only, no I/O.
 
 - `fit_optimum`: the optimum of one width's LR curve, a parabola in log2(LR) through the grid
   argmin and its two neighbours.
 - `drift`: how far the optimum moves across widths (max − min, log2 units).
 - `regret`: what the target loses by using the proxy-tuned LR instead of its own best grid LR.
 - `wider_is_better`: at a fixed LR, loss does not get worse with width.
-- `transfer_verdict`: one readable line from the µP and SP drifts.
+- `transfer_verdict`: one readable line from the µP and SP drifts; `run_verdict` adds a failing
+  µP coordinate check to it.
 - `steps_to_reach`, `speedup`: warm vs cold target runs, measured in steps to reach the cold
   run's final validation loss.
 
@@ -47,7 +49,7 @@ def _finite_sorted(log2_lrs: Sequence[float], losses: Sequence[float]) -> np.nda
 
 
 def fit_optimum(log2_lrs: Sequence[float], losses: Sequence[float]) -> Optimum:
-    """The optimum LR of one loss-vs-LR curve (METHODS §3).
+    """The optimum LR of one loss-vs-LR curve (docs/methods.md §3).
 
     Non-finite losses (diverged runs) are dropped first; the grid argmin and its two neighbours
     are then taken among the remaining points in LR order, so an argmin whose higher-LR neighbour
@@ -144,6 +146,21 @@ def transfer_verdict(mup_drift: float, sp_drift: float, threshold: float = 1.0) 
     return f"µP does not transfer (drift {mup_drift:.2f} > {limit} log2; {sp})"
 
 
+def run_verdict(transfer: str | None, mup_coord_check: Mapping | None) -> str | None:
+    """The run's verdict: the transfer verdict, preceded by a failing µP coordinate check (a µP
+    whose activations grow with width is not µP, whatever the transfer curves say)."""
+    parts = []
+    if mup_coord_check is not None and not mup_coord_check["passes"]:
+        parts.append(
+            f"the µP coordinate check FAILS (worst slope {mup_coord_check['worst_slope']:.2f} > "
+            f"{mup_coord_check['threshold']:g} at {mup_coord_check['module']}, step "
+            f"{mup_coord_check['step']}): activations grow with width"
+        )
+    if transfer:
+        parts.append(transfer)
+    return "; ".join(parts) or None
+
+
 def _sorted_curve(curve: Sequence[tuple[int, float]]) -> list[tuple[int, float]]:
     out = []
     for step, loss in curve:
@@ -163,26 +180,27 @@ def steps_to_reach(curve: Sequence[tuple[int, float]], target_loss: float) -> in
 def speedup(
     warm_curve: Sequence[tuple[int, float]],
     cold_curve: Sequence[tuple[int, float]],
-    proxy_steps_equiv: float = 0.0,
+    source_steps_equiv: float = 0.0,
 ) -> dict:
-    """Warm vs cold target runs (METHODS §7), from (step, validation loss) curves.
+    """Warm vs cold target runs (docs/methods.md §7), from (step, validation loss) curves.
 
     target = the cold run's final (last-step) validation loss; speedup = cold steps to reach it
-    ÷ warm steps to reach it; speedup_with_proxy = cold steps ÷ (warm steps + proxy_steps_equiv),
-    where proxy_steps_equiv is the proxy's cost (tuning + training) in target-model steps, e.g.
-    proxy FLOPs ÷ target FLOPs per step. Returns target_loss, warm_steps, cold_steps, speedup,
-    speedup_with_proxy and reason (None when both speedups are defined). A warm run that never
-    reaches the target gives speedup None; one that is already there at step 0 gives +inf
-    (and a finite speedup_with_proxy if the proxy cost is positive).
+    ÷ warm steps to reach it; speedup_with_source = cold steps ÷ (warm steps + source_steps_equiv),
+    where source_steps_equiv is what training the warm start's source cost, in target-model steps
+    (source FLOPs ÷ target FLOPs per step; tuning is left out, warm and cold runs both use it).
+    Returns target_loss, warm_steps, cold_steps, speedup, speedup_with_source and reason (None
+    when both speedups are defined). A warm run that never reaches the target gives speedup None;
+    one that is already there at step 0 gives +inf (and a finite speedup_with_source if the
+    source cost is positive).
     """
-    if not proxy_steps_equiv >= 0:
-        raise ValueError(f"proxy_steps_equiv must be >= 0, got {proxy_steps_equiv}")
+    if not source_steps_equiv >= 0:
+        raise ValueError(f"source_steps_equiv must be >= 0, got {source_steps_equiv}")
     out = {
         "target_loss": math.nan,
         "warm_steps": None,
         "cold_steps": None,
         "speedup": None,
-        "speedup_with_proxy": None,
+        "speedup_with_source": None,
         "reason": None,
     }
     cold = _sorted_curve(cold_curve)
@@ -204,7 +222,7 @@ def speedup(
         return cold_steps / denominator if denominator > 0 else math.inf
 
     out["speedup"] = ratio(warm_steps)
-    out["speedup_with_proxy"] = ratio(warm_steps + proxy_steps_equiv)
+    out["speedup_with_source"] = ratio(warm_steps + source_steps_equiv)
     if warm_steps == 0:
         out["reason"] = "warm run was already at the cold final loss at step 0"
     return out

@@ -1,4 +1,4 @@
-"""The transfer stage: does the proxy's optimum stay put as the model widens? (METHODS §3)
+"""The transfer stage: does the proxy's optimum stay put as the model widens? (docs/methods.md §3)
 
 A point is (parametrization, width, log2 LR); it trains every seed there with the other
 hyperparameters at their tuned values. Points are dealt to Submitit jobs (one point per job on
@@ -17,14 +17,13 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from sweep.checkpoint import write_atomic
-from sweep.config import data_config, run_config
-from sweep.data import load_corpus
-from sweep.metrics import drift, fit_optimum, transfer_verdict, wider_is_better
-from sweep.tracking import log_result, wandb_run
-from sweep.train import train
-
-PARAMETRIZATIONS = ("mup", "sp")
+from sweep.config import data_config, plain, run_config
+from sweep.core.atomic import write_atomic
+from sweep.core.data import load_corpus
+from sweep.core.metrics import drift, fit_optimum, transfer_verdict, wider_is_better
+from sweep.core.parametrization import PARAMETRIZATIONS
+from sweep.core.train import train
+from sweep.edges.tracking import log_result, wandb_run
 
 
 def point_key(parametrization: str, width: int, log2_lr: float) -> str:
@@ -49,7 +48,7 @@ def points(cfg: DictConfig, hparams: dict[str, float]) -> list[dict]:
 
 def job_specs(cfg: DictConfig, run_dir: Path, todo: list[dict], n_jobs: int) -> list[dict]:
     """Deal the points to `n_jobs` jobs round-robin, so each gets a mix of cheap and dear ones."""
-    container = OmegaConf.to_container(cfg, resolve=True)
+    container = plain(cfg)
     n_jobs = max(1, min(n_jobs, len(todo)))
     return (
         [

@@ -10,18 +10,25 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum, auto
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from sweep import parametrization as P
-from sweep.checkpoint import load_checkpoint, save_checkpoint
-from sweep.data import Corpus, check_corpus_fits, train_batch, val_batches
-from sweep.flops import training_flops
-from sweep.model import GPT, GPTConfig, lm_loss
+from sweep.core import parametrization as P
+from sweep.core.checkpoint import load_checkpoint, save_checkpoint
+from sweep.core.data import Corpus, check_corpus_fits, train_batch, val_batches
+from sweep.core.flops import training_flops
+from sweep.core.model import GPT, GPTConfig, lm_loss
 
-SCHEDULES = ("constant", "cosine")
+
+class Schedule(StrEnum):
+    """The LR after warmup: held constant, or cosine-decayed to `min_lr_ratio`·η."""
+
+    constant = auto()
+    cosine = auto()
+
 
 # Called after every evaluation with (step, validation loss); returning True stops the run
 # (Optuna's pruner decides through it).
@@ -44,8 +51,9 @@ class OptimConfig:
     def __post_init__(self) -> None:
         if not self.lr > 0:
             raise ValueError(f"optim.lr must be > 0, got {self.lr}")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"optim.schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if self.schedule not in set(Schedule):
+            choices = ", ".join(Schedule)
+            raise ValueError(f"optim.schedule must be one of {choices}, got {self.schedule!r}")
         if self.warmup_steps < 0:
             raise ValueError(f"optim.warmup_steps must be >= 0, got {self.warmup_steps}")
         for name in ("weight_decay", "eps", "grad_clip", "min_lr_ratio"):
@@ -106,7 +114,7 @@ def lr_factor(step: int, optim: OptimConfig, total_steps: int) -> float:
     """Schedule multiplier of η at `step` (0-based): linear warmup, then constant or cosine."""
     if step < optim.warmup_steps:
         return (step + 1) / optim.warmup_steps
-    if optim.schedule == "constant":
+    if optim.schedule == Schedule.constant:
         return 1.0
     progress = (step - optim.warmup_steps) / max(1, total_steps - optim.warmup_steps)
     cosine = 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))

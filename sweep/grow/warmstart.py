@@ -1,6 +1,6 @@
-"""Warm-start methods: carry a trained source model's weights to the target (issue 5, METHODS §4-6).
+"""Warm-start methods: carry a trained source model's weights to the target (docs/methods.md §4-6).
 
-Pure functions on state dicts and configs; `sweep.target` trains the source and the target.
+Pure functions on state dicts and configs; `sweep.stages.target` trains the source and the target.
 
 - `shrink_pad_perturb`: pad0(λ·θ) + σ·θ_init (§4). Not function-preserving unless λ=1, σ=0.
 - `function_preserving`: zero where §5 requires it, every other new entry from the target's µP
@@ -11,7 +11,6 @@ Pure functions on state dicts and configs; `sweep.target` trains the source and 
   in width as `function_preserving`. Not function-preserving.
 - `cold`: nothing to grow; the target starts from a fresh µP init.
 
-The source's width is `warmstart.source` (the widest ladder width or the proxy's).
 Every method returns a state for `GPT(target)`: the target's µP config, multipliers and
 optimizer, with the proxy's tuned HPs unchanged; the grown tensors are rescaled for the
 target's width-dependent multipliers by the operators themselves.
@@ -20,23 +19,38 @@ target's width-dependent multipliers by the operators themselves.
 from __future__ import annotations
 
 from dataclasses import replace
+from enum import StrEnum, auto
 
-import torch
+from sweep.core.model import GPTConfig
+from sweep.grow.function_preserving import expand
+from sweep.grow.rc_sampling import resample_width
+from sweep.grow.shrink_pad_perturb import shrink_pad_perturb
+from sweep.grow.stack import stack_layers
+from sweep.grow.state import State
 
-from sweep.expand import expand, stack_layers
-from sweep.growth import shrink_pad_perturb
-from sweep.model import GPTConfig
-from sweep.resample import resample_width
 
-METHODS = ("shrink_pad_perturb", "function_preserving", "rc_sampling", "stack", "cold")
-State = dict[str, torch.Tensor]
+class Method(StrEnum):
+    """How the target starts (`warmstart.method`)."""
+
+    shrink_pad_perturb = auto()
+    function_preserving = auto()
+    rc_sampling = auto()
+    stack = auto()
+    cold = auto()
+
+
+class SourceModel(StrEnum):
+    """Which trained model is grown: the widest ladder width, or the proxy itself."""
+
+    widest = auto()
+    proxy = auto()
 
 
 def source_config(target: GPTConfig, method: str, width: int, stack_factor: int) -> GPTConfig:
     """The model a method grows from: the target's config at the source width (and, for `stack`,
     at 1/stack_factor of its depth)."""
     cfg = target.at_width(width)
-    if method == "stack":
+    if method == Method.stack:
         if stack_factor < 2 or target.n_layer % stack_factor:
             raise ValueError(
                 f"warmstart.stack_factor ({stack_factor}) must be at least 2 and divide the "
@@ -59,15 +73,14 @@ def warm_start(
     seed: int,
 ) -> State:
     """The target's initial state grown from `state` (of `GPT(source)`) by `method`."""
-    if method == "shrink_pad_perturb":
+    if method == Method.shrink_pad_perturb:
         return shrink_pad_perturb(state, source, target, shrink=shrink, perturb=perturb, seed=seed)
-    if method == "function_preserving":
+    if method == Method.function_preserving:
         return expand(state, source, target, init="random", seed=seed)
-    if method == "rc_sampling":
+    if method == Method.rc_sampling:
         return resample_width(state, source, target, mode=sampling, noise=noise, seed=seed)
-    if method == "stack":
+    if method == Method.stack:
         stacked, deeper = stack_layers(state, source, target.n_layer // source.n_layer)
         return expand(stacked, deeper, target, init="random", seed=seed)
-    raise ValueError(
-        f"warmstart.method must be one of {METHODS[:-1]} to grow a model, got {method!r}"
-    )
+    growers = ", ".join(m for m in Method if m != Method.cold)
+    raise ValueError(f"warmstart.method must be one of {growers} to grow a model, got {method!r}")

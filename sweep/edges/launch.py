@@ -131,6 +131,17 @@ def cancel_leftover_jobs(jobs_root: Path, wait_s: float = 60.0) -> int:
     return len(leftover)
 
 
+LOCAL_WORKER = "submitit.core._submit"  # the command line of a Submitit local job
+
+
+def local_worker_pids(jobs_folder: Path) -> list[int]:
+    """Process ids of the local Submitit workers running jobs of this folder (their command line
+    names it), so that fault drills and cleanups touch only this run's jobs, never another's."""
+    pattern = f"{LOCAL_WORKER} {jobs_folder.resolve()}"
+    out = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout
+    return [int(pid) for pid in out.split()]
+
+
 def _queued_job_ids() -> set[str]:
     """Ids of the jobs SLURM holds, an array once (its tasks' "123_4" become "123")."""
     return {i.split("_")[0] for i in _queued_slurm_ids()}

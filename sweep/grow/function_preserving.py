@@ -1,14 +1,13 @@
-"""Function-preserving growth operators (METHODS §5; Gesmundo & Maile, arXiv 2308.06103), and
-depth stacking.
+"""Function-preserving growth operators (docs/methods.md §5; Gesmundo & Maile, arXiv 2308.06103).
 
 Each operator is a pure function `(state, cfg, new size, *, init, seed) -> (state, cfg)` whose
 output feeds the next one, so any sequence of them grows a trained model step by step. The grown
 model computes the source's logits up to round-off: entries that would change the function are
-zero, the copied block is rescaled wherever a forward multiplier of `sweep.parametrization`
+zero, the copied block is rescaled wherever a forward multiplier of `sweep.core.parametrization`
 changes, and every other new entry is "free": drawn from a fresh µP init of the grown config
 (`init="random"`, seeded) or zero (`init="zero"`).
 
-The width operators share one engine, `expand`: `growth.grow_state` (pad0 per head, plus the
+The width operators share one engine, `expand`: `pad.grow_state` (pad0 per head, plus the
 rescalings of its table: q by the change of the attention scale, norm gains by sqrt(d/D), the
 readout by the change of α_out/m) and the free entries on top. In PyTorch's (out, in) layout the
 entries that must stay zero are
@@ -22,14 +21,14 @@ entries that must stay zero are
 | hidden d -> D | new wte/wpe columns, new attn.proj and    | new q/k/v/fc/readout columns, |
 |               | mlp.proj rows (writers to the residual)   | new norm gain entries         |
 
-The key operator zeroes the new *query* coordinates and frees the key ones (METHODS words it the
-other way round; both keep q·k): µP initialises queries at zero, so a fresh init would leave both
-new q and new k at zero, a saddle where neither ever gets a gradient. With new k free, the new q
-coordinates do.
+The key operator zeroes the new *query* coordinates and frees the key ones (the paper words it
+the other way round; both keep q·k): µP initialises queries at zero, so a fresh init would leave
+both new q and new k at zero, a saddle where neither ever gets a gradient. With new k free, the
+new q coordinates do.
 
 `add_layer` inserts an identity block (attn.proj = mlp.proj = 0). Under CompleteP the branch
 multiplier (L_b/L)^α changes with L, so the other blocks' attn.proj and mlp.proj are rescaled by
-its change. `stack_layers` is not function-preserving (see there).
+its change. Depth stacking, which is not function-preserving, is `sweep.grow.stack`.
 """
 
 from __future__ import annotations
@@ -38,18 +37,11 @@ from dataclasses import replace
 
 import torch
 
-from sweep import parametrization as P
-from sweep.growth import (
-    check_state,
-    fresh_init,
-    grow_state,
-    head_layout_of,
-    pad_to,
-    state_shapes,
-)
-from sweep.model import GPTConfig
+from sweep.core import parametrization as P
+from sweep.core.model import GPTConfig
+from sweep.grow.pad import grow_state, head_layout_of, pad_to
+from sweep.grow.state import State, block_of, check_state, fresh_init, state_shapes
 
-State = dict[str, torch.Tensor]
 INITS = ("random", "zero")
 NO_FREE_ENTRIES = ("wte.weight", "wpe.weight", "attn.proj.weight", "mlp.proj.weight")
 BRANCH_OUTPUTS = ("attn.proj.weight", "mlp.proj.weight")
@@ -117,7 +109,7 @@ def grow_key_size(
     state: State, cfg: GPTConfig, key_size: int, *, init: str = "random", seed: int = 0
 ) -> tuple[State, GPTConfig]:
     """Per-head key/query size k -> `key_size`; old q × attention_scale(old)/attention_scale(new)
-    (√(k̂/k) in SP, k̂/k in µP), via `growth.grow_state`."""
+    (√(k̂/k) in SP, k̂/k in µP), via `pad.grow_state`."""
     new_cfg = replace(cfg, key_size=key_size)
     return expand(state, cfg, new_cfg, init=init, seed=seed), new_cfg
 
@@ -137,14 +129,6 @@ def grow_hidden(
         value_size=cfg.d_value,
     )
     return expand(state, cfg, new_cfg, init=init, seed=seed), new_cfg
-
-
-def _block(name: str) -> tuple[int, str] | None:
-    """('blocks.3.mlp.fc.weight') -> (3, 'mlp.fc.weight'); None outside the blocks."""
-    if not name.startswith("blocks."):
-        return None
-    index, rest = name.removeprefix("blocks.").split(".", 1)
-    return int(index), rest
 
 
 def add_layer(
@@ -171,33 +155,11 @@ def add_layer(
             out[name] = like.new_zeros(shape) if zero else fresh[name].to(like)
     with torch.no_grad():
         for name, t in state.items():
-            block = _block(name)
+            block = block_of(name)
             if block is None:
                 out[name] = t.clone()
                 continue
             index, rest = block
             new_name = f"blocks.{index + (index >= position)}.{rest}"
             out[new_name] = t * rescale if rest in BRANCH_OUTPUTS and rescale != 1.0 else t.clone()
-    return out, new_cfg
-
-
-def stack_layers(state: State, cfg: GPTConfig, times: int) -> tuple[State, GPTConfig]:
-    """G_stack (Du et al., arXiv 2405.15319): the whole stack of blocks repeated `times` times,
-    block j of the grown model a copy of source block j mod L. Not function-preserving: each copy
-    adds its branches to the residual stream again. Weights are copied unchanged; under CompleteP
-    the branch multiplier of the deeper model is `times`^-α smaller, which the copies keep."""
-    check_state(state, cfg)
-    if type(times) is not int or times < 1:
-        raise ValueError(f"stack_layers: times must be a positive integer, got {times!r}")
-    new_cfg = replace(cfg, n_layer=cfg.n_layer * times)
-    out = {}
-    with torch.no_grad():
-        for name, t in state.items():
-            block = _block(name)
-            if block is None:
-                out[name] = t.clone()
-                continue
-            index, rest = block
-            for copy in range(times):
-                out[f"blocks.{copy * cfg.n_layer + index}.{rest}"] = t.clone()
     return out, new_cfg

@@ -14,21 +14,30 @@ import json
 import os
 import sys
 import sysconfig
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum, auto
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
 import torch
 
-SOURCES = ("stdlib", "text", "tokens")
+from sweep.core.atomic import atomic_writer
+
 BYTE_VOCAB = 256
 TEXT_BLOCK_BYTES = 64 * 1024
 TOKEN_BLOCK = 32 * 1024
 EXCLUDED_DIRS = frozenset({"site-packages", "dist-packages", "__pycache__"})
 _FORMAT_VERSION = 1  # bump when the cache layout or split rule changes
+
+
+class Source(StrEnum):
+    """Where the tokens come from: this Python's stdlib source, a text file, or a token file."""
+
+    stdlib = auto()
+    text = auto()
+    tokens = auto()
 
 
 @dataclass(frozen=True)
@@ -59,9 +68,9 @@ def load_corpus(cfg: DataConfig) -> Corpus:
     cache = Path(
         cfg.cache_dir or os.environ.get("MUSWEEP_CACHE") or "~/.cache/musweep"
     ).expanduser()
-    if cfg.source == "stdlib":
+    if cfg.source == Source.stdlib:
         return _load_stdlib(cfg, cache)
-    if cfg.source == "text":
+    if cfg.source == Source.text:
         return _load_text(cfg, cache)
     return _load_tokens(cfg, cache)
 
@@ -157,13 +166,13 @@ def block_ranges(
 
 
 def _validate(cfg: DataConfig) -> None:
-    if cfg.source not in SOURCES:
-        allowed = ", ".join(repr(s) for s in SOURCES)
+    if cfg.source not in set(Source):
+        allowed = ", ".join(repr(str(s)) for s in Source)
         raise ValueError(f"data.source must be one of {allowed}, got {cfg.source!r}")
     vf = cfg.val_fraction
     if isinstance(vf, bool) or not isinstance(vf, int | float) or not 0 < vf <= 0.5:
         raise ValueError(f"data.val_fraction must be in (0, 0.5], got {vf!r}")
-    if cfg.source == "stdlib":
+    if cfg.source == Source.stdlib:
         if cfg.path is not None:
             raise ValueError(f"data.path must be None for data.source 'stdlib', got {cfg.path!r}")
     elif cfg.path is None:
@@ -171,7 +180,7 @@ def _validate(cfg: DataConfig) -> None:
     elif not Path(cfg.path).expanduser().exists():
         raise ValueError(f"data.path does not exist: {cfg.path}")
     vs = cfg.vocab_size
-    if cfg.source == "tokens":
+    if cfg.source == Source.tokens:
         if vs is not None and (
             isinstance(vs, bool) or not isinstance(vs, int) or not 0 < vs <= 2**16
         ):
@@ -312,24 +321,9 @@ def _key(*parts: object) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-@contextlib.contextmanager
-def _atomic_writer(path: Path) -> Iterator[IO[bytes]]:
-    """Write to a temp file and os.replace it, so readers never see a partial cache file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            yield f
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 def _cached_json(path: Path, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     if not path.exists():
-        with _atomic_writer(path) as f:
+        with atomic_writer(path) as f:
             f.write(json.dumps(compute()).encode())
     return json.loads(path.read_text())
 
@@ -347,9 +341,9 @@ def _cached_splits(
         stem.with_name(stem.name + s) for s in (".train.bin", ".val.bin", ".json")
     )
     if not (meta_p.exists() and train_p.exists() and val_p.exists()):
-        with _atomic_writer(train_p) as train_f, _atomic_writer(val_p) as val_f:
+        with atomic_writer(train_p) as train_f, atomic_writer(val_p) as val_f:
             meta = write(train_f, val_f)
-        with _atomic_writer(meta_p) as f:
+        with atomic_writer(meta_p) as f:
             f.write(json.dumps(meta).encode())
     return _open(train_p, dtype), _open(val_p, dtype), json.loads(meta_p.read_text())
 

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sweep.train import RunResult
+from sweep.core.train import RunResult
 
 
 @contextmanager

@@ -1,4 +1,4 @@
-"""Grow a trained proxy's weights to a wider target: pad0 and shrink-pad-perturb (METHODS §4, §5).
+"""pad0: a trained model's weights in the leading block of a wider model's (docs/methods.md §4, §5).
 
 Pure functions on state dicts and configs, no I/O. `grow_state` zero-pads every tensor of the
 source into the leading block of the target's shape and applies the rescalings that make the
@@ -19,13 +19,13 @@ With tied embeddings the readout matrix *is* `wte`, which the input side needs u
 readout's rescaling goes on the final norm gain instead (norm_f feeds only the readout).
 
 Everything that writes to the residual stream is zero beyond coordinate d (wte/wpe columns,
-attn.proj and mlp.proj rows: METHODS' "new columns" in (in, out) notation), and every new hidden
+attn.proj and mlp.proj rows: "new columns" in (in, out) notation), and every new hidden
 unit, head or head coordinate reads or writes only zeros, so the grown residual stream is the
 source's padded with zeros. Padding divides each RMSNorm's mean square by D/d, which the gain ×
 sqrt(d/D) undoes; the norm's eps is negligible (`parametrization.norm_eps`), so preservation holds
 to round-off.
 
-Multipliers come from `sweep.parametrization`; nothing here re-derives a µP rule.
+Multipliers come from `sweep.core.parametrization`; nothing here re-derives a µP rule.
 """
 
 from __future__ import annotations
@@ -35,8 +35,9 @@ from typing import NamedTuple
 
 import torch
 
-from sweep import parametrization as P
-from sweep.model import GPT, GPTConfig
+from sweep.core import parametrization as P
+from sweep.core.model import GPTConfig
+from sweep.grow.state import check_state, state_shapes
 
 MUST_MATCH = (
     "n_layer",
@@ -96,13 +97,6 @@ def pad_to(
     return out
 
 
-def state_shapes(cfg: GPTConfig) -> dict[str, tuple[int, ...]]:
-    """Parameter shapes of `GPT(cfg)`, built on the meta device (no memory, no RNG draws)."""
-    with torch.device("meta"):
-        model = GPT(cfg)
-    return {name: tuple(t.shape) for name, t in model.state_dict().items()}
-
-
 def check_growth(src_cfg: GPTConfig, tgt_cfg: GPTConfig) -> None:
     """ValueError naming the field unless tgt_cfg is a (non-strict) widening of src_cfg."""
     for name in MUST_MATCH:
@@ -134,23 +128,6 @@ def check_growth(src_cfg: GPTConfig, tgt_cfg: GPTConfig) -> None:
 def _field(cfg: GPTConfig, override: str, ladder: str) -> str:
     """The config field that sets a dimension: its explicit override if set, else the ladder's."""
     return override if getattr(cfg, override) is not None else ladder
-
-
-def check_state(state: dict[str, torch.Tensor], cfg: GPTConfig) -> None:
-    """ValueError unless `state` has exactly the keys and shapes of `GPT(cfg)`."""
-    shapes = state_shapes(cfg)
-    missing, unexpected = sorted(shapes.keys() - state.keys()), sorted(state.keys() - shapes.keys())
-    if missing or unexpected:
-        raise ValueError(
-            f"source state does not match the source config's model: missing {missing}, "
-            f"unexpected {unexpected}"
-        )
-    for name, shape in shapes.items():
-        if tuple(state[name].shape) != shape:
-            raise ValueError(
-                f"source state {name} has shape {tuple(state[name].shape)}, the source config's "
-                f"model has {shape}"
-            )
 
 
 def _ratio(src: float, tgt: float, field: str) -> float:
@@ -219,43 +196,3 @@ def grow_state(
                 grown.mul_(scales[kind])
             out[name] = grown
     return out
-
-
-def fresh_init(cfg: GPTConfig, seed: int) -> dict[str, torch.Tensor]:
-    """State of `GPT(cfg)` built under `torch.manual_seed(seed)`; the global RNG is restored."""
-    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        return GPT(cfg).state_dict()
-
-
-def shrink_pad_perturb(
-    src_state: dict[str, torch.Tensor],
-    src_cfg: GPTConfig,
-    tgt_cfg: GPTConfig,
-    *,
-    shrink: float,
-    perturb: float,
-    seed: int,
-) -> dict[str, torch.Tensor]:
-    """θ_tgt = grow_state(λ·θ_src) + σ·θ_init (METHODS §4), θ_init = `fresh_init(tgt_cfg, seed)`.
-
-    λ = `shrink` scales every source tensor (norm gains included, as Ash & Adams shrink all
-    weights); σ·θ_init adds σ·1 to every norm gain. The result has the source tensors' dtypes and
-    devices. With σ = 0 no init is drawn (the term is exactly zero).
-    """
-    if not 0.0 <= shrink <= 1.0:
-        raise ValueError(f"warmstart.shrink must be in [0, 1], got {shrink}")
-    if not 0.0 <= perturb < math.inf:
-        raise ValueError(f"warmstart.perturb must be >= 0 and finite, got {perturb}")
-    check_growth(src_cfg, tgt_cfg)
-    check_state(src_state, src_cfg)
-    with torch.no_grad():
-        grown = grow_state({k: shrink * v for k, v in src_state.items()}, src_cfg, tgt_cfg)
-        if perturb == 0.0:
-            return grown
-        init = fresh_init(tgt_cfg, seed)
-        return {
-            name: tensor + perturb * init[name].to(dtype=tensor.dtype, device=tensor.device)
-            for name, tensor in grown.items()
-        }

@@ -1,9 +1,9 @@
-"""µP and SP for the GPT of `sweep.model`: every width-dependent rule of METHODS §1, in one file.
+"""µP and SP for the GPT of `sweep.core.model`: every width-dependent rule of docs/methods.md §1, in one file.
 
 `m = d_model / base_d_model`. Each parameter has a role (`role_of`); every scale below is a
 function of the role, the parametrization, `m` and the depth ratio `L / L_base` only.
 
-| rule (METHODS §1)                   | µP                   | SP               | function          |
+| rule (docs/methods.md §1)                   | µP                   | SP               | function          |
 |-------------------------------------|----------------------|------------------|-------------------|
 | token/position embedding init std   | σ_in                 | σ_in             | `init_std`        |
 | hidden matrix init std              | σ / sqrt(fan_in)     | σ / sqrt(fan_in) | `init_std`        |
@@ -23,14 +23,15 @@ function of the role, the parametrization, `m` and the depth ratio `L / L_base` 
 (× depth): times (L/L_b)^(α-1) for the LR and (L/L_b)^(1-α) for the weight decay, in both.
 k is the key/query head size (the head size unless a grown model sets `key_size`), h_b the base
 head size `d_head`; L is the depth, L_b `base_n_layer` (CompleteP, arXiv 2505.01618: with
-`base_n_layer` unset L_b = L and both depth factors are 1; METHODS gives no depth rule for weight
+`base_n_layer` unset L_b = L and both depth factors are 1; CompleteP gives no depth rule for weight
 decay, so the hidden one keeps lr·wd constant in depth as in width). The RMSNorm eps only guards
 0/0 (float32's smallest normal number): residual coordinates are Θ(1) under µP, and an eps of the
 usual 1e-6 would keep both ways of growing the hidden size from being exact: zero-padding divides
-the mean square by D/d (`sweep.growth`, `sweep.expand`), tiling keeps it (`sweep.resample`), and no
-one eps rule is exact for both.
+the mean square by D/d (`sweep.grow.pad`, `sweep.grow.function_preserving`), tiling keeps it
+(`sweep.grow.rc_sampling`), and no one eps rule is exact for both.
 
-With `head_scaling="count"` (fixed head size) µP's 1/h and SP's 1/sqrt(h) differ only by a width-independent constant; the sqrt(h_base) factor makes the µP scale equal the
+With `head_scaling="count"` (fixed head size) µP's 1/h and SP's 1/sqrt(h) differ only by a
+width-independent constant; the sqrt(h_base) factor makes the µP scale equal the
 SP scale at the base, so that at m = 1 the two parametrizations compute the same function (mup's
 "backward compatible" property, tested). Weight decay is decoupled (AdamW multiplies it by the LR),
 so `wd · m` keeps `lr · wd` constant across widths for hidden matrices, as `mup.MuAdamW` does.
@@ -47,7 +48,10 @@ import torch
 from torch import nn
 
 if TYPE_CHECKING:
-    from sweep.model import GPTConfig
+    from sweep.core.model import GPTConfig
+
+
+PARAMETRIZATIONS = ("mup", "sp")  # µP, and standard (PyTorch-style) for contrast
 
 
 class Role(StrEnum):
@@ -62,7 +66,7 @@ OUTPUT_PARAMS = ("readout.weight",)
 
 
 def role_of(name: str, param: torch.Tensor) -> Role:
-    """The µP role of a parameter of `sweep.model.GPT`, from its name and rank."""
+    """The µP role of a parameter of `sweep.core.model.GPT`, from its name and rank."""
     if name in INPUT_PARAMS:
         return Role.INPUT
     if name in OUTPUT_PARAMS:

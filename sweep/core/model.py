@@ -1,4 +1,4 @@
-"""A small decoder-only GPT whose width-dependent scales all come from `sweep.parametrization`.
+"""A small decoder-only GPT whose width-dependent scales all come from `sweep.core.parametrization`.
 
 Pre-norm RMSNorm blocks, no biases, learned absolute positions (RoPE would break the key/query
 growth operators), causal attention through `scaled_dot_product_attention` with an explicit scale,
@@ -16,9 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sweep import parametrization as P
+from sweep.core import parametrization as P
 
-PARAMETRIZATIONS = ("mup", "sp")
 HEAD_SCALINGS = ("count", "size")
 
 
@@ -34,23 +33,23 @@ class GPTConfig:
     tie_embeddings: bool = False  # readout reuses the token embedding matrix
     parametrization: str = "mup"  # "mup" or "sp" (standard, PyTorch-style) for contrast
     base_d_model: int | None = None  # µP base width (the ladder's smallest); None: d_model
-    # Initialisation (METHODS §1): every std is "σ_role / sqrt(fan_in at the base width)".
+    # Initialisation (docs/methods.md §1): normal, std by role (`parametrization.init_std`).
     init_std: float = 1.0  # σ of hidden matrices: std = σ / sqrt(fan_in)
-    input_std: float = 1.0  # σ_in of token and position embeddings
-    output_std: float = 1.0  # σ_out of the readout
+    input_std: float = 1.0  # σ_in: the std of token and position embeddings
+    output_std: float = 1.0  # σ_out of the readout: std = σ_out / sqrt(d_base) (SP: / sqrt(d))
     zero_query: bool = True  # µP recommends zero query weights (uniform attention at init)
     zero_readout: bool = False  # zero readout: logits start at exactly 0
     # Forward multipliers, tuned on the proxy and carried unchanged to every width.
     alpha_in: float = 1.0  # embedding output multiplier
     alpha_out: float = 1.0  # readout multiplier (µP divides it by the width multiplier)
     alpha_attn: float = 1.0  # attention logit multiplier
-    # Explicit dimensions off the µP ladder, for models grown by `sweep.expand`; None: the
-    # ladder's value (d_mlp = mlp_ratio·d_model, n_heads and head size from head_scaling).
+    # Explicit dimensions off the µP ladder, for models grown by `sweep.grow.function_preserving`;
+    # None: the ladder's value (d_mlp = mlp_ratio·d_model, n_heads and head size from head_scaling).
     mlp_width: int | None = None  # MLP hidden width
     head_count: int | None = None  # number of attention heads
     key_size: int | None = None  # per-head size of queries and keys
     value_size: int | None = None  # per-head size of values (attn.proj reads heads × this)
-    # CompleteP depth parametrization (METHODS §1): residual branches × (L_base/L)^α.
+    # CompleteP depth parametrization (docs/methods.md §1): residual branches × (L_base/L)^α.
     base_n_layer: int | None = None  # depth of the tuned proxy; None: n_layer (multiplier 1)
     depth_alpha: float = 1.0  # α in [0.5, 1]; CompleteP's choice is 1
 
@@ -67,9 +66,9 @@ class GPTConfig:
                 raise ValueError(f"model.{name} must be a positive integer or None, got {value!r}")
         if not 0.5 <= self.depth_alpha <= 1.0:
             raise ValueError(f"model.depth_alpha must be in [0.5, 1], got {self.depth_alpha}")
-        if self.parametrization not in PARAMETRIZATIONS:
+        if self.parametrization not in P.PARAMETRIZATIONS:
             raise ValueError(
-                f"model.parametrization must be one of {PARAMETRIZATIONS}, "
+                f"model.parametrization must be one of {P.PARAMETRIZATIONS}, "
                 f"got {self.parametrization!r}"
             )
         if self.head_scaling not in HEAD_SCALINGS:

@@ -1,13 +1,14 @@
-"""Training compute of a GPT (METHODS §7): 6·N per token plus attention 6·L·T·d per token.
+"""Training compute of a GPT (docs/methods.md §7): 6·N per token plus attention per token,
+3·L·T·H·(d_key + d_value) (= 6·L·T·d when both head sizes times the heads make d).
 
-N counts the parameters that do matrix multiplies per token: every matrix except the token and
-position embeddings (a lookup costs nothing); an untied readout counts, since it is a full
-d × vocab product.
+N counts every parameter except the token and position embeddings (a lookup costs nothing): the
+block matrices, the readout (a d × vocab product whether or not it is tied to the embedding), and
+the RMSNorm gains (a per-coordinate multiply, negligible but counted).
 """
 
 from __future__ import annotations
 
-from sweep.model import GPTConfig
+from sweep.core.model import GPTConfig
 
 
 def non_embedding_params(cfg: GPTConfig) -> int:

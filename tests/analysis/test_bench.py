@@ -21,9 +21,9 @@ from analysis.bench import (
     measure_throughput,
     to_json,
 )
-from sweep.model import GPT
+from sweep.core.model import GPT
 
-# One thread: on a busy 2-core machine two OpenMP threads can wait on each other ~10x longer.
+# One thread: on a loaded CPU two OpenMP threads can wait on each other ~10x longer.
 SETTINGS = ThroughputSettings(
     widths=(32, 64),
     n_layer=2,

@@ -23,10 +23,10 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
 
-from sweep.config import data_config, run_config
-from sweep.data import load_corpus
-from sweep.tracking import log_result, wandb_run
-from sweep.train import train
+from sweep.config import Pruner, Sampler, data_config, run_config
+from sweep.core.data import load_corpus
+from sweep.core.train import train
+from sweep.edges.tracking import log_result, wandb_run
 
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED)  # trials that count toward n_trials
 RETRIES = 3  # how many times one trial is retried after its worker died
@@ -73,25 +73,26 @@ def study_name(cfg: DictConfig) -> str:
 
 def make_sampler(cfg: DictConfig, worker: int = 0) -> optuna.samplers.BaseSampler:
     seed = cfg.tune.seed + worker  # workers must not draw the same startup points
-    if cfg.tune.sampler == "random":
+    if cfg.tune.sampler == Sampler.random:
         return optuna.samplers.RandomSampler(seed=seed)
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=cfg.tune.n_startup_trials)
 
 
 def make_pruner(cfg: DictConfig) -> optuna.pruners.BasePruner:
     ladder = cfg.ladder
-    if cfg.tune.pruner == "median":
+    if cfg.tune.pruner == Pruner.median:
         return optuna.pruners.MedianPruner(
             n_startup_trials=cfg.tune.n_startup_trials, n_warmup_steps=ladder.eval_every
         )
-    if cfg.tune.pruner == "hyperband":
+    if cfg.tune.pruner == Pruner.hyperband:
         return optuna.pruners.HyperbandPruner(
             min_resource=ladder.eval_every, max_resource=ladder.tune_steps
         )
     return optuna.pruners.NopPruner()
 
 
-def load_study(cfg: DictConfig, run_dir: Path, worker: int = 0) -> optuna.Study:
+def open_or_create_study(cfg: DictConfig, run_dir: Path, worker: int = 0) -> optuna.Study:
+    """The run's study in its storage, created there on first use."""
     return optuna.create_study(
         study_name=study_name(cfg),
         storage=make_storage(cfg, run_dir),
@@ -167,10 +168,10 @@ def tune_worker(spec: dict[str, Any]) -> int:
     run_dir = Path(spec["run_dir"])
     torch.set_num_threads(cfg.launcher.cpus_per_task)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = load_study(cfg, run_dir, spec.get("worker", 0))
+    study = open_or_create_study(cfg, run_dir, spec.get("worker", 0))
     tag = spec.get("tag", "")
     mine = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("worker") == tag]
-    retry_orphans(study, [t for t in mine if t.state is TrialState.RUNNING])
+    retry_trials(study, [t for t in mine if t.state is TrialState.RUNNING])
     owed = spec.get("quota", cfg.tune.n_trials) - sum(t.state in COUNTED for t in mine)
     if owed > 0:
         study.optimize(
@@ -183,7 +184,7 @@ def tune_worker(spec: dict[str, Any]) -> int:
     return len(study.get_trials(deepcopy=False, states=COUNTED))
 
 
-def retry_orphans(study: optuna.Study, orphans: list[optuna.trial.FrozenTrial]) -> int:
+def retry_trials(study: optuna.Study, orphans: list[optuna.trial.FrozenTrial]) -> int:
     """Fail trials whose worker died and queue their retries (same parameters, same lineage)."""
     retry = retry_callback()
     for trial in orphans:
@@ -192,9 +193,11 @@ def retry_orphans(study: optuna.Study, orphans: list[optuna.trial.FrozenTrial]) 
     return len(orphans)
 
 
-def fail_stale_trials(study: optuna.Study) -> int:
-    """Retry the trials left RUNNING once every worker has ended: their workers died."""
-    return retry_orphans(study, study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+def retry_running_trials(study: optuna.Study) -> int:
+    """Fail and retry every RUNNING trial. Only for when no worker is running: then every
+    RUNNING trial is an orphan whose worker died (Optuna's `fail_stale_trials` instead fails
+    only the trials whose heartbeat went stale)."""
+    return retry_trials(study, study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
 
 
 def tune_summary(study: optuna.Study) -> dict[str, Any]:

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from analysis import warmstart as bench
-from sweep.warmstart import METHODS
+from sweep.grow.warmstart import Method
 
 
 def test_the_plan_covers_every_method_per_seed_the_grid_and_the_lr_sweep(tmp_path):
@@ -23,7 +23,7 @@ def test_the_plan_covers_every_method_per_seed_the_grid_and_the_lr_sweep(tmp_pat
     shifted = [r for r in plan if r["shift"]]
     assert sorted(r["shift"] for r in shifted) == sorted(2 * [-2, -1, 1, 2])
     for r in plan:
-        assert r["warmstart"] is None or r["warmstart"]["method"] in METHODS
+        assert r["warmstart"] is None or r["warmstart"]["method"] in set(Method)
     iid = next(r for r in plan if r["name"] == "rc_sampling_iid_s0")
     assert iid["warmstart"]["sampling"] == "iid"
 

@@ -1,0 +1,130 @@
+"""Coordinate check (docs/methods.md §2): do activations keep their size as the model gets wider?
+
+Trains every width of a ladder for a few steps at a deliberately large LR, recording the mean
+|x| of each module's output before every update, and fits the slope of log(mean |x|) against
+log(width) per module and step. Under µP the slopes stay near 0 (or below: the readout starts
+at order 1/sqrt(m) and grows to order 1); under SP they grow with the step as updates blow up
+with width. The check fails when the worst (largest) slope exceeds a threshold. Pure: no files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import torch
+
+from sweep.core.data import Corpus, train_batch
+from sweep.core.model import GPT, GPTConfig, lm_loss
+from sweep.core.train import OptimConfig, make_optimizer
+
+DEFAULT_THRESHOLD = 0.25  # the largest slope µP may show; SP reaches about 1 within a few steps
+
+
+@dataclass(frozen=True)
+class CoordCheck:
+    parametrization: str
+    widths: list[int]
+    modules: list[str]
+    scales: np.ndarray  # (module, step, width): mean |x| averaged over seeds
+    slopes: np.ndarray  # (module, step): d log(mean |x|) / d log(width)
+
+    def worst(self) -> tuple[str, int, float]:
+        """(module, step, slope) of the largest slope: the module blowing up fastest."""
+        i, t = np.unravel_index(np.argmax(self.slopes), self.slopes.shape)
+        return self.modules[i], int(t), float(self.slopes[i, t])
+
+    def passes(self, threshold: float = DEFAULT_THRESHOLD) -> bool:
+        return self.worst()[2] <= threshold
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "parametrization": self.parametrization,
+            "widths": self.widths,
+            "modules": self.modules,
+            "scales": self.scales.tolist(),
+            "slopes": self.slopes.tolist(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CoordCheck:
+        return cls(
+            data["parametrization"],
+            [int(w) for w in data["widths"]],
+            list(data["modules"]),
+            np.asarray(data["scales"], dtype=float),
+            np.asarray(data["slopes"], dtype=float),
+        )
+
+    def verdict(self, threshold: float = DEFAULT_THRESHOLD) -> dict[str, Any]:
+        """What was measured: the worst slope, where, and whether it is within `threshold`."""
+        module, step, slope = self.worst()
+        return {
+            "worst_slope": slope,
+            "module": module,
+            "step": step,
+            "threshold": threshold,
+            "passes": slope <= threshold,
+        }
+
+
+def tracked_modules(model: GPT) -> dict[str, torch.nn.Module]:
+    """Modules whose outputs the check follows: embedding, each attention, MLP and block, logits."""
+    tracked = {"embedding": model.wte}
+    for i, block in enumerate(model.blocks):
+        tracked |= {f"block{i}.attn": block.attn, f"block{i}.mlp": block.mlp, f"block{i}": block}
+    return tracked | {"logits": model}
+
+
+def record_scales(
+    model: GPT, corpus: Corpus, optim: OptimConfig, steps: int, batch_size: int, seed: int
+) -> dict[str, list[float]]:
+    """Mean |output| of every tracked module in the forward pass before each of `steps` updates."""
+    seen: dict[str, list[float]] = {name: [] for name in tracked_modules(model)}
+    hooks = [
+        module.register_forward_hook(
+            lambda _m, _i, out, name=name: seen[name].append(out.detach().abs().mean().item())
+        )
+        for name, module in tracked_modules(model).items()
+    ]
+    optimizer = make_optimizer(model, optim)
+    try:
+        for step in range(steps):
+            x, y = train_batch(corpus.train, step, seed, batch_size, model.cfg.seq_len)
+            loss = lm_loss(model, x, y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return seen
+
+
+def coord_check(
+    base: GPTConfig,
+    widths: list[int],
+    optim: OptimConfig,
+    corpus: Corpus,
+    steps: int = 5,
+    batch_size: int = 8,
+    seeds: tuple[int, ...] = (0, 1),
+) -> CoordCheck:
+    """Run the check for `base.parametrization` over `widths` (the smallest is the µP base)."""
+    if len(widths) < 3 or sorted(widths) != list(widths) or len(set(widths)) != len(widths):
+        raise ValueError(f"widths must be at least 3 strictly increasing values, got {widths}")
+    per_width = []
+    for width in widths:
+        cfg = replace(base, d_model=width, base_d_model=widths[0])
+        runs = []
+        for seed in seeds:
+            torch.manual_seed(seed)
+            runs.append(record_scales(GPT(cfg), corpus, optim, steps, batch_size, seed))
+        per_width.append({name: np.mean([r[name] for r in runs], axis=0) for name in runs[0]})
+    modules = list(per_width[0])
+    scales = np.array([[w[name] for w in per_width] for name in modules])  # (module, width, step)
+    scales = scales.transpose(0, 2, 1)
+    log_w = np.log(widths)
+    slopes = np.array([[np.polyfit(log_w, np.log(s), 1)[0] for s in mod] for mod in scales])
+    return CoordCheck(base.parametrization, list(widths), modules, scales, slopes)

@@ -1,0 +1,353 @@
+"""The report's figures, each a pure function of the summary (or the study, or the coordinate
+check) that writes one PNG and returns its path, or None when there is nothing to draw.
+
+- `plot_transfer`: the µTransfer figure, µP | SP side by side, mean final validation loss against
+  log2 LR, one curve per width, each width's fitted optimum marked, the tuned LR dashed;
+- `plot_warmstart`: validation loss against step for the warm-started and cold target runs, the
+  cold final loss as a horizontal line and the step where each run first reaches it marked;
+- `plot_optuna_history`, `plot_importances`: the tuning study;
+- `plot_coord_check`: mean |x| per module against width at every step, one row per
+  parametrization, each row titled with its measured worst slope against the threshold.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
+
+import numpy as np
+
+from sweep.core.coord_check import DEFAULT_THRESHOLD, CoordCheck
+from sweep.core.metrics import steps_to_reach
+from sweep.edges.summary_table import PARAM_LABELS, fmt_speedup, num, tuned_log2_lr
+
+if TYPE_CHECKING:
+    import optuna
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+Y_SPREAD = 1.5  # transfer.png shows losses up to min + Y_SPREAD × the lowest curve's spread
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _styled(draw: Callable[P, R]) -> Callable[P, R]:
+    """Draw in matplotlib's default style and leave the caller's rcParams as they were (Optuna's
+    matplotlib plots call plt.style.use("ggplot"), which would otherwise leak process-wide)."""
+
+    @functools.wraps(draw)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        with _plt().style.context("default"):
+            return draw(*args, **kwargs)
+
+    return wrapper
+
+
+def _width_curves(section: Mapping) -> dict[int, np.ndarray]:
+    """{width: losses} with int widths (JSON gives strings) in increasing order."""
+    curves = section.get("curves") or {}
+    return {
+        int(w): np.array([num(v) for v in losses], dtype=float)
+        for w, losses in sorted(curves.items(), key=lambda kv: int(kv[0]))
+    }
+
+
+def _by_width(mapping: Mapping | None) -> dict[int, float]:
+    return {int(w): num(v) for w, v in (mapping or {}).items()}
+
+
+def _transfer_ylim(panels: Sequence[dict[int, np.ndarray]]) -> tuple[float, float] | None:
+    """Shared y-range: from just below the lowest loss to min + Y_SPREAD × spread of the lowest
+    curve, where spread uses the curve's 90th percentile so one blown-up LR does not set it."""
+    finite = [c[np.isfinite(c)] for panel in panels for c in panel.values()]
+    finite = [c for c in finite if c.size]
+    if not finite:
+        return None
+    lo = min(float(c.min()) for c in finite)
+    hi = max(float(c.max()) for c in finite)
+    lowest = min(finite, key=lambda c: float(c.min()))
+    spread = float(np.percentile(lowest, 90)) - lo
+    if spread <= 0:
+        spread = max(hi - lo, 0.5)
+    top = min(lo + Y_SPREAD * spread, hi + 0.05 * spread)
+    top = max(top, lo + 0.1)
+    return lo - 0.06 * (top - lo), top
+
+
+@_styled
+def plot_transfer(summary: Mapping, path: Path) -> Path | None:
+    """The µTransfer figure; None (nothing written) when there is no curve to draw."""
+    plt = _plt()
+    from matplotlib.lines import Line2D
+
+    transfer = summary.get("transfer") or {}
+    log2_lrs = np.array([num(x) for x in transfer.get("log2_lrs") or []], dtype=float)
+    kinds = [k for k in ("mup", "sp") if _width_curves(transfer.get(k) or {})]
+    if not kinds or log2_lrs.size == 0:
+        return None
+    panels = [_width_curves(transfer[k]) for k in kinds]
+    for kind, panel in zip(kinds, panels, strict=True):
+        for w, c in panel.items():
+            if c.shape != log2_lrs.shape:
+                raise ValueError(f"{kind} width {w}: {c.size} losses for {log2_lrs.size} LRs")
+    widths = sorted({w for panel in panels for w in panel})
+    cmap = plt.get_cmap("viridis")
+    colour = {w: cmap(0.85 * i / max(len(widths) - 1, 1)) for i, w in enumerate(widths)}
+    ladder = summary.get("ladder") or {}
+    proxy, target = ladder.get("proxy"), ladder.get("target")
+    ylim = _transfer_ylim(panels)
+    tuned = tuned_log2_lr(summary)
+
+    fig, axes = plt.subplots(
+        1, len(kinds), figsize=(4.8 * len(kinds) + 1.6, 4.2), sharey=True, squeeze=False
+    )
+    any_diverged = any_clipped = False
+    for ax, kind, panel in zip(axes[0], kinds, panels, strict=True):
+        section = transfer[kind]
+        optima = _by_width(section.get("optimum_log2_lr"))
+        for w, losses in panel.items():
+            ok = np.isfinite(losses)
+            ax.plot(log2_lrs[ok], losses[ok], "-o", color=colour[w], ms=3.5, lw=1.5)
+            opt = optima.get(w, math.nan)
+            if math.isfinite(opt) and ok.any():
+                order = np.argsort(log2_lrs[ok])
+                y_opt = float(np.interp(opt, log2_lrs[ok][order], losses[ok][order]))
+                ax.plot([opt], [y_opt], "*", ms=14, color=colour[w], mec="black", mew=0.8, zorder=5)
+            if ylim is not None and (~ok).any():
+                any_diverged = True
+                x_div = log2_lrs[~ok]
+                ax.plot(x_div, np.full(x_div.size, ylim[1]), "x", color=colour[w], ms=7, mew=1.8,
+                        clip_on=False, zorder=6)  # fmt: skip
+            if ylim is not None and (losses[ok] > ylim[1]).any():
+                any_clipped = True
+        if math.isfinite(tuned):
+            ax.axvline(tuned, color="0.3", ls="--", lw=1.2)
+        title = f"{PARAM_LABELS[kind]}: optimum drift {num(section.get('drift_log2')):.2f} log2"
+        wib = section.get("wider_is_better")
+        if wib is not None:
+            title += f"\nwider is better: {'yes' if wib else 'no'}"
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("log2 learning rate")
+        ax.grid(alpha=0.3)
+        if ylim is not None:
+            ax.set_ylim(*ylim)
+    axes[0, 0].set_ylabel("final validation loss (mean over seeds)")
+
+    def role(w: int) -> str:
+        return " (proxy)" if w == proxy else " (target)" if w == target else ""
+
+    handles = [Line2D([], [], marker="o", ms=3.5, color=colour[w], label=f"{w}{role(w)}")
+               for w in widths]  # fmt: skip
+    handles.append(Line2D([], [], marker="*", ls="", color="0.6", mec="black", ms=10,
+                          label="fitted optimum"))  # fmt: skip
+    if math.isfinite(tuned):
+        handles.append(Line2D([], [], ls="--", color="0.3", label=f"tuned LR ({tuned:.2f})"))
+    if any_diverged:
+        handles.append(Line2D([], [], marker="x", ls="", color="0.3", mew=1.8, label="diverged"))
+    if any_clipped:
+        handles.append(Line2D([], [], ls="", label="(higher losses\n off the top)"))
+    verdict = transfer.get("verdict")
+    if verdict:
+        fig.suptitle(verdict, fontsize=10)
+    right = 4.8 * len(kinds) / (4.8 * len(kinds) + 1.6)  # the panels' share; legend beyond
+    fig.tight_layout(rect=(0, 0, right, 1))
+    fig.legend(handles=handles, title="width", fontsize=8, title_fontsize=8, loc="center left",
+               bbox_to_anchor=(right, 0.5), frameon=False)  # fmt: skip
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _curve(run: Mapping | None) -> tuple[np.ndarray, np.ndarray]:
+    points = sorted(((int(s), num(v)) for s, v in (run or {}).get("val_curve") or []))
+    steps = np.array([p[0] for p in points], dtype=float)
+    return steps, np.array([p[1] for p in points], dtype=float)
+
+
+@_styled
+def plot_warmstart(summary: Mapping, path: Path) -> Path | None:
+    """Validation loss vs step, warm vs cold; None when neither run has a curve."""
+    plt = _plt()
+    target = summary.get("target") or {}
+    runs = {name: _curve(target.get(name)) for name in ("warm", "cold")}
+    if not any(steps.size for steps, _ in runs.values()):
+        return None
+    cold_final = num((target.get("cold") or {}).get("final_val_loss"))
+    if not math.isfinite(cold_final) and runs["cold"][1].size:
+        cold_final = float(runs["cold"][1][-1])
+    method = str(target.get("method", "warm start")).replace("_", "-")
+    style = {
+        "warm": ("tab:orange", f"warm: {method} from width {target.get('source_width', '?')}"),
+        "cold": ("tab:blue", "cold (µP init)"),
+    }
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for name, (steps, losses) in runs.items():
+        if not steps.size:
+            continue
+        colour, label = style[name]
+        ok = np.isfinite(losses)
+        ax.plot(steps[ok], losses[ok], "-o", ms=3, color=colour, label=label)
+        if math.isfinite(cold_final):
+            reach = steps_to_reach(list(zip(steps, losses, strict=True)), cold_final)
+            if reach is not None:
+                y = float(losses[steps == reach][0])
+                ax.plot([reach], [y], marker="D", ms=8, color=colour, mec="black", zorder=5)
+                ax.annotate(
+                    f"{name} reaches it: step {reach}",
+                    (reach, y),
+                    textcoords="offset points",
+                    xytext=(6, 10) if name == "warm" else (-6, -16),
+                    ha="left" if name == "warm" else "right",
+                    fontsize=8,
+                    color=colour,
+                )
+    if math.isfinite(cold_final):
+        ax.axhline(
+            cold_final, color="0.3", ls="--", lw=1, label=f"cold final loss {cold_final:.4g}"
+        )
+    finite = np.concatenate([losses[np.isfinite(losses)] for _, losses in runs.values()])
+    if math.isfinite(cold_final) and finite.size:
+        lo, hi = float(finite.min()), float(finite.max())
+        # Early cold losses (≈ ln vocab) dwarf the end game; keep the last stretch readable.
+        top = cold_final + 4 * max(cold_final - lo, 0.05 * cold_final)
+        warm_losses = runs["warm"][1][np.isfinite(runs["warm"][1])]
+        if warm_losses.size:  # show where the warm start begins
+            top = max(top, float(warm_losses[0]))
+        top = min(hi, top)
+        ax.set_ylim(lo - 0.1 * (top - lo), top + 0.03 * (top - lo))
+    title = f"target width {target.get('width', '?')}"
+    if target.get("speedup") is not None:
+        title += f": speedup {fmt_speedup(target['speedup'])}"
+        if target.get("speedup_with_source") is not None:
+            title += f" ({fmt_speedup(target['speedup_with_source'])} counting the source)"
+    elif "speedup" in target:
+        title += ": warm never reached the cold final loss"
+    ax.set(title=title, xlabel="step", ylabel="validation loss")
+    ax.title.set_fontsize(10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def complete_trials(study: optuna.Study) -> list:
+    import optuna
+
+    return [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+
+
+@_styled
+def plot_optuna_history(study: optuna.Study, path: Path) -> Path:
+    """Optuna's own history plot when it works, else trial number vs value + best so far."""
+    plt = _plt()
+    try:
+        from optuna.visualization import matplotlib as ovm
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # ExperimentalWarning
+            ax = ovm.plot_optimization_history(study)
+        fig = ax.figure
+    except Exception:  # optuna's matplotlib backend is experimental: fall back to our own
+        plt.close("all")
+        fig = _history_figure(study)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _history_figure(study: optuna.Study):
+    plt = _plt()
+    trials = complete_trials(study)
+    numbers = np.array([t.number for t in trials])
+    values = np.array([t.value for t in trials], dtype=float)
+    maximize = study.direction.name == "MAXIMIZE"
+    best = np.maximum.accumulate(values) if maximize else np.minimum.accumulate(values)
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    ax.plot(numbers, values, "o", ms=4, color="tab:blue", alpha=0.7, label="objective value")
+    ax.step(numbers, best, where="post", color="tab:red", label="best so far")
+    ax.set(title="Optimization history", xlabel="trial", ylabel="objective value")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def param_importances(study: optuna.Study) -> tuple[dict[str, float] | None, str | None]:
+    """(importances, None), or (None, reason) when Optuna cannot compute them."""
+    import optuna
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            found = optuna.importance.get_param_importances(study)
+    except Exception as exc:
+        return None, f"{type(exc).__name__}: {exc}"
+    if not found:
+        return None, "no parameter varied across the complete trials"
+    return {k: float(v) for k, v in found.items()}, None
+
+
+@_styled
+def plot_importances(importances: Mapping[str, float], path: Path) -> Path:
+    plt = _plt()
+    names = list(importances)[::-1]  # most important on top
+    values = [importances[n] for n in names]
+    fig, ax = plt.subplots(figsize=(6.4, 0.9 + 0.45 * len(names)))
+    bars = ax.barh(names, values, color="tab:blue")
+    ax.bar_label(bars, labels=[f"{v:.2f}" for v in values], padding=3, fontsize=8)
+    ax.set(title="Hyperparameter importance (fANOVA)", xlabel="importance", xlim=(0, 1.1))
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+@_styled
+def plot_coord_check(
+    checks: Sequence[CoordCheck], path: Path, threshold: float = DEFAULT_THRESHOLD
+) -> Path:
+    """One row per parametrization, one panel per step: mean |x| vs width for every module.
+    Each row's first title states the measured worst slope against `threshold`."""
+    plt = _plt()
+    steps = checks[0].scales.shape[1]
+    fig, axes = plt.subplots(
+        len(checks), steps, figsize=(3 * steps, 3 * len(checks)), sharex=True, squeeze=False
+    )
+    for row, check in zip(axes, checks, strict=True):
+        module, worst_step, slope = check.worst()
+        label = PARAM_LABELS.get(check.parametrization, check.parametrization)
+        for t, ax in enumerate(row):
+            for i, name in enumerate(check.modules):
+                ax.plot(check.widths, check.scales[i, t], marker="o", ms=3, label=name)
+            ax.set(xscale="log", yscale="log", title=f"{label}  step {t}")
+            ax.minorticks_off()
+            ax.set_xticks(check.widths, [str(w) for w in check.widths])
+        verdict = "pass" if slope <= threshold else "FAIL"
+        row[0].set_ylabel(
+            f"{label}: worst slope {slope:.2f} ({module}, step {worst_step})\n"
+            f"{'≤' if slope <= threshold else '>'} {threshold:g}: {verdict}\n\nmean |x|",
+            fontsize=8,
+        )
+    axes[0, -1].legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    for ax in axes[-1]:
+        ax.set_xlabel("width")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

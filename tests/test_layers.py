@@ -1,0 +1,127 @@
+"""The package's layers, checked on the import statements of every module.
+
+core (model, parametrization, training, data, metrics) is pure: it imports only itself, and
+none of the orchestration or I/O libraries. grow (the growth operators) adds only core; config
+adds grow. edges (launch, tracking, report, console) use core only. stages use all of those; the
+top level (pipeline, run, single) may import everything. Nothing in the package imports the
+`analysis` scripts, and neither do the product's tests (the scripts' own tests live in
+tests/analysis/).
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+# layer -> the package's layers it may import (itself included)
+ALLOWED = {
+    "core": {"core"},
+    "grow": {"core", "grow"},
+    "config": {"core", "grow", "config"},
+    "edges": {"core", "edges"},
+    "stages": {"core", "grow", "config", "edges", "stages"},
+    "top": {"core", "grow", "config", "edges", "stages", "top"},
+}
+PURE_BANNED = ("hydra", "omegaconf", "optuna", "submitit", "wandb", "rich")
+BANNED = {"core": PURE_BANNED, "grow": PURE_BANNED}
+
+
+def layer_of(module: str) -> str:
+    """'sweep.core.model' -> 'core'; 'sweep.config' -> 'config'; 'sweep.pipeline' -> 'top'."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[1] in ALLOWED else "top"
+
+
+def imports_of(path: Path, module: str) -> set[str]:
+    """Every module `path` imports, anywhere in it (functions included), as absolute names."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative: resolve against this module's package
+                package = module.split(".")[: -node.level]
+                base = ".".join([*package, base] if base else package)
+            if base.count(".") < 2:  # `from pkg import mod` or `from pkg.layer import mod`
+                found |= {f"{base}.{alias.name}" for alias in node.names}
+            else:
+                found.add(base)
+    return found
+
+
+def violations(package_root: Path) -> list[str]:
+    """'<module> imports <name>' for every import that breaks the layering."""
+    out = []
+    for path in sorted(package_root.rglob("*.py")):
+        module = ".".join(path.relative_to(package_root.parent).with_suffix("").parts)
+        module = module.removesuffix(".__init__")
+        if module == package_root.name:
+            continue
+        layer = layer_of(module)
+        for name in sorted(imports_of(path, module)):
+            top = name.split(".")[0]
+            crosses = top == package_root.name and layer_of(name) not in ALLOWED[layer]
+            if top == "analysis" or top in BANNED.get(layer, ()) or crosses:
+                out.append(f"{module} imports {name}")
+    return out
+
+
+def test_the_package_keeps_its_layers():
+    assert violations(ROOT / "sweep") == []
+
+
+def write_tree(root: Path, files: dict[str, str]) -> Path:
+    for rel, text in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return root / "sweep"
+
+
+@pytest.mark.parametrize(
+    "files, expected",
+    [
+        ({"sweep/core/model.py": "from sweep.edges.launch import run_jobs\n"}, "sweep.core.model"),
+        ({"sweep/core/model.py": "def f():\n    import wandb\n"}, "sweep.core.model"),
+        ({"sweep/core/train.py": "from ..stages import tune\n"}, "sweep.core.train"),
+        ({"sweep/grow/pad.py": "import optuna\n"}, "sweep.grow.pad"),
+        ({"sweep/edges/report.py": "from sweep.stages.target import KINDS\n"}, "sweep.edges"),
+        ({"sweep/config.py": "from sweep.pipeline import Pipeline\n"}, "sweep.config"),
+        ({"sweep/stages/tune.py": "from sweep import pipeline\n"}, "sweep.stages.tune"),
+        ({"sweep/pipeline.py": "from analysis.warmstart import runs\n"}, "sweep.pipeline"),
+    ],
+)
+def test_a_module_that_crosses_a_layer_is_named(tmp_path, files, expected):
+    package = write_tree(tmp_path, {"sweep/__init__.py": "", **files})
+    found = violations(package)
+    assert len(found) == 1 and found[0].startswith(expected), found
+
+
+def test_imports_within_the_rules_pass(tmp_path):
+    package = write_tree(
+        tmp_path,
+        {
+            "sweep/__init__.py": "",
+            "sweep/core/model.py": "import torch\nfrom sweep.core import parametrization\n",
+            "sweep/grow/pad.py": "from sweep.core.model import GPT\n",
+            "sweep/stages/tune.py": "import optuna\nfrom sweep.config import plain\n",
+            "sweep/pipeline.py": "from sweep.stages.tune import tune_worker\n",
+        },
+    )
+    assert violations(package) == []
+
+
+def test_the_products_tests_do_not_import_the_analysis_scripts():
+    tests = list((ROOT / "tests").glob("*.py"))
+    assert tests, "no test modules found"
+    offending = [
+        f"{path.name} imports {name}"
+        for path in tests
+        for name in imports_of(path, f"tests.{path.stem}")
+        if name.split(".")[0] == "analysis"
+    ]
+    assert offending == []
