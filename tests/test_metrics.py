@@ -90,10 +90,70 @@ def test_tied_minimum_fits_between_the_ties():
     assert opt.loss == pytest.approx(2.75)  # parabola through (-12,5), (-11,3), (-10,3)
 
 
-def test_vertex_is_clamped_to_the_neighbours():
-    # Exact fits through a strict minimum always put the vertex inside; clamping guards rounding.
-    opt = fit_optimum([-3.0, -2.0, -1.0], [1.0, 0.0, 1e-12])
-    assert -3.0 <= opt.log2_lr <= -1.0
+@pytest.mark.parametrize(
+    "losses,vertex,loss",
+    [
+        # p(x) = 1.5x² + 2.5x + 2 through (-2, 3), (-1, 1), (0, 2), solved by hand: the vertex
+        # -b/2a = -5/6 leans from the argmin towards the lower (right) neighbour ...
+        ([3.0, 1.0, 2.0], -5 / 6, 23 / 24),
+        # ... and its mirror image leans left by as much
+        ([2.0, 1.0, 3.0], -7 / 6, 23 / 24),
+        # equal neighbours: the vertex is the argmin itself
+        ([2.0, 1.0, 2.0], -1.0, 1.0),
+    ],
+)
+def test_vertex_of_three_points_leans_towards_the_lower_neighbour(losses, vertex, loss):
+    opt = fit_optimum([-2.0, -1.0, 0.0], losses)
+    assert opt.fitted and not opt.at_edge
+    assert opt.log2_lr == pytest.approx(vertex, abs=1e-12)
+    assert opt.loss == pytest.approx(loss, abs=1e-12)
+
+
+def test_vertex_stays_between_the_midpoints_around_the_argmin():
+    """For any interior argmin the fitted optimum is bracketed: the vertex lies between the
+    midpoints argmin↔neighbours (so the clamp to the neighbours never binds) and its loss is at
+    most the grid minimum. Random uneven spacings and losses over several orders of magnitude."""
+    rng = np.random.default_rng(0)
+    for _ in range(2000):
+        x0, x1, x2 = np.cumsum(rng.uniform(1e-3, 3.0, 3)) - 20.0
+        y1 = rng.uniform(0.0, 10.0)
+        y0, y2 = y1 + 10.0 ** rng.uniform(-9, 1), y1 + rng.choice([0.0, 10.0 ** rng.uniform(-9, 1)])
+        opt = fit_optimum([x0, x1, x2], [y0, y1, y2])
+        assert opt.fitted, (x0, x1, x2, y0, y2)
+        ulps = 1e-12 * (x2 - x0)  # equal right losses put the vertex exactly on a midpoint
+        assert (x0 + x1) / 2 - ulps <= opt.log2_lr <= (x1 + x2) / 2 + ulps, (x0, x1, x2, y0, y2)
+        assert opt.loss <= y1 + 1e-12 * abs(y1), (x0, x1, x2, y0, y2)
+
+
+def test_fit_optimum_is_exact_on_an_unevenly_spaced_grid():
+    # the argmin -10.8 has neighbours 1.2 to its left and 0.3 to its right
+    grid = [-13.0, -12.0, -10.8, -10.5, -8.0, -7.0]
+    opt = fit_optimum(grid, parabola(grid, vertex=-10.7, curvature=0.9, floor=2.5))
+    assert opt.fitted and opt.log2_lr == pytest.approx(-10.7, abs=1e-9)
+    assert opt.loss == pytest.approx(2.5, abs=1e-9)
+
+
+@pytest.mark.parametrize("hole", [-10.0, -9.0])  # the argmin -9.5's left, then right neighbour
+def test_a_diverged_neighbour_is_replaced_by_the_next_finite_point(hole):
+    losses = parabola(GRID, vertex=-9.3)
+    assert GRID[np.argmin(losses)] == -9.5
+    losses[GRID.tolist().index(hole)] = np.nan
+    opt = fit_optimum(GRID, losses)
+    assert opt.fitted and not opt.at_edge
+    assert opt.log2_lr == pytest.approx(-9.3, abs=1e-9)  # still 3 points of the same parabola
+
+
+def test_flat_curve_is_an_edge_optimum_at_the_lowest_lr():
+    """Ties take the lowest LR as the argmin, so a flat curve is unbracketed on the left."""
+    opt = fit_optimum([-9.0, -10.0, -11.0, -12.0], [3.0, 3.0, 3.0, 3.0])
+    assert opt == Optimum(-12.0, 3.0, at_edge=True, fitted=False)
+
+
+def test_a_parabola_too_flat_to_resolve_returns_the_grid_argmin():
+    """The one way to the `a > 0` guard: the left slope underflows to -0.0, so the three points
+    give a flat parabola. The grid argmin comes back, bracketed but not fitted."""
+    opt = fit_optimum([0.0, 4.0, 8.0], [5e-324, 0.0, 0.0])  # 5e-324: the smallest float
+    assert opt == Optimum(4.0, 0.0, at_edge=False, fitted=False)
 
 
 def test_fit_optimum_rejects_bad_input():

@@ -1,3 +1,4 @@
+import math
 from dataclasses import replace
 
 import pytest
@@ -12,7 +13,11 @@ def test_logits_shape_and_initial_loss_near_uniform():
     model = GPT(CFG)
     idx = torch.randint(0, 256, (3, 16))
     assert model(idx).shape == (3, 16, 256)
-    assert abs(lm_loss(model, idx, idx).item() - torch.log(torch.tensor(256.0)).item()) < 1.0
+    assert abs(lm_loss(model, idx, idx).item() - math.log(256)) < 1.0
+    # a zero readout makes every logit exactly 0: the loss is exactly that of the uniform guess
+    zero = GPT(replace(CFG, zero_readout=True))
+    assert torch.count_nonzero(zero(idx)) == 0
+    assert lm_loss(zero, idx, idx).item() == pytest.approx(math.log(256), rel=1e-6)
 
 
 def test_attention_is_causal():
@@ -24,11 +29,53 @@ def test_attention_is_causal():
     assert not torch.allclose(model(idx)[0, 10:], model(changed)[0, 10:])
 
 
-def test_no_biases_and_untied_by_default():
+# Tokens 0..31 feed the model; rows 32.. of the embedding are reached only through a tied readout.
+IDX = torch.arange(32).view(2, 16)
+UNSEEN = 250  # a token that never appears in IDX
+
+
+def test_no_biases():
+    for tie in (False, True):
+        names = [name for name, _ in GPT(replace(CFG, tie_embeddings=tie)).named_parameters()]
+        assert not any(name.endswith("bias") for name in names), names
+
+
+def test_tied_readout_is_the_token_embedding():
+    """Tied: one tensor both embeds and reads out, so editing an embedding row moves its logit,
+    and the readout's gradient trains embedding rows of tokens that never occur in the input."""
+    model = GPT(replace(CFG, tie_embeddings=True))
+    assert model.readout is None and "readout.weight" not in dict(model.named_parameters())
+    assert model.readout_weight.data_ptr() == model.wte.weight.data_ptr()
+    before = model(IDX).detach()
+    with torch.no_grad():
+        model.wte.weight[UNSEEN] = 0.0
+    after = model(IDX).detach()
+    assert torch.all(after[..., UNSEEN] == 0) and before[..., UNSEEN].abs().max() > 0
+    others = torch.arange(256) != UNSEEN
+    assert torch.equal(after[..., others], before[..., others])  # the hidden states did not move
+    lm_loss(model, IDX, IDX.roll(1, 1)).backward()
+    assert model.wte.weight.grad[UNSEEN].abs().max() > 0
+
+
+def test_untied_readout_is_a_separate_parameter():
+    """Untied: the embedding row of an unseen token reaches no logit and gets no gradient; an
+    optimizer step moves the readout but leaves every unseen embedding row untouched."""
     model = GPT(CFG)
-    assert not any(name.endswith("bias") for name, _ in model.named_parameters())
-    assert model.readout_weight is not model.wte.weight
-    assert GPT(replace(CFG, tie_embeddings=True)).readout_weight is not None
+    assert model.readout_weight.data_ptr() != model.wte.weight.data_ptr()
+    before = model(IDX).detach()
+    with torch.no_grad():
+        model.wte.weight[UNSEEN] = 0.0
+    assert torch.equal(model(IDX).detach(), before)  # an unseen embedding row changes nothing
+    with torch.no_grad():
+        model.readout.weight[UNSEEN] = 0.0
+    assert torch.all(model(IDX)[..., UNSEEN] == 0)
+    wte, readout = model.wte.weight.detach().clone(), model.readout.weight.detach().clone()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    lm_loss(model, IDX, IDX.roll(1, 1)).backward()
+    optimizer.step()
+    assert torch.equal(model.wte.weight[32:], wte[32:])  # no gradient from the readout
+    assert not torch.equal(model.wte.weight[:32], wte[:32])  # the seen rows do train
+    assert not torch.equal(model.readout.weight, readout)
 
 
 @pytest.mark.parametrize(

@@ -97,17 +97,28 @@ def test_mup_init_std_equals_mup_init(width):
         assert p.std().item() == pytest.approx(ours.std().item(), rel=0.15), name
 
 
-def test_sp_init_is_pytorch_fan_in_rule():
-    """SP: every matrix but the embeddings has std ∝ 1/sqrt(fan_in), whatever the base says."""
-    for width in WIDTHS:
-        cfg = replace(BASE, parametrization="sp").at_width(width)
-        for name, p in GPT(cfg).named_parameters():
-            role = P.role_of(name, p)
-            if role in (P.Role.HIDDEN, P.Role.OUTPUT):
-                sigma = cfg.init_std if role is P.Role.HIDDEN else cfg.output_std
-                assert P.init_std(cfg, name, role, p.shape[1]) == pytest.approx(
-                    sigma / p.shape[1] ** 0.5
-                )
+@pytest.mark.parametrize("width", WIDTHS)
+def test_sp_init_is_pytorch_fan_in_rule_and_ignores_the_base(width):
+    """SP: the model's matrices really have std σ/sqrt(fan_in) (σ_out for the readout), and the
+    µP base plays no part: the same seed gives the same model and the same AdamW groups."""
+    sp = replace(BASE, parametrization="sp", init_std=0.5, output_std=2.0)
+    cfg = sp.at_width(width)  # base_d_model = 32
+    torch.manual_seed(0)
+    model = GPT(cfg)
+    for name, p in model.named_parameters():
+        role = P.role_of(name, p)
+        if role in (P.Role.HIDDEN, P.Role.OUTPUT):
+            sigma = cfg.init_std if role is P.Role.HIDDEN else cfg.output_std
+            assert p.std().item() == pytest.approx(sigma / p.shape[1] ** 0.5, rel=0.1), name
+    torch.manual_seed(0)
+    own_base = GPT(replace(cfg, base_d_model=None))  # its own width as the base
+    for (name, a), b in zip(
+        model.state_dict().items(), own_base.state_dict().values(), strict=True
+    ):
+        assert torch.equal(a, b), name
+    groups = [make_optimizer(m, OptimConfig(lr=1e-2, weight_decay=0.1)) for m in (model, own_base)]
+    settings = [[(g["lr"], g["weight_decay"], g["eps"]) for g in o.param_groups] for o in groups]
+    assert settings[0] == settings[1]
 
 
 @pytest.mark.parametrize("width", WIDTHS)
@@ -166,15 +177,20 @@ def test_mup_equals_sp_at_base_width(overrides):
         assert torch.equal(a, b), name
 
 
-def test_mup_differs_from_sp_above_base_width():
-    """The other side of the property above: the rules do change something when m > 1."""
+def test_mup_logits_at_init_are_sps_over_sqrt_m():
+    """Above the base the rules do change the model: with one seed every weight is SP's but the
+    readout, drawn 2x larger (σ_out/sqrt(d_base) vs σ_out/sqrt(d), d = 4 d_base) and multiplied
+    by 1/m = 1/4, so µP's logits are exactly SP's over sqrt(m) = 2 (µP keeps them O(1/sqrt(m))
+    at init, SP keeps them O(1))."""
     cfg = BASE.at_width(128)
     torch.manual_seed(0)
     mup_model = GPT(cfg)
     torch.manual_seed(0)
     sp_model = GPT(replace(cfg, parametrization="sp"))
-    assert not torch.equal(mup_model.readout.weight, sp_model.readout.weight)
-    assert P.readout_multiplier(cfg) == pytest.approx(BASE.d_model / 128)
+    idx = torch.randint(0, cfg.vocab_size, (2, cfg.seq_len))
+    with torch.no_grad():
+        torch.testing.assert_close(mup_model(idx), sp_model(idx) / 2, rtol=1e-5, atol=1e-6)
+        assert sp_model(idx).std() > 0.5
 
 
 def test_every_parameter_has_the_expected_role():

@@ -54,12 +54,13 @@ def fit_optimum(log2_lrs: Sequence[float], losses: Sequence[float]) -> Optimum:
     Non-finite losses (diverged runs) are dropped first; the grid argmin and its two neighbours
     are then taken among the remaining points in LR order, so an argmin whose higher-LR neighbour
     diverged counts as being at the edge. Through those 3 points goes the exact parabola in
-    log2(LR); its vertex, clamped to [left neighbour, right neighbour], is the optimum. When the
-    argmin is the first or last finite point (`at_edge=True`) or the parabola does not open
-    upward, the grid argmin itself is returned with `fitted=False`. (Ties take the lowest LR
-    as the argmin, so an interior argmin always has a higher left neighbour and the parabola
-    opens upward; the downward case is a guard against rounding.) With no finite loss at all
-    the optimum is NaN (`at_edge=True`, `fitted=False`).
+    log2(LR); its vertex is the optimum, and lies between the midpoints of the argmin and each
+    neighbour (the argmin is the lowest of the three). When the argmin is the first or last
+    finite point (`at_edge=True`) or the parabola does not open upward, the grid argmin itself
+    is returned with `fitted=False`. (Ties take the lowest LR as the argmin, so an interior
+    argmin always has a higher left neighbour and the parabola opens upward, unless rounding or
+    underflow of tiny losses flattens it.) With no finite loss at all the optimum is NaN
+    (`at_edge=True`, `fitted=False`).
     """
     points = _finite_sorted(log2_lrs, losses)
     if len(points) == 0:
@@ -72,9 +73,9 @@ def fit_optimum(log2_lrs: Sequence[float], losses: Sequence[float]) -> Optimum:
     # Newton form p(x) = y0 + d1 (x - x0) + a (x - x0)(x - x1): exact, and no conditioning issue.
     d1 = (y1 - y0) / (x1 - x0)
     a = ((y2 - y1) / (x2 - x1) - d1) / (x2 - x0)
-    if not a > 0:  # unreachable with a strict interior argmin except by rounding; kept as a guard
+    if not a > 0:  # flattened by rounding or underflow: no vertex to trust
         return grid
-    vertex = min(max((x0 + x1) / 2 - d1 / (2 * a), x0), x2)
+    vertex = (x0 + x1) / 2 - d1 / (2 * a)
     loss = y0 + d1 * (vertex - x0) + a * (vertex - x0) * (vertex - x1)
     return Optimum(vertex, loss, at_edge=False, fitted=True)
 
