@@ -1,10 +1,12 @@
 """`warmstart.method`: each method gives a trainable µP target; exact ones keep the function."""
 
 from dataclasses import replace
+from itertools import pairwise
 
 import pytest
 import torch
 
+from sweep.core import parametrization as P
 from sweep.core.model import GPT, GPTConfig, lm_loss
 from sweep.core.train import OptimConfig, make_optimizer
 from sweep.grow.warmstart import Method, source_config, warm_start
@@ -13,7 +15,7 @@ TARGET = GPTConfig(
     vocab_size=64, seq_len=16, n_layer=2, d_model=128, d_head=8, base_d_model=32, alpha_out=1.5
 )
 IDX = torch.randint(0, 64, (2, 16), generator=torch.Generator().manual_seed(1))
-GROWN = [m for m in set(Method) if m != Method.cold]
+GROWN = [m for m in Method if m != Method.cold]
 OPTIONS = {"shrink": 0.8, "perturb": 0.3, "sampling": "stratified", "noise": 0.0, "seed": 0}
 
 
@@ -41,7 +43,8 @@ def test_every_method_gives_a_target_state_that_trains_with_the_targets_mup_rule
         loss.backward()
         optimizer.step()
         losses.append(loss.item())
-    assert all(torch.isfinite(torch.tensor(losses))) and losses[-1] < losses[0]
+    assert all(b < a for a, b in pairwise(losses)), losses  # every step helps ...
+    assert losses[-1] < losses[0] / 2, losses  # ... and 5 steps halve the loss on this batch
 
 
 @pytest.mark.parametrize("method", ["function_preserving", "rc_sampling"])
@@ -87,3 +90,18 @@ def test_bad_stack_factor_and_cold_are_refused():
     src_cfg = source_config(TARGET, "cold", width=64, stack_factor=2)
     with pytest.raises(ValueError, match=r"warmstart\.method"):
         warm_start("cold", GPT(src_cfg).state_dict(), src_cfg, TARGET, **OPTIONS)
+
+
+@pytest.mark.parametrize("n_layer, base, factor, source_base", [(2, None, 2, 2), (8, 2, 4, None)])
+def test_a_stack_source_keeps_completep_s_base_at_the_tuned_depth(
+    n_layer, base, factor, source_base
+):
+    """The source is `factor` times shallower than the target but trains with the HPs tuned at
+    the target's base depth: CompleteP scales its branches by (L_b / L_source)^α."""
+    target = replace(TARGET, n_layer=n_layer, base_n_layer=base)
+    source = source_config(target, Method.stack, width=64, stack_factor=factor)
+    assert source.n_layer == n_layer // factor
+    assert source.depth_base == target.depth_base
+    assert P.residual_multiplier(source) == (target.depth_base / source.n_layer) ** 1.0
+    state = warm_start(Method.stack, trained_source(source).state_dict(), source, target, **OPTIONS)
+    GPT(target).double().load_state_dict(state, strict=True)

@@ -48,7 +48,8 @@ class SourceModel(StrEnum):
 
 def source_config(target: GPTConfig, method: str, width: int, stack_factor: int) -> GPTConfig:
     """The model a method grows from: the target's config at the source width (and, for `stack`,
-    at 1/stack_factor of its depth)."""
+    at 1/stack_factor of its depth, with CompleteP's base still the depth the HPs were tuned at,
+    so the shallower source trains with the tuned HPs carried to its depth)."""
     cfg = target.at_width(width)
     if method == Method.stack:
         if stack_factor < 2 or target.n_layer % stack_factor:
@@ -56,7 +57,7 @@ def source_config(target: GPTConfig, method: str, width: int, stack_factor: int)
                 f"warmstart.stack_factor ({stack_factor}) must be at least 2 and divide the "
                 f"target's depth ({target.n_layer}: ladder.target_n_layer, or ladder.n_layer)"
             )
-        cfg = replace(cfg, n_layer=target.n_layer // stack_factor)
+        cfg = replace(cfg, n_layer=target.n_layer // stack_factor, base_n_layer=target.depth_base)
     return cfg
 
 
@@ -81,6 +82,8 @@ def warm_start(
         return resample_width(state, source, target, mode=sampling, noise=noise, seed=seed)
     if method == Method.stack:
         stacked, deeper = stack_layers(state, source, target.n_layer // source.n_layer)
+        if deeper.depth_base == target.depth_base:  # the same model; spell its base as the target
+            deeper = replace(deeper, base_n_layer=target.base_n_layer)
         return expand(stacked, deeper, target, init="random", seed=seed)
     growers = ", ".join(m for m in Method if m != Method.cold)
     raise ValueError(f"warmstart.method must be one of {growers} to grow a model, got {method!r}")

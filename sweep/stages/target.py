@@ -54,7 +54,8 @@ def train_source(cfg: DictConfig, run_dir: Path, hparams: dict[str, float], seed
     )
     model = source_config(run.model, ws.method, source_width(cfg), ws.stack_factor)
     run = replace(run, model=model)
-    name = f"source_w{model.d_model}_L{model.n_layer}_s{seed}.ckpt"
+    base = "" if model.depth_base == model.n_layer else f"_base{model.depth_base}"
+    name = f"source_w{model.d_model}_L{model.n_layer}{base}_s{seed}.ckpt"
     result, source = train(
         run, load_corpus(data_config(cfg)), checkpoint_path=run_dir / "target" / name
     )
