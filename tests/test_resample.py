@@ -173,9 +173,19 @@ def test_resampled_state_loads_into_the_target_model(scaling, tie, mode):
 
 
 def test_iid_takes_a_non_integer_ratio():
+    """32 -> 48: every new residual coordinate and MLP unit copies a source one, and sums over the
+    grown residual are divided by the ratio 1.5 (stratified could not: 48 is not a multiple)."""
     tgt_cfg = SRC.at_width(48)
-    got = resample_width(random_state(SRC), SRC, tgt_cfg, mode="iid", seed=0)
-    assert logits(tgt_cfg, got).isfinite().all()
+    src = random_state(SRC, torch.float64)
+    got = resample_width(src, SRC, tgt_cfg, mode="iid", seed=0)
+
+    def source_of(rows: torch.Tensor, src_rows: torch.Tensor) -> list[int]:
+        return [int((src_rows == r).all(1).nonzero()) for r in rows]  # exactly one match
+
+    res = source_of(got["wte.weight"].T, src["wte.weight"].T)
+    assert len(res) == 48 and len(set(res)) > 16
+    fc = source_of(got["blocks.0.mlp.fc.weight"] * 1.5, src["blocks.0.mlp.fc.weight"][:, res])
+    assert len(fc) == tgt_cfg.d_mlp
 
 
 def test_noise_breaks_the_copies_symmetry():

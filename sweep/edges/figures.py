@@ -329,6 +329,7 @@ def plot_coord_check(
     fig, axes = plt.subplots(
         len(checks), steps, figsize=(3 * steps, 3 * len(checks)), sharex=True, squeeze=False
     )
+    verdicts = []
     for row, check in zip(axes, checks, strict=True):
         module, worst_step, slope = check.worst()
         label = PARAM_LABELS.get(check.parametrization, check.parametrization)
@@ -338,12 +339,13 @@ def plot_coord_check(
             ax.set(xscale="log", yscale="log", title=f"{label}  step {t}")
             ax.minorticks_off()
             ax.set_xticks(check.widths, [str(w) for w in check.widths])
-        verdict = "pass" if slope <= threshold else "FAIL"
-        row[0].set_ylabel(
-            f"{label}: worst slope {slope:.2f} ({module}, step {worst_step})\n"
-            f"{'≤' if slope <= threshold else '>'} {threshold:g}: {verdict}\n\nmean |x|",
-            fontsize=8,
+        row[0].set_ylabel("mean |x|")
+        passes = slope <= threshold
+        verdicts.append(
+            f"{label}: worst slope {slope:.2f} ({module}, step {worst_step}) "
+            f"{'≤' if passes else '>'} {threshold:g}: {'pass' if passes else 'FAIL'}"
         )
+    fig.suptitle("    ".join(verdicts), fontsize=10)
     axes[0, -1].legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     for ax in axes[-1]:
         ax.set_xlabel("width")
