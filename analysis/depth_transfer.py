@@ -23,7 +23,8 @@ import torch
 
 from sweep.core.atomic import write_atomic
 from sweep.core.data import DataConfig, load_corpus
-from sweep.core.metrics import drift, fit_optimum
+from sweep.core.lr_curve import fit_optimum
+from sweep.core.metrics import drift
 from sweep.core.model import GPTConfig
 from sweep.core.train import OptimConfig, RunConfig, train
 

@@ -52,6 +52,7 @@ def workers_check(root: Path, workers: int, trials: int, kill_after: int | None)
         "tune.storage=journal",
         f"launcher.max_parallel={workers}",
         f"tune.n_trials={trials}",
+        "tune.widen_trials=0",
         "ladder.tune_steps=10",
         "ladder.eval_every=5",
     ]

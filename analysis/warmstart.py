@@ -32,7 +32,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from sweep.config import compose_config, plain
 from sweep.core.atomic import write_atomic
-from sweep.core.metrics import fit_optimum, speedup
+from sweep.core.lr_curve import fit_optimum
+from sweep.core.speedup import speedup
 from sweep.core.train import RunResult
 from sweep.edges.launch import run_jobs
 from sweep.pipeline import Pipeline
@@ -279,7 +280,7 @@ def print_table(summary: dict) -> None:
         print(
             f"{name:<28} {fmt(row['final_val_loss'], '.4f'):>7} "
             f"{fmt(row['cold_final_val_loss'], '.4f'):>7} "
-            f"{fmt(row['steps_to_cold_final'], 'd'):>6} "
+            f"{fmt(row['steps_to_cold_final'], '.0f'):>6} "
             f"{fmt(row['speedup']):>8} {fmt(row['speedup_with_source']):>9}"
         )
     lr = summary["lr_transfer"]
@@ -313,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     Pipeline(cfg).run()
     folder = out / cfg.ladder.name
     study = open_or_create_study(cfg, folder)
-    hparams, tune_flops = tuned_hparams(cfg, study), tune_summary(study)["flops"]
+    hparams, tune_flops = tuned_hparams(cfg, study), tune_summary(cfg, study)["flops"]
     container = plain(cfg)
     plan = runs(args.ladder, out, args.seeds)
     todo = [r for r in plan if not (folder / "bench" / f"{r['name']}.json").exists()]

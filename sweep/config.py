@@ -27,6 +27,7 @@ class Stage(StrEnum):
     tune = auto()
     transfer = auto()
     target = auto()
+    verify = auto()
     report = auto()
 
 
@@ -104,8 +105,15 @@ class LadderConfig:
     eval_batches: int = RunConfig.eval_batches
     warmup_steps: int = OptimConfig.warmup_steps
     schedule: Schedule = Schedule[OptimConfig.schedule]
-    lr_grid: list[float] = MISSING  # log2 learning rates of the transfer check
-    transfer_seeds: int = 1
+    # The transfer and verify checks' LR grids: centred on the tuned LR, lr_resolution apart in
+    # log2, lr_span points each side to start with, grown on the side where the best point sits
+    # at the edge until the optimum is bracketed or a width holds lr_max_points points.
+    lr_resolution: float = 1.0
+    lr_span: int = 1
+    lr_max_points: int = 8
+    transfer_seeds: int = 1  # seeds at every point of the transfer check
+    noise_seeds: int = 1  # more seeds at each width's best LR: the seed-to-seed noise (0: none)
+    regret_tolerance: float = 0.005  # the relative regret µP may show at any width
     hparams: HyperParams = field(default_factory=HyperParams)
     search: dict[str, ParamRange] = field(default_factory=dict)
 
@@ -133,7 +141,10 @@ class TuneConfig:
     storage: str | None = None
     workers: int = 1  # parallel workers on the one study (a job array on SLURM)
     study_name: str | None = None  # None: the run name
-    seed: int = 0
+    seed: int | None = None  # the sampler's seed; None: the experiment's seed
+    # a tuned value at a bound of its range widens that range (×4, log-scaled: ×4 beyond it) and
+    # the study runs this many more trials over it, once per bound; 0: only flag it
+    widen_trials: int = 10
     # SQL storage only: a worker silent for `grace_s` is presumed dead; its trial is retried
     heartbeat_s: int = 30
     grace_s: int = 120
@@ -177,6 +188,14 @@ class WarmstartConfig:
 
 
 @dataclass
+class VerifyConfig:
+    """The direct check at the target: the cold target trained at the tuned LR × 2^±lr_resolution
+    (and further out until the optimum is bracketed), beside the target stage's cold run."""
+
+    max_runs: int = 3  # target-size runs it may add; fewer than 2 cannot bracket: then skipped
+
+
+@dataclass
 class PipelineConfig:
     ladder: LadderConfig = MISSING
     data: DataSection = field(default_factory=DataSection)
@@ -184,6 +203,7 @@ class PipelineConfig:
     launcher: LauncherConfig = field(default_factory=LauncherConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     warmstart: WarmstartConfig = field(default_factory=WarmstartConfig)
+    verify: VerifyConfig = field(default_factory=VerifyConfig)
     stages: list[Stage] = field(default_factory=lambda: list(Stage))
     out_root: str = "runs"
     run_name: str | None = None  # None: the ladder's name
@@ -260,8 +280,19 @@ def validate(cfg: DictConfig) -> None:
             f"ladder.target ({ladder.target}) must be wider than every ladder width "
             f"(the proxy is {widths[0]}, the widest {widths[-1]})"
         )
-    if len(ladder.lr_grid) == 0:
-        raise ValueError("ladder.lr_grid is empty: the transfer check needs log2 learning rates")
+    if not ladder.lr_resolution > 0:
+        raise ValueError(f"ladder.lr_resolution must be > 0 (log2); got {ladder.lr_resolution}")
+    if ladder.lr_span < 1 or ladder.lr_max_points < 2 * ladder.lr_span + 1:
+        raise ValueError(
+            f"ladder.lr_span must be >= 1 and ladder.lr_max_points at least the first grid's "
+            f"2 * lr_span + 1 points; got lr_span={ladder.lr_span}, "
+            f"lr_max_points={ladder.lr_max_points}"
+        )
+    if ladder.noise_seeds < 0 or not ladder.regret_tolerance > 0:
+        raise ValueError(
+            f"ladder.noise_seeds must be >= 0 and ladder.regret_tolerance > 0; got "
+            f"{ladder.noise_seeds}, {ladder.regret_tolerance}"
+        )
     for name in (
         "tune_steps",
         "transfer_steps",

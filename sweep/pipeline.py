@@ -25,15 +25,26 @@ from sweep.edges.launch import cancel_leftover_jobs, run_jobs
 from sweep.edges.report import write_report
 from sweep.edges.tracking import log_report
 from sweep.stages.report import coord_check_summary, measured_coord_checks, read_coord_checks
-from sweep.stages.target import target_job, target_specs, target_summary
-from sweep.stages.transfer import job_specs, points, transfer_job, transfer_summary
+from sweep.stages.target import KINDS, cold_run_flops, target_job, target_specs, target_summary
+from sweep.stages.transfer import job_specs, next_runs, read_results, transfer_job, transfer_summary
 from sweep.stages.tune import (
     COUNTED,
+    near_best,
     open_or_create_study,
     retry_running_trials,
+    trial_budget,
     tune_summary,
     tune_worker,
     tuned_hparams,
+    widen_at_bounds,
+)
+from sweep.stages.verify import (
+    final_loss,
+    next_steps,
+    read_curve,
+    verify_job,
+    verify_specs,
+    verify_summary,
 )
 
 EXPERIMENT_KEYS = ("ladder", "data", "seed", "warmstart")  # what the results on disk depend on
@@ -52,8 +63,8 @@ def write_json(path: Path, data: Any) -> None:
     write_atomic(path, json.dumps(data, indent=1, default=float).encode())
 
 
-def read_jsons(folder: Path) -> dict[str, Any]:
-    return {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))}
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text()) if path.exists() else None
 
 
 class Pipeline:
@@ -135,10 +146,11 @@ class Pipeline:
             raise StageError(f"cannot open the Optuna study at tune.storage: {e}") from e
 
     def stage_tune(self) -> None:
+        """The study's trials, then, while a tuned value sits at a bound of its range, that range
+        widened and `tune.widen_trials` more trials (once per bound)."""
         study = self.study()
         retry_running_trials(study)
-        total = self.cfg.tune.n_trials
-        task = self.progress.add_task("tune", total=total, msg="")
+        task = self.progress.add_task("tune", total=trial_budget(self.cfg, study), msg="")
 
         def poll() -> None:
             trials = study.get_trials(deepcopy=False, states=COUNTED)
@@ -146,9 +158,21 @@ class Pipeline:
             self.progress.update(task, completed=len(trials), msg=f"best val loss {best:.4f}")
 
         poll()
+        self._tune_until(study, trial_budget(self.cfg, study), poll)
+        while widened := widen_at_bounds(self.cfg, study):
+            self.progress.update(task, total=trial_budget(self.cfg, study))
+            self.console.print(
+                f"tuned values at a bound of their range: {', '.join(widened)}; the range is "
+                f"widened and {self.cfg.tune.widen_trials} more trials search it"
+            )
+            self._tune_until(study, trial_budget(self.cfg, study), poll)
+
+    def _tune_until(self, study: optuna.Study, total: int, poll) -> None:
+        """Workers on the study until it counts `total` trials; a round whose workers died short
+        of it is redone."""
         workers = self.cfg.tune.workers
         invocation = uuid.uuid4().hex[:8]  # tags this driver's workers apart from earlier ones
-        for round_ in range(TUNE_ROUNDS):  # a round whose workers died short of it is redone
+        for round_ in range(TUNE_ROUNDS):
             remaining = total - len(study.get_trials(deepcopy=False, states=COUNTED))
             if remaining <= 0:
                 break
@@ -182,37 +206,36 @@ class Pipeline:
         return tuned_hparams(self.cfg, study)
 
     def stage_transfer(self) -> None:
-        folder = self.run_dir / "transfer"
-        everything = points(self.cfg, self.tuned())
-        todo = [pt for pt in everything if not (folder / f"{pt['key']}.json").exists()]
-        task = self.progress.add_task("transfer", total=len(everything), msg="")
+        """Rounds of runs until every series is bracketed (or at its budget) and measured for
+        noise; each round's runs depend on the results of the ones before."""
+        folder, tuned = self.run_dir / "transfer", self.tuned()
+        task = self.progress.add_task("transfer", total=None, msg="")
 
-        def poll() -> None:  # count the files; read only the newest
-            done = list(folder.glob("*.json"))
-            msg = ""
-            if done:
-                last = json.loads(max(done, key=lambda p: p.stat().st_mtime).read_text())
-                msg = f"{last['key']}: loss {last['losses']}"
-            self.progress.update(task, completed=len(done), msg=msg)
+        def poll() -> None:
+            done = read_results(folder, tuned)
+            self.progress.update(task, completed=len(done), msg=f"{len(done)} runs")
 
+        todo: list = []
+        for _ in range(self.cfg.ladder.lr_max_points + 3):  # each round adds a point or ends
+            todo = next_runs(self.cfg, read_results(folder, tuned))
+            if not todo:
+                break
+            self.progress.update(task, total=len(read_results(folder, tuned)) + len(todo))
+            local = self.cfg.launcher.kind == LauncherKind.local
+            n_jobs = self.cfg.launcher.max_parallel if local else len(todo)
+            specs = job_specs(self.cfg, self.run_dir, tuned, todo, n_jobs)
+            self.launch("transfer", transfer_job, specs, self._report_errors("transfer"), poll)
         poll()
-        local = self.cfg.launcher.kind == LauncherKind.local
-        n_jobs = self.cfg.launcher.max_parallel if local else len(todo)
-        specs = job_specs(self.cfg, self.run_dir, todo, n_jobs)
-        self.launch("transfer", transfer_job, specs, self._report_errors("transfer"), on_poll=poll)
-        poll()
-        missing = len(everything) - len(read_jsons(folder))
-        if missing:
+        if todo:
             raise StageError(
-                f"{missing} transfer points failed (see {self.run_dir / 'jobs'}); "
+                f"{len(todo)} transfer runs failed (see {self.run_dir / 'jobs' / 'transfer'}); "
                 "rerun the same command to retry them"
             )
 
     def stage_target(self) -> None:
         folder = self.run_dir / "target"
         specs = target_specs(self.cfg, self.run_dir, self.tuned())
-        done = read_jsons(folder)
-        todo = [s for s in specs if s["kind"] not in done]
+        todo = [s for s in specs if not (folder / f"{s['kind']}.json").exists()]
         task = self.progress.add_task(
             "target",
             total=len(specs),
@@ -228,6 +251,29 @@ class Pipeline:
             self.progress.update(task, advance=1, msg=f"{spec['kind']}: val loss {loss:.4f}")
 
         self.launch("target", target_job, todo, on_result)
+
+    def stage_verify(self) -> None:
+        """The cold target at the tuned LR's neighbours, in rounds until the optimum is
+        bracketed or `verify.max_runs` is spent."""
+        tuned, max_runs = self.tuned(), self.cfg.verify.max_runs
+        task = self.progress.add_task("verify", total=None, msg="")
+        if max_runs < 2:
+            self.progress.update(task, msg="skipped: verify.max_runs < 2 cannot bracket")
+            return
+        for _ in range(max_runs + 1):
+            records = read_curve(self.run_dir, tuned)
+            curve = {k: final_loss(r) for k, r in records.items()}
+            self.progress.update(task, completed=len(curve), msg=f"{len(curve)} target runs")
+            steps = next_steps(curve, max_runs)
+            if not steps:
+                return
+            self.progress.update(task, total=len(curve) + len(steps))
+            specs = verify_specs(self.cfg, self.run_dir, tuned, steps)
+            self.launch("verify", verify_job, specs, self._report_errors("verify"))
+        raise StageError(
+            f"verify runs failed (see {self.run_dir / 'jobs' / 'verify'}); rerun the same "
+            "command to retry them"
+        )
 
     def stage_report(self) -> None:
         task = self.progress.add_task("report", total=2, msg="coordinate check")
@@ -263,25 +309,36 @@ class Pipeline:
             }
         }
         study = self.study()
-        cost = {}
+        cost, target_flops = {}, cold_run_flops(cfg)
         if study.get_trials(deepcopy=False):
-            summary["tune"] = tune_summary(study)
+            summary["tune"] = tune_summary(cfg, study)
             cost["tuning_flops"] = summary["tune"].pop("flops")
-        done = read_jsons(self.run_dir / "transfer")
-        tuned = "tune" in summary and summary["tune"]["best_params"]
-        if tuned and len(done) == len(points(cfg, {})):
-            lr = tuned_hparams(cfg, study)["lr"]
-            summary["transfer"] = transfer_summary(cfg, done, lr)
+        tuned = tuned_hparams(cfg, study) if summary.get("tune", {}).get("best_params") else None
+        results = read_results(self.run_dir / "transfer", tuned) if tuned else {}
+        if results and not next_runs(cfg, results):
+            summary["transfer"] = transfer_summary(cfg, results, tuned["lr"], target_flops)
             cost["transfer_flops"] = summary["transfer"].pop("flops")
-        runs = read_jsons(self.run_dir / "target")
-        if runs:
-            summary["target"] = target_summary(cfg, runs)
+            summary["tune"]["near_best"] = near_best(study, summary["transfer"]["noise"]["band"])
+        runs = {kind: read_json(self.run_dir / "target" / f"{kind}.json") for kind in KINDS}
+        if runs := {kind: run for kind, run in runs.items() if run is not None}:
+            summary["target"] = target_summary(cfg, runs, cost.get("tuning_flops", 0.0))
             cost["target_flops"] = summary["target"].pop("flops")
+        records = read_curve(self.run_dir, tuned) if tuned else {}
+        curve = {k: final_loss(record) for k, record in records.items()}
+        if records and not next_steps(curve, cfg.verify.max_runs):
+            band = summary.get("transfer", {}).get("noise", {}).get("relative_band", 0.0)
+            summary["verify"] = verify_summary(
+                records, tuned["lr"], band, target_flops, cfg.ladder.regret_tolerance
+            )
+            cost["verify_flops"] = summary["verify"].pop("flops")
         checks = read_coord_checks(self.run_dir / "report")
         if checks:
             summary["coord_check"] = coord_check_summary(checks)
-        transfer_verdict = summary.get("transfer", {}).get("verdict")
-        verdict = run_verdict(transfer_verdict, summary.get("coord_check", {}).get("mup"))
+        verdict = run_verdict(
+            summary.get("transfer", {}).get("verdict"),
+            summary.get("coord_check", {}).get("mup"),
+            summary.get("verify", {}).get("verdict"),
+        )
         if verdict:
             summary["verdict"] = verdict
         summary["cost"] = cost

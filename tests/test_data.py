@@ -301,7 +301,10 @@ def test_val_batches_are_fixed_and_evenly_spaced() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"source": "x"}, r"data\.source must be one of 'stdlib', 'text', 'tokens', got 'x'"),
+        (
+            {"source": "x"},
+            r"data\.source must be one of 'stdlib', 'docs', 'text', 'tokens', got 'x'",
+        ),
         ({"source": "text"}, r"data\.path is required"),
         ({"source": "tokens"}, r"data\.path is required"),
         ({"source": "text", "path": "missing.txt"}, r"data\.path does not exist"),
@@ -351,3 +354,19 @@ def test_check_corpus_fits_rejects_non_positive_seq_len() -> None:
     corpus = Corpus(_unique_tokens(100), _unique_tokens(100), 100, "x")
     with pytest.raises(ValueError, match="seq_len must be positive"):
         check_corpus_fits(corpus, seq_len=0)
+
+
+def test_the_docs_corpus_is_english_prose_every_python_carries(tmp_path: Path) -> None:
+    corpus = load_corpus(DataConfig("docs", cache_dir=str(tmp_path)))
+    again = load_corpus(DataConfig("docs", cache_dir=str(tmp_path / "other")))
+    assert np.array_equal(corpus.train, again.train) and np.array_equal(corpus.val, again.val)
+    text = bytes(corpus.train).decode()
+    words = text.split()
+    assert len(text) > 300_000 and corpus.vocab_size == 256
+    # prose: "the" is one word in twenty (about one in forty in the stdlib's source), and code
+    # punctuation is rarer than in source
+    assert words.count("the") / len(words) > 0.045
+    assert sum(c in "()[]{}=_:#" for c in text) / len(text) < 0.045
+    assert 0.08 < corpus.val.size / (corpus.train.size + corpus.val.size) < 0.12
+    with pytest.raises(ValueError, match=r"data\.path must be None for data\.source 'docs'"):
+        load_corpus(DataConfig("docs", path=str(tmp_path)))

@@ -53,6 +53,7 @@ def test_a_trial_killed_mid_run_is_retried_from_its_checkpoint(tmp_path):
         tmp_path,
         "stages=[tune]",
         "tune.n_trials=2",
+        "tune.widen_trials=0",
         "tune.pruner=none",
         "ladder.tune_steps=120",
         "ladder.eval_every=10",
@@ -107,8 +108,10 @@ def test_a_full_disk_is_a_clear_error_and_nothing_half_written_counts(tmp_path):
         "logger=none",
         "launcher=debug",
         "tune.n_trials=2",
+        "tune.widen_trials=0",
         "tune.n_startup_trials=1",
-        "ladder.lr_grid=[-7]",
+        "ladder.lr_max_points=3",
+        "ladder.noise_seeds=0",
         "stages=[tune,transfer,target]",
     ]
     full = subprocess.run(
@@ -138,6 +141,7 @@ def test_a_worker_killed_mid_study_loses_no_trial(tmp_path):
         "tune.storage=journal",
         "launcher.max_parallel=2",
         "tune.n_trials=8",
+        "tune.widen_trials=0",
         "ladder.tune_steps=10",
         "ladder.eval_every=5",
     )

@@ -17,7 +17,7 @@ from sweep.config import available_ladders, compose_config, validate
 from sweep.pipeline import Pipeline
 
 GROUPS = {
-    "data": ["stdlib", "text", "tokens"],
+    "data": ["stdlib", "docs", "text", "tokens"],
     "tune": ["tpe", "hyperband"],
     "launcher": ["local", "debug", "slurm"],
     "logger": ["wandb", "none"],
@@ -25,7 +25,9 @@ GROUPS = {
 }
 CHOICE_FIELD = {"data": "source", "launcher": "kind", "logger": "kind", "warmstart": "method"}
 CHOSEN = {("tune", "tpe"): ("pruner", "median"), ("tune", "hyperband"): ("pruner", "hyperband")}
-FAST = ["tune.n_trials=4", "tune.n_startup_trials=2", "ladder.lr_grid=[-9,-6]"]
+TUNE = ["tune.n_trials=4", "tune.n_startup_trials=2", "tune.widen_trials=0"]
+# one round of 3 LRs per series, no noise seeds, the target checked at two neighbours only
+FAST = [*TUNE, "ladder.lr_max_points=3", "ladder.noise_seeds=0", "verify.max_runs=2"]
 
 
 def make_cfg(tmp_path, *overrides):
@@ -36,7 +38,7 @@ def make_cfg(tmp_path, *overrides):
 def test_every_ladder_composes_and_validates(tmp_path, ladder):
     cfg = make_cfg(tmp_path, f"+ladder={ladder}")
     validate(cfg)
-    assert cfg.ladder.widths[0] < cfg.ladder.target and len(cfg.ladder.lr_grid) > 1
+    assert cfg.ladder.widths[0] < cfg.ladder.target and cfg.ladder.lr_max_points >= 3
 
 
 @pytest.mark.parametrize("group,option", [(g, o) for g, opts in GROUPS.items() for o in opts])
@@ -71,8 +73,8 @@ def test_structured_config_rejects_typos_and_wrong_types(tmp_path):
         ("warmstart.source=middle", "widest, proxy"),
         ("warmstart.sampling=sobol", "stratified, iid"),
         ("ladder.schedule=linear", "constant, cosine"),
-        ("data.source=web", "stdlib, text, tokens"),
-        ("stages=[tune,bogus]", "tune, transfer, target, report"),
+        ("data.source=web", "stdlib, docs, text, tokens"),
+        ("stages=[tune,bogus]", "tune, transfer, target, verify, report"),
     ],
 )
 def test_an_unknown_choice_fails_at_composition_naming_the_choices(tmp_path, override, choices):
@@ -111,7 +113,9 @@ def test_an_unknown_choice_on_the_command_line_stops_before_printing_the_config(
             "one of gpt_deep, gpt_medium, gpt_small, gpt_tiny",
         ),
         (["+ladder=gpt_tiny", "ladder.target=32"], "ladder.target"),
-        (["+ladder=gpt_tiny", "ladder.lr_grid=[]"], "ladder.lr_grid is empty"),
+        (["+ladder=gpt_tiny", "ladder.lr_resolution=0"], "ladder.lr_resolution must be > 0"),
+        (["+ladder=gpt_tiny", "ladder.lr_max_points=2"], "ladder.lr_max_points at least"),
+        (["+ladder=gpt_tiny", "ladder.regret_tolerance=0"], "regret_tolerance"),
         (["+ladder=gpt_tiny", "ladder.search.lr.low=0"], "ladder.search.lr: log-scaled"),
         (["+ladder=gpt_tiny", "ladder.widths=[32,44]"], "divisible"),
         (["+ladder=gpt_tiny", "ladder.widths=[64,32]"], "strictly increasing"),
@@ -142,9 +146,10 @@ def test_command_line_error_is_one_line(tmp_path):
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    """gpt_tiny end to end through real Submitit subprocesses and real offline W&B files."""
+    """gpt_tiny end to end through real Submitit subprocesses and real offline W&B files, with
+    the ladder's own LR grids: every optimum must be bracketed, so the verdict is a real one."""
     root = tmp_path_factory.mktemp("runs")
-    cfg = make_cfg(root, "+ladder=gpt_tiny", *FAST)
+    cfg = make_cfg(root, "+ladder=gpt_tiny", *TUNE)
     summary = Pipeline(cfg).run()
     return cfg, root / "gpt_tiny", summary
 
@@ -154,10 +159,20 @@ def test_end_to_end_summary(tiny_run):
     on_disk = json.loads((run_dir / "summary.json").read_text())
     assert on_disk["tune"]["n_trials"] == 4
     assert set(on_disk["tune"]["best_params"]) == set(cfg.ladder.search)
+    transfer = on_disk["transfer"]
     for p in ("mup", "sp"):
-        assert set(on_disk["transfer"][p]["optimum_log2_lr"]) == {"32", "64"}
-        assert math.isfinite(on_disk["transfer"][p]["drift_log2"])
-    assert on_disk["transfer"]["verdict"]
+        assert set(transfer[p]["optimum_log2_lr"]) == {"32", "64"}
+        assert transfer[p]["bracketed"] == {"32": True, "64": True}
+        assert all(math.isfinite(r) or r is None for r in transfer[p]["regret"].values())
+        tuned = transfer["tuned_log2_lr"]
+        for curve in transfer[p]["curves"].values():  # a grid centred on the tuned LR
+            assert any(math.isclose(x, tuned) for x, _ in curve)
+    assert transfer["conclusive"] and transfer["verdict"].startswith("µP ")
+    assert transfer["noise"]["dof"] > 0 and transfer["noise"]["std"] > 0
+    verify = on_disk["verify"]
+    assert verify["runs"] >= 2 and math.isfinite(verify["regret"])
+    assert verify["flops_vs_target"] == pytest.approx(verify["runs"], rel=0.01)
+    assert on_disk["verdict"].endswith(verify["verdict"])
     for kind in ("warm", "cold"):
         assert math.isfinite(on_disk["target"][kind]["final_val_loss"])
     assert "speedup" in on_disk["target"]
@@ -180,8 +195,8 @@ def test_every_training_run_is_an_offline_wandb_run(tiny_run):
     infos = [run_info(f) for f in files]
     job_types = [i["job_type"] for i in infos]
     assert job_types.count("tune") == 4
-    assert job_types.count("transfer") == 2 * 2 * 2  # 2 parametrizations x 2 widths x 2 LRs
-    assert {"target-warm", "target-cold", "report"} <= set(job_types)
+    assert job_types.count("transfer") == len(list((run_dir / "transfer").glob("*.json")))
+    assert {"target-warm", "target-cold", "verify", "report"} <= set(job_types)
     assert {i["group"] for i in infos} == {"gpt_tiny"}
     transfer = next(i for i in infos if i["job_type"] == "transfer")
     assert {"width", "parametrization", "lr", "alpha_out"} <= set(transfer["config"])
@@ -274,6 +289,7 @@ def test_run_folder_of_another_experiment_is_refused(tmp_path):
         "logger=none",
         *FAST[1:],
         "tune.n_trials=5",
+        "tune.widen_trials=0",
     )
     assert Pipeline(more_trials).run()["tune"]["n_trials"] == 5
 
@@ -289,6 +305,7 @@ def test_parallel_workers_share_one_journal_study(tmp_path):
         "tune.storage=journal",
         "launcher.max_parallel=3",
         "tune.n_trials=9",
+        "tune.widen_trials=0",
         "tune.n_startup_trials=3",
         "ladder.tune_steps=10",
     )
@@ -334,6 +351,7 @@ def test_each_warmstart_method_runs_the_target_stage(tmp_path, method):
         f"warmstart={method}",
         "stages=[tune,target]",
         "tune.n_trials=2",
+        "tune.widen_trials=0",
         "tune.n_startup_trials=1",
     )
     target = Pipeline(cfg).run()["target"]
@@ -386,6 +404,7 @@ def test_a_deeper_target_gets_completep_and_a_stacked_warm_start(tmp_path):
         "ladder.target_n_layer=4",
         "stages=[tune,target]",
         "tune.n_trials=2",
+        "tune.widen_trials=0",
         "tune.n_startup_trials=1",
     )
     target = Pipeline(cfg).run()["target"]

@@ -29,6 +29,7 @@ def test_workers_share_a_postgres_study_with_heartbeats(tmp_path):
         "tune.workers=2",
         "launcher.max_parallel=2",
         "tune.n_trials=6",
+        "tune.widen_trials=0",
         "tune.n_startup_trials=2",
         "ladder.tune_steps=10",
     )

@@ -13,14 +13,15 @@ import pytest
 from rich.console import Console
 
 from sweep.core.coord_check import CoordCheck
+from sweep.core.lr_curve import fit_optimum, optimum_interval, relative_regret
 from sweep.core.metrics import (
     drift,
-    fit_optimum,
+    drift_beyond_noise,
     run_verdict,
-    speedup,
     transfer_verdict,
     wider_is_better,
 )
+from sweep.core.speedup import speedup
 from sweep.edges.console import print_summary
 from sweep.edges.report import write_report
 from sweep.edges.summary_table import fmt_flops, summary_rows
@@ -44,20 +45,41 @@ def val_curve(start: float, final: float, rate: float, steps: int = 400) -> list
 
 
 def full_summary() -> dict:
-    transfer: dict = {"log2_lrs": LRS}
+    tuned = -8.9
+    transfer: dict = {"tuned_log2_lr": tuned, "noise": {"std": 0.004, "dof": 8, "band": 0.011}}
+    regrets = {}
     for kind, shift in (("mup", lambda k: -9.0 + 0.05 * k), ("sp", lambda k: -8.0 - 1.0 * k)):
         curves = {str(w): lr_curve(w, shift(k)) for k, w in enumerate(WIDTHS)}
+        regrets[kind] = {w: relative_regret(LRS, c, tuned) for w, c in curves.items()}
         optima = {w: fit_optimum(LRS, c).log2_lr for w, c in curves.items()}
+        intervals = {w: list(optimum_interval(LRS, c, 0.011)) for w, c in curves.items()}
         transfer[kind] = {
-            "curves": curves,
+            "curves": {w: [[x, y] for x, y in zip(LRS, c, strict=True)] for w, c in curves.items()},
             "optimum_log2_lr": optima,
+            "optimum_interval": intervals,
+            "bracketed": {w: True for w in curves},
+            "regret": regrets[kind],
+            "worst_regret": max(regrets[kind].values()),
             "drift_log2": drift(optima),
-            "wider_is_better": wider_is_better(curves),
+            "drift_beyond_noise_log2": drift_beyond_noise(intervals),
+            "wider_is_better": wider_is_better(
+                {w: dict(zip(LRS, c, strict=True)) for w, c in curves.items()}
+            ),
         }
-    transfer["verdict"] = transfer_verdict(
-        transfer["mup"]["drift_log2"], transfer["sp"]["drift_log2"]
-    )
-    transfer["tuned_log2_lr"] = -8.9
+    transfer["verdict"] = transfer_verdict(regrets["mup"], regrets["sp"], noise=0.003)
+    transfer |= {"runs": 50, "flops_vs_target": 1.25, "conclusive": True}
+    verify_curve = [[x, 2.9 + 0.02 * (x - tuned - 0.3) ** 2] for x in (-9.9, -8.9, -7.9)]
+    verify = {
+        "curve": verify_curve,
+        "tuned_log2_lr": tuned,
+        "optimum_log2_lr": tuned + 0.3,
+        "optimum_interval": [tuned - 0.4, tuned + 1.0],
+        "bracketed": True,
+        "regret": 0.02 * 0.09 / 2.9,
+        "runs": 2,
+        "flops_vs_target": 2.0,
+        "verdict": "at the target: the tuned LR loses 0.06%",
+    }
     warm, cold = val_curve(3.6, 2.9, 0.02), val_curve(5.5, 3.0, 0.012)
     sp = speedup(warm, cold, source_steps_equiv=30)
     return {
@@ -76,6 +98,7 @@ def full_summary() -> dict:
             "n_failed": 1,
         },
         "transfer": transfer,
+        "verify": verify,
         "target": {
             "width": 1024,
             "warm": {"final_val_loss": warm[-1][1], "val_curve": warm},
@@ -139,7 +162,14 @@ def drawn(path) -> bool:
 def test_every_figure_is_drawn_and_embedded_once(tmp_path, toy_study):
     summary = with_coord_check(full_summary(), coord_checks(0.05, 1.1))
     out = write_report(summary, tmp_path, study=toy_study, coord_checks=coord_checks(0.05, 1.1))
-    names = ["transfer", "coord_check", "warmstart", "optuna_history", "optuna_importance"]
+    names = [
+        "transfer",
+        "verify",
+        "coord_check",
+        "warmstart",
+        "optuna_history",
+        "optuna_importance",
+    ]
     assert set(out) == {*names, "report"}
     assert all(drawn(out[name]) for name in names)
     text = out["report"].read_text(encoding="utf-8")
@@ -161,7 +191,7 @@ def test_the_page_and_the_console_show_the_same_rows(tmp_path):
     values = dict(rows)
     assert values["FLOPs tuning"] == "1.23e15" and values["FLOPs total"] == "2.68e16"
     assert values["trials"] == "40 (17 pruned, 0 diverged, 1 failed)"
-    assert values["steps to the cold final loss"] == "cold 400, warm 100"
+    assert values["steps to the cold final loss"] == "cold 400, warm 89"  # interpolated
 
 
 def test_the_coordinate_check_states_what_was_measured(tmp_path):
@@ -221,7 +251,7 @@ def test_empty_summary_and_single_trial_study(tmp_path):
 
 def test_diverged_widths_and_missing_warm_reach(tmp_path):
     summary = full_summary()
-    summary["transfer"]["sp"]["curves"]["512"] = [None] * len(LRS)  # every LR diverged
+    summary["transfer"]["sp"]["curves"]["512"] = [[x, None] for x in LRS]  # every LR diverged
     summary["transfer"]["sp"]["optimum_log2_lr"]["512"] = None
     del summary["transfer"]["mup"]  # only SP ran
     warm = val_curve(4.0, 3.5, 0.02)  # never reaches cold's final 3.0

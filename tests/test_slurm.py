@@ -38,19 +38,22 @@ def test_pipeline_runs_on_slurm_with_the_transfer_grid_as_one_array(tmp_path):
     cfg = make_cfg(
         tmp_path,
         "tune.n_trials=3",
+        "tune.widen_trials=0",
         "tune.n_startup_trials=2",
-        "ladder.lr_grid=[-9,-6]",
+        "ladder.lr_max_points=3",
+        "ladder.noise_seeds=0",
         "stages=[tune,transfer,target]",
     )
     summary = Pipeline(cfg).run()
     assert summary["tune"]["n_trials"] == 3
-    assert len(list((tmp_path / "gpt_tiny" / "transfer").glob("*.json"))) == 8
+    assert len(list((tmp_path / "gpt_tiny" / "transfer").glob("*.json"))) == 12
     assert {"warm", "cold"} <= set(summary["target"])
     submitted = list((tmp_path / "gpt_tiny" / "jobs" / "transfer").glob("*_submitted.pkl"))
     array_ids = {p.name.split("_")[0] for p in submitted}
-    assert len(submitted) == 8 and len(array_ids) == 1  # 8 tasks of one job array
-    point = json.loads(next((tmp_path / "gpt_tiny" / "transfer").glob("*.json")).read_text())
-    assert len(point["losses"]) == 1
+    # 2 parametrizations × 2 widths × 3 LRs: 12 tasks of one job array
+    assert len(submitted) == 12 and len(array_ids) == 1
+    run = json.loads(next((tmp_path / "gpt_tiny" / "transfer").glob("*.json")).read_text())
+    assert run["run"]["seed"] == cfg.seed and "loss" in run
 
 
 def test_unknown_partition_shows_the_sbatch_error_and_submits_nothing(tmp_path):
@@ -76,6 +79,7 @@ def test_preempted_target_run_is_requeued_and_replays_the_exact_losses(tmp_path)
     cfg = make_cfg(
         tmp_path,
         "tune.n_trials=2",
+        "tune.widen_trials=0",
         "tune.n_startup_trials=1",
         "stages=[tune]",
         "ladder.target_steps=300",
@@ -142,6 +146,7 @@ def test_preempted_tune_worker_retries_its_trial_from_the_checkpoint(tmp_path):
         tmp_path,
         "stages=[tune]",
         "tune.n_trials=1",
+        "tune.widen_trials=0",
         "tune.pruner=none",
         "ladder.tune_steps=300",
         "ladder.eval_every=10",
@@ -198,8 +203,10 @@ def test_a_killed_driver_is_rerun_cancels_its_leftover_jobs_and_completes(tmp_pa
         "launcher.cpus_per_task=1",
         "logger=none",
         "tune.n_trials=2",
+        "tune.widen_trials=0",
         "tune.n_startup_trials=1",
-        "ladder.lr_grid=[-9,-6]",
+        "ladder.lr_max_points=3",
+        "ladder.noise_seeds=0",
         "stages=[tune,transfer,target]",
     ]
     run_dir = tmp_path / "gpt_tiny"
@@ -219,5 +226,5 @@ def test_a_killed_driver_is_rerun_cancels_its_leftover_jobs_and_completes(tmp_pa
     assert not any(i.startswith(f"{array_id}_") for i in queued_ids())
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["tune"]["n_trials"] == 2 and summary["tune"]["n_failed"] == 0
-    assert len(list((run_dir / "transfer").glob("*.json"))) == 8
+    assert len(list((run_dir / "transfer").glob("*.json"))) == 12
     assert {"warm", "cold"} <= set(summary["target"])

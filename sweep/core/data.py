@@ -27,15 +27,18 @@ from sweep.core.atomic import atomic_writer
 
 BYTE_VOCAB = 256
 TEXT_BLOCK_BYTES = 64 * 1024
+DOCS_BLOCK_BYTES = 4 * 1024  # the docs are small: short blocks spread validation over them
 TOKEN_BLOCK = 32 * 1024
 EXCLUDED_DIRS = frozenset({"site-packages", "dist-packages", "__pycache__"})
 _FORMAT_VERSION = 1  # bump when the cache layout or split rule changes
 
 
 class Source(StrEnum):
-    """Where the tokens come from: this Python's stdlib source, a text file, or a token file."""
+    """Where the tokens come from: this Python's stdlib source (code), its documentation's topic
+    pages (English prose), a text file, or a token file."""
 
     stdlib = auto()
+    docs = auto()
     text = auto()
     tokens = auto()
 
@@ -70,6 +73,8 @@ def load_corpus(cfg: DataConfig) -> Corpus:
     ).expanduser()
     if cfg.source == Source.stdlib:
         return _load_stdlib(cfg, cache)
+    if cfg.source == Source.docs:
+        return _load_docs(cfg, cache)
     if cfg.source == Source.text:
         return _load_text(cfg, cache)
     return _load_tokens(cfg, cache)
@@ -172,9 +177,11 @@ def _validate(cfg: DataConfig) -> None:
     vf = cfg.val_fraction
     if isinstance(vf, bool) or not isinstance(vf, int | float) or not 0 < vf <= 0.5:
         raise ValueError(f"data.val_fraction must be in (0, 0.5], got {vf!r}")
-    if cfg.source == Source.stdlib:
+    if cfg.source in (Source.stdlib, Source.docs):
         if cfg.path is not None:
-            raise ValueError(f"data.path must be None for data.source 'stdlib', got {cfg.path!r}")
+            raise ValueError(
+                f"data.path must be None for data.source {str(cfg.source)!r}, got {cfg.path!r}"
+            )
     elif cfg.path is None:
         raise ValueError(f"data.path is required for data.source {cfg.source!r}")
     elif not Path(cfg.path).expanduser().exists():
@@ -248,6 +255,45 @@ def _load_stdlib(cfg: DataConfig, cache: Path) -> Corpus:
     )
 
 
+def python_docs() -> bytes:
+    """The topic pages of the Python documentation that ship with every interpreter
+    (`pydoc_data.topics`, what `help("topic")` shows): English prose about the language, with a
+    few code examples, about half a megabyte. Deterministic for one Python version."""
+    from pydoc_data.topics import topics
+
+    return "\n\n".join(topics[name] for name in sorted(topics)).encode()
+
+
+def _load_docs(cfg: DataConfig, cache: Path) -> Corpus:
+    data = python_docs()
+    src = np.frombuffer(data, dtype=np.uint8)
+
+    def write(train_f: IO[bytes], val_f: IO[bytes]) -> dict[str, Any]:
+        _write_blocks(src, cfg.val_fraction, DOCS_BLOCK_BYTES, train_f, val_f)
+        return {"bytes": len(data)}
+
+    digest = hashlib.sha256(data).hexdigest()
+    key = _key("docs", sys.version, digest, cfg.val_fraction, DOCS_BLOCK_BYTES)
+    train, val, _ = _cached_splits(cache / f"docs-{key}", np.uint8, write)
+    return Corpus(
+        train,
+        val,
+        BYTE_VOCAB,
+        f"Python {sys.version.split()[0]} documentation topics (pydoc_data): "
+        f"{train.size / 1e6:.2f} MB train / {val.size / 1e6:.2f} MB val",
+    )
+
+
+def _write_blocks(
+    src: np.ndarray, val_fraction: float, max_block: int, train_f: IO[bytes], val_f: IO[bytes]
+) -> None:
+    """Every k-th block of `src` to the validation file, the rest to the training file."""
+    train_ranges, val_ranges = block_ranges(src.size, val_fraction, max_block)
+    for f, ranges in ((train_f, train_ranges), (val_f, val_ranges)):
+        for start, stop in ranges:
+            f.write(src[start:stop].tobytes())
+
+
 def _load_text(cfg: DataConfig, cache: Path) -> Corpus:
     path = _data_file(Path(str(cfg.path)).expanduser().resolve(), 1)
     train, val, _ = _split_file_cached(path, np.uint8, TEXT_BLOCK_BYTES, cfg, cache, "text")
@@ -297,10 +343,7 @@ def _split_file_cached(
 
     def write(train_f: IO[bytes], val_f: IO[bytes]) -> dict[str, Any]:
         src = np.memmap(path, dtype=dtype, mode="r")
-        train_ranges, val_ranges = block_ranges(src.size, cfg.val_fraction, max_block)
-        for f, ranges in ((train_f, train_ranges), (val_f, val_ranges)):
-            for start, stop in ranges:
-                f.write(src[start:stop].tobytes())
+        _write_blocks(src, cfg.val_fraction, max_block, train_f, val_f)
         return {"max_token": int(src.max())}
 
     st = path.stat()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import math
+import textwrap
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING, ParamSpec, TypeVar
 import numpy as np
 
 from sweep.core.coord_check import DEFAULT_THRESHOLD, CoordCheck
-from sweep.core.metrics import steps_to_reach
+from sweep.core.speedup import steps_to_reach
 from sweep.edges.summary_table import PARAM_LABELS, fmt_speedup, num, tuned_log2_lr
 
 if TYPE_CHECKING:
@@ -55,23 +56,26 @@ def _styled(draw: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
-def _width_curves(section: Mapping) -> dict[int, np.ndarray]:
-    """{width: losses} with int widths (JSON gives strings) in increasing order."""
+def _xy(curve: Sequence | None) -> tuple[np.ndarray, np.ndarray]:
+    """A [[log2 LR, loss], ...] curve as sorted x and y arrays (None, for diverged, as NaN)."""
+    pairs = sorted((num(x), num(y)) for x, y in curve or [])
+    return np.array([x for x, _ in pairs], float), np.array([y for _, y in pairs], float)
+
+
+def _width_curves(section: Mapping) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """{width: (log2 LRs, losses)} with int widths (JSON gives strings) in increasing order."""
     curves = section.get("curves") or {}
-    return {
-        int(w): np.array([num(v) for v in losses], dtype=float)
-        for w, losses in sorted(curves.items(), key=lambda kv: int(kv[0]))
-    }
+    return {int(w): _xy(c) for w, c in sorted(curves.items(), key=lambda kv: int(kv[0]))}
 
 
 def _by_width(mapping: Mapping | None) -> dict[int, float]:
     return {int(w): num(v) for w, v in (mapping or {}).items()}
 
 
-def _transfer_ylim(panels: Sequence[dict[int, np.ndarray]]) -> tuple[float, float] | None:
+def _transfer_ylim(panels: Sequence[Sequence[np.ndarray]]) -> tuple[float, float] | None:
     """Shared y-range: from just below the lowest loss to min + Y_SPREAD × spread of the lowest
     curve, where spread uses the curve's 90th percentile so one blown-up LR does not set it."""
-    finite = [c[np.isfinite(c)] for panel in panels for c in panel.values()]
+    finite = [c[np.isfinite(c)] for panel in panels for c in panel]
     finite = [c for c in finite if c.size]
     if not finite:
         return None
@@ -88,70 +92,79 @@ def _transfer_ylim(panels: Sequence[dict[int, np.ndarray]]) -> tuple[float, floa
 
 @_styled
 def plot_transfer(summary: Mapping, path: Path) -> Path | None:
-    """The µTransfer figure; None (nothing written) when there is no curve to draw."""
+    """The µTransfer figure; None (nothing written) when there is no curve to draw. µP | SP
+    side by side: each width's loss against log2 LR, its fitted optimum (star), the LRs within
+    the noise of its best loss (a bar under the curve), the tuned LR dashed, each width's regret
+    there in the legend."""
     plt = _plt()
     from matplotlib.lines import Line2D
 
     transfer = summary.get("transfer") or {}
-    log2_lrs = np.array([num(x) for x in transfer.get("log2_lrs") or []], dtype=float)
     kinds = [k for k in ("mup", "sp") if _width_curves(transfer.get(k) or {})]
-    if not kinds or log2_lrs.size == 0:
+    if not kinds:
         return None
     panels = [_width_curves(transfer[k]) for k in kinds]
-    for kind, panel in zip(kinds, panels, strict=True):
-        for w, c in panel.items():
-            if c.shape != log2_lrs.shape:
-                raise ValueError(f"{kind} width {w}: {c.size} losses for {log2_lrs.size} LRs")
     widths = sorted({w for panel in panels for w in panel})
     cmap = plt.get_cmap("viridis")
     colour = {w: cmap(0.85 * i / max(len(widths) - 1, 1)) for i, w in enumerate(widths)}
     ladder = summary.get("ladder") or {}
-    proxy, target = ladder.get("proxy"), ladder.get("target")
-    ylim = _transfer_ylim(panels)
+    proxy = ladder.get("proxy")
+    ylim = _transfer_ylim([[ys for _, ys in panel.values()] for panel in panels])
     tuned = tuned_log2_lr(summary)
 
     fig, axes = plt.subplots(
-        1, len(kinds), figsize=(4.8 * len(kinds) + 1.6, 4.2), sharey=True, squeeze=False
+        1, len(kinds), figsize=(5.2 * len(kinds) + 1.8, 4.6), sharey=True, squeeze=False
     )
     any_diverged = any_clipped = False
     for ax, kind, panel in zip(axes[0], kinds, panels, strict=True):
         section = transfer[kind]
         optima = _by_width(section.get("optimum_log2_lr"))
-        for w, losses in panel.items():
-            ok = np.isfinite(losses)
-            ax.plot(log2_lrs[ok], losses[ok], "-o", color=colour[w], ms=3.5, lw=1.5)
+        intervals = section.get("optimum_interval") or {}
+        regrets = _by_width(section.get("regret"))
+        handles = []
+        for w, (xs, ys) in panel.items():
+            ok = np.isfinite(ys)
+            ax.plot(xs[ok], ys[ok], "-o", color=colour[w], ms=3.5, lw=1.5)
             opt = optima.get(w, math.nan)
             if math.isfinite(opt) and ok.any():
-                order = np.argsort(log2_lrs[ok])
-                y_opt = float(np.interp(opt, log2_lrs[ok][order], losses[ok][order]))
-                ax.plot([opt], [y_opt], "*", ms=14, color=colour[w], mec="black", mew=0.8, zorder=5)
+                y_opt = float(np.interp(opt, xs[ok], ys[ok]))
+                ax.plot([opt], [y_opt], "*", ms=13, color=colour[w], mec="black", mew=0.8, zorder=5)
+            lo, hi = (num(v) for v in intervals.get(str(w), [math.nan, math.nan]))
+            if math.isfinite(lo) and math.isfinite(hi) and ok.any():
+                ax.plot([lo, hi], [float(ys[ok].min())] * 2, color=colour[w], lw=5, alpha=0.35,
+                        solid_capstyle="butt")  # fmt: skip
             if ylim is not None and (~ok).any():
                 any_diverged = True
-                x_div = log2_lrs[~ok]
-                ax.plot(x_div, np.full(x_div.size, ylim[1]), "x", color=colour[w], ms=7, mew=1.8,
-                        clip_on=False, zorder=6)  # fmt: skip
-            if ylim is not None and (losses[ok] > ylim[1]).any():
+                ax.plot(xs[~ok], np.full(int((~ok).sum()), ylim[1]), "x", color=colour[w], ms=7,
+                        mew=1.8, clip_on=False, zorder=6)  # fmt: skip
+            if ylim is not None and (ys[ok] > ylim[1]).any():
                 any_clipped = True
+            role = " (proxy)" if w == proxy else ""
+            regret = regrets.get(w, math.nan)
+            label = f"{w}{role}: regret {_percent(regret)}"
+            handles.append(Line2D([], [], marker="o", ms=3.5, color=colour[w], label=label))
         if math.isfinite(tuned):
             ax.axvline(tuned, color="0.3", ls="--", lw=1.2)
-        title = f"{PARAM_LABELS[kind]}: optimum drift {num(section.get('drift_log2')):.2f} log2"
+        title = f"{PARAM_LABELS[kind]}: worst regret {_percent(num(section.get('worst_regret')))}"
+        title += f"; optima drift {num(section.get('drift_log2')):.2f} log2"
+        beyond = num(section.get("drift_beyond_noise_log2"))
+        if math.isfinite(beyond):
+            title += f"\n({beyond:.2f} beyond the noise)"
         wib = section.get("wider_is_better")
         if wib is not None:
-            title += f"\nwider is better: {'yes' if wib else 'no'}"
-        ax.set_title(title, fontsize=10)
+            title += f"; wider is better: {'yes' if wib else 'no'}"
+        ax.set_title(title, fontsize=9)
         ax.set_xlabel("log2 learning rate")
         ax.grid(alpha=0.3)
+        ax.legend(handles=handles, title="width", fontsize=7, title_fontsize=7, loc="best")
         if ylim is not None:
             ax.set_ylim(*ylim)
     axes[0, 0].set_ylabel("final validation loss (mean over seeds)")
 
-    def role(w: int) -> str:
-        return " (proxy)" if w == proxy else " (target)" if w == target else ""
-
-    handles = [Line2D([], [], marker="o", ms=3.5, color=colour[w], label=f"{w}{role(w)}")
-               for w in widths]  # fmt: skip
-    handles.append(Line2D([], [], marker="*", ls="", color="0.6", mec="black", ms=10,
-                          label="fitted optimum"))  # fmt: skip
+    handles = [
+        Line2D([], [], marker="*", ls="", color="0.6", mec="black", ms=10, label="fitted optimum"),
+        Line2D([], [], color="0.6", lw=5, alpha=0.35, label="within the noise\nof the best"),
+    ]
     if math.isfinite(tuned):
         handles.append(Line2D([], [], ls="--", color="0.3", label=f"tuned LR ({tuned:.2f})"))
     if any_diverged:
@@ -160,11 +173,54 @@ def plot_transfer(summary: Mapping, path: Path) -> Path | None:
         handles.append(Line2D([], [], ls="", label="(higher losses\n off the top)"))
     verdict = transfer.get("verdict")
     if verdict:
-        fig.suptitle(verdict, fontsize=10)
-    right = 4.8 * len(kinds) / (4.8 * len(kinds) + 1.6)  # the panels' share; legend beyond
+        fig.suptitle(textwrap.fill(verdict, 140), fontsize=9)
+    right = 5.2 * len(kinds) / (5.2 * len(kinds) + 1.8)  # the panels' share; legend beyond
     fig.tight_layout(rect=(0, 0, right, 1))
-    fig.legend(handles=handles, title="width", fontsize=8, title_fontsize=8, loc="center left",
-               bbox_to_anchor=(right, 0.5), frameon=False)  # fmt: skip
+    fig.legend(handles=handles, fontsize=8, loc="center left", bbox_to_anchor=(right, 0.5),
+               frameon=False)  # fmt: skip
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _percent(fraction: float) -> str:
+    if math.isnan(fraction):
+        return "—"
+    return "diverges" if math.isinf(fraction) else f"{100 * fraction:.2f}%"
+
+
+@_styled
+def plot_verify(summary: Mapping, path: Path) -> Path | None:
+    """The target's own loss against log2 LR around the tuned one: the direct check."""
+    plt = _plt()
+    verify = summary.get("verify") or {}
+    xs, ys = _xy(verify.get("curve"))
+    ok = np.isfinite(ys)
+    if not ok.any():
+        return None
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    ax.plot(xs[ok], ys[ok], "-o", color="tab:blue", ms=4, label="cold target run")
+    if (~ok).any():
+        ax.plot(xs[~ok], np.full(int((~ok).sum()), float(ys[ok].max())), "x", color="tab:red",
+                ms=8, mew=2, label="diverged")  # fmt: skip
+    opt = num(verify.get("optimum_log2_lr"))
+    if math.isfinite(opt):
+        ax.plot([opt], [float(np.interp(opt, xs[ok], ys[ok]))], "*", ms=14, color="tab:blue",
+                mec="black", label=f"fitted optimum ({opt:.2f})")  # fmt: skip
+    lo, hi = (num(v) for v in verify.get("optimum_interval") or [math.nan, math.nan])
+    if math.isfinite(lo) and math.isfinite(hi):
+        ax.plot([lo, hi], [float(ys[ok].min())] * 2, color="tab:blue", lw=6, alpha=0.3,
+                solid_capstyle="butt", label="within the noise of the best")  # fmt: skip
+    tuned = num(verify.get("tuned_log2_lr"))
+    ax.axvline(tuned, color="0.3", ls="--", label=f"tuned LR ({tuned:.2f})")
+    target = summary.get("ladder", {}).get("target", "?")
+    regret = _percent(num(verify.get("regret")))
+    ax.set(title=f"target width {target}: regret at the tuned LR {regret}",
+           xlabel="log2 learning rate", ylabel="final validation loss")  # fmt: skip
+    ax.title.set_fontsize(10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
@@ -202,11 +258,11 @@ def plot_warmstart(summary: Mapping, path: Path) -> Path | None:
         ax.plot(steps[ok], losses[ok], "-o", ms=3, color=colour, label=label)
         if math.isfinite(cold_final):
             reach = steps_to_reach(list(zip(steps, losses, strict=True)), cold_final)
-            if reach is not None:
-                y = float(losses[steps == reach][0])
+            if reach is not None:  # interpolated between evaluations: on the dashed line
+                y = cold_final
                 ax.plot([reach], [y], marker="D", ms=8, color=colour, mec="black", zorder=5)
                 ax.annotate(
-                    f"{name} reaches it: step {reach}",
+                    f"{name} reaches it: step {reach:.0f}",
                     (reach, y),
                     textcoords="offset points",
                     xytext=(6, 10) if name == "warm" else (-6, -16),
@@ -232,7 +288,9 @@ def plot_warmstart(summary: Mapping, path: Path) -> Path | None:
     if target.get("speedup") is not None:
         title += f": speedup {fmt_speedup(target['speedup'])}"
         if target.get("speedup_with_source") is not None:
-            title += f" ({fmt_speedup(target['speedup_with_source'])} counting the source)"
+            title += f"\n{fmt_speedup(target['speedup_with_source'])} counting the source run"
+        if target.get("speedup_with_tuning") is not None:
+            title += f", {fmt_speedup(target['speedup_with_tuning'])} counting tuning too"
     elif "speedup" in target:
         title += ": warm never reached the cold final loss"
     ax.set(title=title, xlabel="step", ylabel="validation loss")

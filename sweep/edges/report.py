@@ -58,10 +58,22 @@ def _transfer(inputs: ReportInputs, path: Path) -> str:
     if figures.plot_transfer(inputs.summary, path) is None:
         raise Skipped("The transfer section has no loss curves to plot.")
     return (
-        "µTransfer check (docs/methods.md §3): mean final validation loss against log2 LR per "
-        "width, µP left, SP right. Stars: each width's fitted optimum (parabola through the grid "
-        "argmin and its neighbours); dashed: the LR tuned on the proxy; ×: diverged. "
-        "Drift = max − min of the optima across widths."
+        "µTransfer check (docs/methods.md §3): final validation loss against log2 LR per width, "
+        "µP left, SP right, on grids centred on the LR tuned on the proxy (dashed) and grown "
+        "until each optimum is bracketed. Stars: each width's fitted optimum; bars: the LRs "
+        "within the seed noise of its best loss; ×: diverged. Regret: what the tuned LR loses "
+        "against the width's best loss."
+    )
+
+
+def _verify(inputs: ReportInputs, path: Path) -> str:
+    if not inputs.summary.get("verify"):
+        raise Skipped("No check at the target in the summary (verify stage not run yet).")
+    if figures.plot_verify(inputs.summary, path) is None:
+        raise Skipped("The check at the target has no finite loss to plot.")
+    return (
+        "The direct check at the target (docs/methods.md §3): the cold target trained at the "
+        "tuned LR and its neighbours (×2^±resolution, further out until bracketed)."
     )
 
 
@@ -111,6 +123,7 @@ def _optuna_importance(inputs: ReportInputs, path: Path) -> str:
 Figure = Callable[[ReportInputs, Path], str]
 FIGURES: tuple[tuple[str, str, Figure], ...] = (
     ("transfer", "µTransfer: loss against LR per width", _transfer),
+    ("verify", "the target's loss against LR", _verify),
     ("coord_check", "coordinate check", _coord_check),
     ("warmstart", "warm against cold target runs", _warmstart),
     ("optuna_history", "Optuna optimisation history", _optuna_history),

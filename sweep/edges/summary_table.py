@@ -67,31 +67,86 @@ def coord_check_text(check: Mapping) -> str:
     return f"{slope:.3f} at {where} {sign} {threshold:g}: {verdict}"
 
 
+def fmt_percent(fraction: Any) -> str:
+    x = num(fraction)
+    if math.isnan(x):
+        return "—"
+    return "diverges" if math.isinf(x) else f"{100 * x:.2f}%"
+
+
 def _tune_rows(tune: Mapping) -> list[tuple[str, str]]:
     rows = []
+    at_bound = tune.get("at_bound") or {}
+    ranges = (tune.get("near_best") or {}).get("ranges") or {}
     for name, value in (tune.get("best_params") or {}).items():
         text = fmt_num(value)
         if name == "lr" and num(value) > 0:
             text += f" (log2 {math.log2(num(value)):.2f})"
+        if name in ranges:
+            text += f"; {fmt_num(ranges[name][0], 3)} to {fmt_num(ranges[name][1], 3)} near best"
+        if name in at_bound:
+            text += f"; AT THE {at_bound[name].upper()} BOUND of its range"
         rows.append((f"tuned {name}", text))
     rows.append(("best proxy val loss", fmt_num(tune.get("best_value"))))
     trials = f"{tune.get('n_trials', '—')} ({tune.get('n_pruned', 0)} pruned, "
     trials += f"{tune.get('n_diverged', 0)} diverged, {tune.get('n_failed', 0)} failed)"
+    near = tune.get("near_best") or {}
+    if near:
+        trials += f"; {near['trials']} within the noise ({fmt_num(near['band'], 3)}) of the best"
     rows.append(("trials", trials))
+    if tune.get("widened"):
+        rows.append(("search widened", ", ".join(tune["widened"])))
     return rows
 
 
 def _transfer_rows(transfer: Mapping) -> list[tuple[str, str]]:
     rows = []
+    noise = transfer.get("noise") or {}
+    if noise:
+        std = num(noise.get("std"))
+        text = "not measured" if math.isnan(std) else (
+            f"seed std {std:.4f} ({noise.get('dof')} dof); points differ beyond "
+            f"{num(noise.get('band')):.4f} ({fmt_percent(noise.get('relative_band'))})"
+        )  # fmt: skip
+        rows.append(("noise", text))
     for kind in ("mup", "sp"):
         section = transfer.get(kind)
-        if section:
-            text = f"{num(section.get('drift_log2')):.2f} log2"
-            wib = section.get("wider_is_better")
-            if wib is not None:
-                text += f"; wider is better: {'yes' if wib else 'no'}"
-            rows.append((f"{PARAM_LABELS[kind]} optimum drift", text))
+        if not section:
+            continue
+        label = PARAM_LABELS[kind]
+        regrets = section.get("regret") or {}
+        per_width = ", ".join(f"{w} {fmt_percent(r)}" for w, r in regrets.items())
+        rows.append((f"{label} regret at the tuned LR", per_width))
+        intervals = section.get("optimum_interval") or {}
+        optima = section.get("optimum_log2_lr") or {}
+        text = ", ".join(
+            f"{w} {num(optima.get(w)):.2f} [{num(lo):.2f}, {num(hi):.2f}]"
+            for w, (lo, hi) in intervals.items()
+        )
+        rows.append((f"{label} optimum log2 LR [within noise]", text))
+        text = f"{num(section.get('drift_log2')):.2f} log2"
+        text += f" ({num(section.get('drift_beyond_noise_log2')):.2f} beyond the noise)"
+        wib = section.get("wider_is_better")
+        if wib is not None:
+            text += f"; wider is better: {'yes' if wib else 'no'}"
+        rows.append((f"{label} optimum drift", text))
+    if "flops_vs_target" in transfer:
+        text = f"{transfer.get('runs')} runs, {num(transfer['flops_vs_target']):.2f}× a target run"
+        rows.append(("transfer check cost", text))
     return rows
+
+
+def _verify_rows(verify: Mapping) -> list[tuple[str, str]]:
+    lo, hi = (num(v) for v in verify.get("optimum_interval") or [math.nan, math.nan])
+    optimum = f"{num(verify.get('optimum_log2_lr')):.2f} [{lo:.2f}, {hi:.2f}]"
+    if not verify.get("bracketed", True):
+        optimum += " (not bracketed)"
+    cost = f"{verify.get('runs')} runs, {num(verify.get('flops_vs_target')):.2f}× a target run"
+    return [
+        ("target regret at the tuned LR", fmt_percent(verify.get("regret"))),
+        ("target optimum log2 LR [within noise]", optimum),
+        ("target check cost", cost),
+    ]
 
 
 def _target_rows(target: Mapping) -> list[tuple[str, str]]:
@@ -105,14 +160,16 @@ def _target_rows(target: Mapping) -> list[tuple[str, str]]:
     if "cold_steps" in target or "warm_steps" in target:
 
         def step(key: str) -> str:
-            return "never" if target.get(key) is None else str(target[key])
+            return "never" if target.get(key) is None else f"{num(target[key]):.0f}"
 
         steps = f"cold {step('cold_steps')}, warm {step('warm_steps')}"
         rows.append(("steps to the cold final loss", steps))
     if "speedup" in target:
         text = fmt_speedup(target["speedup"])
         if target.get("speedup_with_source") is not None:
-            text += f" ({fmt_speedup(target['speedup_with_source'])} counting the source)"
+            text += f"; {fmt_speedup(target['speedup_with_source'])} counting the source run"
+        if target.get("speedup_with_tuning") is not None:
+            text += f"; {fmt_speedup(target['speedup_with_tuning'])} counting tuning too"
         rows.append(("speedup (cold ÷ warm steps)", text))
     if target.get("reason"):
         rows.append(("speedup note", str(target["reason"])))
@@ -130,7 +187,7 @@ def _cost_rows(cost: Mapping) -> list[tuple[str, str]]:
 
 def summary_rows(summary: Mapping) -> list[tuple[str, str]]:
     """Every key figure of the summary, in reading order: verdict, tuning, transfer, coordinate
-    check, target, cost."""
+    check, the check at the target, the warm and cold target runs, cost."""
     rows: list[tuple[str, str]] = []
     if summary.get("verdict"):
         rows.append(("verdict", str(summary["verdict"])))
@@ -141,6 +198,8 @@ def summary_rows(summary: Mapping) -> list[tuple[str, str]]:
     for kind, check in (summary.get("coord_check") or {}).items():
         if kind in PARAM_LABELS:
             rows.append((f"{PARAM_LABELS[kind]} coord check worst slope", coord_check_text(check)))
+    if summary.get("verify"):
+        rows += _verify_rows(summary["verify"])
     if summary.get("target"):
         rows += _target_rows(summary["target"])
     if summary.get("cost"):

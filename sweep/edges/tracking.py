@@ -77,8 +77,8 @@ def log_report(logger: dict, run_dir: Path, summary: dict[str, Any]) -> None:
                 run.log(
                     {
                         f"transfer/{p}": wandb.plot.line_series(
-                            xs=transfer["log2_lrs"],
-                            ys=list(curves.values()),
+                            xs=[[x for x, _ in curve] for curve in curves.values()],
+                            ys=[[y for _, y in curve] for curve in curves.values()],
                             keys=[f"width {w}" for w in curves],
                             title=f"{p}: loss vs log2 LR",
                             xname="log2 lr",

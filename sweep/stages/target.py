@@ -24,7 +24,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from sweep.config import data_config, plain, run_config, source_width, target_depth
 from sweep.core.data import load_corpus
-from sweep.core.metrics import speedup
+from sweep.core.flops import training_flops
+from sweep.core.speedup import speedup
 from sweep.core.train import RunConfig, RunResult, train
 from sweep.edges.tracking import log_result, wandb_run
 from sweep.grow.warmstart import Method, source_config, warm_start
@@ -36,6 +37,15 @@ METHOD_SETTINGS = {
     Method.rc_sampling: ("sampling", "noise"),
     Method.stack: ("stack_factor",),
 }
+
+
+def cold_run_flops(cfg: DictConfig) -> int:
+    """What one target run costs (the unit the other checks' costs are given in)."""
+    run = run_config(
+        cfg, cfg.ladder.target, "mup", dict(cfg.ladder.hparams), cfg.ladder.target_steps,
+        cfg.seed, target_depth(cfg),
+    )  # fmt: skip
+    return training_flops(run.model, run.steps * run.tokens_per_step)
 
 
 def target_specs(cfg: DictConfig, run_dir: Path, hparams: dict[str, float]) -> list[dict]:
@@ -99,6 +109,7 @@ def train_target(
     steps: int,
     lr_scale: float = 1.0,
     wandb_name: str | None = None,
+    job_type: str | None = None,
 ) -> dict[str, Any]:
     """One target run: config → warm start (from a source trained with the tuned HPs) or a
     cold init → checkpointed training → its result record.
@@ -115,7 +126,7 @@ def train_target(
         source_flops = source_result.flops
     config = {"width": cfg.ladder.target, "parametrization": "mup", "warmstart": kind, **hparams}
     name = wandb_name or f"target-{kind}"
-    job_type = f"target-{kind}"
+    job_type = job_type or f"target-{kind}"
     with wandb_run(cfg.logger, run_dir, run_dir.name, job_type, name, config | info) as wb:
         result, _ = train(
             run,
@@ -153,7 +164,9 @@ def target_job(spec: dict[str, Any]) -> dict[str, Any]:
     )
 
 
-def target_summary(cfg: DictConfig, runs: dict[str, dict]) -> dict[str, Any]:
+def target_summary(
+    cfg: DictConfig, runs: dict[str, dict], tuning_flops: float = 0.0
+) -> dict[str, Any]:
     summary: dict[str, Any] = {
         "width": cfg.ladder.target,
         "n_layer": target_depth(cfg),
@@ -171,10 +184,11 @@ def target_summary(cfg: DictConfig, runs: dict[str, dict]) -> dict[str, Any]:
     summary["flops"] = sum(run["result"]["flops"] + run["source_flops"] for run in runs.values())
     if "warm" in runs and "cold" in runs:
         warm, cold = runs["warm"], runs["cold"]
-        source_steps = warm["source_flops"] / cold["flops_per_step"]
+        per_step = cold["flops_per_step"]
         summary |= speedup(
             summary["warm"]["val_curve"],
             summary["cold"]["val_curve"],
-            source_steps_equiv=source_steps,
+            source_steps_equiv=warm["source_flops"] / per_step,
+            tuning_steps_equiv=tuning_flops / per_step,
         )
     return summary

@@ -1,15 +1,27 @@
-"""The transfer stage: does the proxy's optimum stay put as the model widens? (docs/methods.md §3)
+"""The transfer stage: what does the proxy's tuned LR cost at every width? (docs/methods.md §3)
 
-A point is (parametrization, width, log2 LR); it trains every seed there with the other
-hyperparameters at their tuned values. Points are dealt to Submitit jobs (one point per job on
-SLURM; a few long-lived jobs locally, where each process pays seconds of imports), and each point's
-result file is written the moment it is done, so an interrupted stage reruns only what it lacks.
+For each parametrization (µP, and SP for contrast) and ladder width, a series of runs over a grid
+of log2 LRs centred on the tuned one, `ladder.lr_resolution` apart, every other HP at its tuned
+value. A series starts with `lr_span` points each side and grows, round by round, by one point
+past each side where its best point sits at the edge, until the optimum is bracketed or the
+series holds `lr_max_points` points: points go where the optimum is, starting from where µP says
+it is. A settled series' best point is then trained at `noise_seeds` more seeds, whose spread is
+the seed-to-seed noise the verdict is judged against.
+
+One run is (parametrization, width, grid step k, seed). Runs are dealt to Submitit jobs (one run
+per job on SLURM; a few long-lived jobs locally, where each process pays seconds of imports), and
+each writes its result file the moment it is done, named by a hash of the tuned HPs: an
+interrupted stage reruns only what it lacks, and a study that tuned anew never mixes with older
+results.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,112 +32,239 @@ from omegaconf import DictConfig, OmegaConf
 from sweep.config import data_config, plain, run_config
 from sweep.core.atomic import write_atomic
 from sweep.core.data import load_corpus
-from sweep.core.metrics import drift, fit_optimum, transfer_verdict, wider_is_better
+from sweep.core.lr_curve import bracket, fit_optimum, optimum_interval, relative_regret
+from sweep.core.metrics import (
+    difference_band,
+    drift,
+    drift_beyond_noise,
+    pooled_std,
+    transfer_verdict,
+    wider_is_better,
+)
 from sweep.core.parametrization import PARAMETRIZATIONS
 from sweep.core.train import train
 from sweep.edges.tracking import log_result, wandb_run
 
 
-def point_key(parametrization: str, width: int, log2_lr: float) -> str:
-    return f"{parametrization}_w{width}_lr{log2_lr:+.2f}"
+@dataclass(frozen=True)
+class Run:
+    parametrization: str
+    width: int
+    step: int  # k: the run's log2 LR is the tuned one + k × ladder.lr_resolution
+    seed: int
 
 
-def points(cfg: DictConfig, hparams: dict[str, float]) -> list[dict]:
-    """Every point of the check: parametrization × width × log2 LR, with the tuned HPs."""
+@dataclass(frozen=True)
+class Result:
+    loss: float  # final validation loss; NaN when the run diverged
+    flops: int
+
+
+def hparams_tag(hparams: Mapping[str, float]) -> str:
+    """A short name for the tuned values the runs are made with."""
+    blob = json.dumps(sorted((k, float(v)) for k, v in hparams.items()))
+    return hashlib.sha256(blob.encode()).hexdigest()[:8]
+
+
+def run_key(run: Run, tag: str) -> str:
+    return f"{run.parametrization}_w{run.width}_k{run.step:+d}_s{run.seed}_{tag}"
+
+
+def grid_seeds(cfg: DictConfig) -> list[int]:
+    return list(range(cfg.seed, cfg.seed + cfg.ladder.transfer_seeds))
+
+
+def extra_seeds(cfg: DictConfig) -> list[int]:
+    first = cfg.seed + cfg.ladder.transfer_seeds
+    return list(range(first, first + cfg.ladder.noise_seeds))
+
+
+def series_curve(
+    results: Mapping[Run, Result], parametrization: str, width: int, seeds: list[int]
+) -> dict[int, float]:
+    """{grid step: mean final loss over `seeds`} for the steps every seed has finished; NaN
+    where a seed diverged."""
+    steps = {r.step for r in results if (r.parametrization, r.width) == (parametrization, width)}
+    curve = {}
+    for k in sorted(steps):
+        losses = [results.get(Run(parametrization, width, k, s)) for s in seeds]
+        if all(loss is not None for loss in losses):
+            values = np.array([loss.loss for loss in losses], dtype=float)
+            curve[k] = float(values.mean()) if np.all(np.isfinite(values)) else math.nan
+    return curve
+
+
+def grid_extension(curve: Mapping[int, float], span: int, max_points: int) -> list[int]:
+    """The grid steps a series needs next: the first grid (±span) until it is done, then one
+    step past each open side of the bracket, while the series has fewer than `max_points`."""
+    first = [k for k in range(-span, span + 1) if k not in curve]
+    if first:
+        return first
+    ks = sorted(curve)
+    sides = bracket(ks, [curve[k] for k in ks])
+    new = [ks[0] - 1] * sides.low_open + [ks[-1] + 1] * sides.high_open
+    return new[: max(0, max_points - len(ks))]
+
+
+def best_step(curve: Mapping[int, float]) -> int | None:
+    finite = {k: v for k, v in curve.items() if math.isfinite(v)}
+    return min(finite, key=lambda k: (finite[k], k)) if finite else None
+
+
+def next_runs(cfg: DictConfig, results: Mapping[Run, Result]) -> list[Run]:
+    """The runs the check still lacks, given those done: grid points of the series that are not
+    settled, and the noise seeds at the best point of those that are."""
+    ladder, seeds = cfg.ladder, grid_seeds(cfg)
+    todo = []
+    for p in PARAMETRIZATIONS:
+        for width in ladder.widths:
+            curve = series_curve(results, p, width, seeds)
+            steps = grid_extension(curve, ladder.lr_span, ladder.lr_max_points)
+            if not steps and (best := best_step(curve)) is not None:
+                steps, seeds_here = [best], extra_seeds(cfg)
+            else:
+                seeds_here = seeds
+            todo += [
+                run
+                for k in steps
+                for s in seeds_here
+                if (run := Run(p, width, k, s)) not in results
+            ]
+    return todo
+
+
+def job_specs(
+    cfg: DictConfig, run_dir: Path, hparams: dict[str, float], todo: list[Run], n_jobs: int
+) -> list[dict]:
+    """Deal the runs to `n_jobs` jobs round-robin, so each gets a mix of cheap and dear ones."""
+    container, n_jobs = plain(cfg), max(1, min(n_jobs, len(todo)))
+    runs = [asdict(run) for run in todo]
     return [
-        {
-            "hparams": hparams,
-            "parametrization": p,
-            "width": width,
-            "log2_lr": float(log2_lr),
-            "key": point_key(p, width, log2_lr),
-        }
-        for p in PARAMETRIZATIONS
-        for width in cfg.ladder.widths
-        for log2_lr in cfg.ladder.lr_grid
+        {"cfg": container, "run_dir": str(run_dir), "hparams": hparams, "runs": runs[i::n_jobs]}
+        for i in range(n_jobs)
+        if runs[i::n_jobs]
     ]
 
 
-def job_specs(cfg: DictConfig, run_dir: Path, todo: list[dict], n_jobs: int) -> list[dict]:
-    """Deal the points to `n_jobs` jobs round-robin, so each gets a mix of cheap and dear ones."""
-    container = plain(cfg)
-    n_jobs = max(1, min(n_jobs, len(todo)))
-    return (
-        [
-            {"cfg": container, "run_dir": str(run_dir), "points": todo[i::n_jobs]}
-            for i in range(n_jobs)
-        ]
-        if todo
-        else []
-    )
-
-
 def transfer_job(spec: dict[str, Any]) -> list[str]:
-    """Submitit job: train its points, writing each point's result file as soon as it is done.
+    """Submitit job: train its runs, writing each result file as soon as it is done.
 
-    A killed job loses only the point it was training; the rerun skips the files that exist.
+    A killed job loses only the run it was training; the rerun skips the files that exist.
     """
     cfg = OmegaConf.create(spec["cfg"])
-    run_dir = Path(spec["run_dir"])
+    run_dir, tuned = Path(spec["run_dir"]), spec["hparams"]
     torch.set_num_threads(cfg.launcher.cpus_per_task)
-    done = []
-    for point in spec["points"]:
-        path = run_dir / "transfer" / f"{point['key']}.json"
+    tag, done = hparams_tag(tuned), []
+    for fields in spec["runs"]:
+        run = Run(**fields)
+        path = run_dir / "transfer" / f"{run_key(run, tag)}.json"
         if not path.exists():
-            write_atomic(path, json.dumps(train_point(cfg, run_dir, point)).encode())
-        done.append(point["key"])
+            write_atomic(path, json.dumps(train_run(cfg, run_dir, tuned, run)).encode())
+        done.append(path.stem)
     return done
 
 
-def train_point(cfg: DictConfig, run_dir: Path, point: dict[str, Any]) -> dict[str, Any]:
-    """Final validation loss of every seed at one point; NaN where a seed diverged."""
-    corpus = load_corpus(data_config(cfg))
-    hparams = point["hparams"] | {"lr": 2.0 ** point["log2_lr"]}
-    losses, flops = [], 0
-    for seed in range(cfg.seed, cfg.seed + cfg.ladder.transfer_seeds):
-        run = run_config(
-            cfg, point["width"], point["parametrization"], hparams, cfg.ladder.transfer_steps, seed
-        )
-        config = {
-            "width": point["width"],
-            "parametrization": point["parametrization"],
-            "log2_lr": point["log2_lr"],
-            "seed": seed,
-            **hparams,
-        }
-        with wandb_run(
-            cfg.logger, run_dir, run_dir.name, "transfer", f"{point['key']}_s{seed}", config
-        ) as wb:
-            result, _ = train(run, corpus)
-            log_result(wb, result)
-        losses.append(result.final_val_loss if result.status == "completed" else math.nan)
-        flops += result.flops
-    return {"key": point["key"], "losses": losses, "flops": flops}
+def train_run(
+    cfg: DictConfig, run_dir: Path, tuned: dict[str, float], run: Run
+) -> dict[str, Any]:
+    """One run of the check: its final validation loss (NaN if it diverged) and FLOPs."""
+    log2_lr = math.log2(tuned["lr"]) + run.step * cfg.ladder.lr_resolution
+    hparams = tuned | {"lr": 2.0**log2_lr}
+    config = run_config(
+        cfg, run.width, run.parametrization, hparams, cfg.ladder.transfer_steps, run.seed
+    )
+    wandb_config = {**asdict(run), "log2_lr": log2_lr, **hparams}
+    name = f"{run.parametrization}_w{run.width}_lr{log2_lr:+.2f}_s{run.seed}"
+    with wandb_run(cfg.logger, run_dir, run_dir.name, "transfer", name, wandb_config) as wb:
+        result, _ = train(config, load_corpus(data_config(cfg)))
+        log_result(wb, result)
+    loss = result.final_val_loss if result.status == "completed" else math.nan
+    return {"run": asdict(run), "log2_lr": log2_lr, "loss": loss, "flops": result.flops}
 
 
-def point_loss(point: dict[str, Any]) -> float:
-    """Mean over seeds; a point where any seed diverged counts as diverged (NaN)."""
-    losses = np.asarray(point["losses"], dtype=float)
-    return float(losses.mean()) if np.all(np.isfinite(losses)) else math.nan
+def read_results(folder: Path, hparams: Mapping[str, float]) -> dict[Run, Result]:
+    """The runs on disk made with these tuned values."""
+    out = {}
+    for path in sorted(folder.glob(f"*_{hparams_tag(hparams)}.json")):
+        record = json.loads(path.read_text())
+        loss = math.nan if record["loss"] is None else float(record["loss"])
+        out[Run(**record["run"])] = Result(loss, int(record["flops"]))
+    return out
 
 
-def transfer_summary(cfg: DictConfig, points: dict[str, dict], tuned_lr: float) -> dict[str, Any]:
-    """Curves, fitted optima and drift per parametrization, from the points on disk."""
-    grid = [float(x) for x in cfg.ladder.lr_grid]
-    summary: dict[str, Any] = {"log2_lrs": grid, "tuned_log2_lr": math.log2(tuned_lr)}
+def seed_noise(cfg: DictConfig, results: Mapping[Run, Result]) -> dict[str, Any]:
+    """The seed-to-seed spread of the final loss at each series' best point, pooled, and the
+    difference two grid points must exceed to be told apart."""
+    groups = []
     for p in PARAMETRIZATIONS:
-        curves, optima = {}, {}
         for width in cfg.ladder.widths:
-            curve = [point_loss(points[point_key(p, width, x)]) for x in grid]
-            curves[width] = curve
-            if any(math.isfinite(v) for v in curve):
-                optima[width] = fit_optimum(grid, curve).log2_lr
-        summary[p] = {
-            "curves": {str(w): c for w, c in curves.items()},
-            "optimum_log2_lr": {str(w): o for w, o in optima.items()},
-            "drift_log2": drift(optima) if len(optima) > 1 else math.nan,
-            "wider_is_better": wider_is_better(curves),
+            best = best_step(series_curve(results, p, width, grid_seeds(cfg)))
+            seeds = grid_seeds(cfg) + extra_seeds(cfg)
+            repeats = [results.get(Run(p, width, best, s)) for s in seeds]
+            groups.append([r.loss for r in repeats if r is not None])
+    std, dof = pooled_std(groups)
+    return {
+        "std": std,
+        "dof": dof,
+        "band": difference_band(std, cfg.ladder.transfer_seeds),
+        "seeds_per_point": cfg.ladder.transfer_seeds,
+    }
+
+
+def transfer_summary(
+    cfg: DictConfig, results: Mapping[Run, Result], tuned_lr: float, target_flops: float
+) -> dict[str, Any]:
+    """Per parametrization and width: the curve, the fitted optimum and its interval, whether
+    the grid brackets it, and the relative regret at the tuned LR; then the noise, the drifts,
+    the verdict and what the check cost next to one target run."""
+    tuned_log2, res = math.log2(tuned_lr), cfg.ladder.lr_resolution
+    noise = seed_noise(cfg, results)
+    summary: dict[str, Any] = {"tuned_log2_lr": tuned_log2, "noise": noise}
+    unbracketed, regrets, best_losses = [], {}, []
+    for p in PARAMETRIZATIONS:
+        section: dict[str, dict] = {
+            key: {} for key in ("curves", "optimum_log2_lr", "optimum_interval", "bracketed")
         }
-    summary["verdict"] = transfer_verdict(summary["mup"]["drift_log2"], summary["sp"]["drift_log2"])
-    summary["flops"] = sum(point["flops"] for point in points.values())
+        section["regret"], regrets[p] = {}, {}
+        for width in cfg.ladder.widths:
+            curve = series_curve(results, p, width, grid_seeds(cfg))
+            if not curve:
+                continue
+            xs = [tuned_log2 + k * res for k in sorted(curve)]
+            ys = [curve[k] for k in sorted(curve)]
+            closed = bracket(xs, ys).closed
+            section["curves"][str(width)] = [[x, y] for x, y in zip(xs, ys, strict=True)]
+            section["optimum_log2_lr"][str(width)] = fit_optimum(xs, ys).log2_lr
+            section["optimum_interval"][str(width)] = list(
+                optimum_interval(xs, ys, noise["band"])
+            )
+            section["bracketed"][str(width)] = closed
+            regrets[p][width] = section["regret"][str(width)] = relative_regret(xs, ys, tuned_log2)
+            finite = [y for y in ys if math.isfinite(y)]
+            best_losses += [min(finite)] if finite else []
+            if not closed:
+                unbracketed.append(f"{'µP' if p == 'mup' else 'SP'} width {width}")
+        section["drift_log2"] = drift(section["optimum_log2_lr"])
+        section["drift_beyond_noise_log2"] = drift_beyond_noise(
+            {w: tuple(v) for w, v in section["optimum_interval"].items()}
+        )
+        section["worst_regret"] = max(regrets[p].values(), default=math.nan)
+        section["wider_is_better"] = wider_is_better(
+            {int(w): dict(map(tuple, c)) for w, c in section["curves"].items()}
+        )
+        summary[p] = section
+    relative_noise = noise["band"] / float(np.mean(best_losses)) if best_losses else 0.0
+    summary["noise"]["relative_band"] = relative_noise
+    summary["tolerance"] = cfg.ladder.regret_tolerance
+    summary["conclusive"] = not unbracketed
+    summary["verdict"] = transfer_verdict(
+        regrets["mup"],
+        regrets["sp"],
+        unbracketed=unbracketed,
+        noise=relative_noise,
+        tolerance=cfg.ladder.regret_tolerance,
+    )
+    summary["runs"] = len(results)
+    summary["flops"] = sum(r.flops for r in results.values())
+    summary["flops_vs_target"] = summary["flops"] / target_flops if target_flops else math.nan
     return summary

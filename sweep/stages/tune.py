@@ -72,7 +72,8 @@ def study_name(cfg: DictConfig) -> str:
 
 
 def make_sampler(cfg: DictConfig, worker: int = 0) -> optuna.samplers.BaseSampler:
-    seed = cfg.tune.seed + worker  # workers must not draw the same startup points
+    base = cfg.seed if cfg.tune.seed is None else cfg.tune.seed  # one seed for the experiment
+    seed = base + worker  # workers must not draw the same startup points
     if cfg.tune.sampler == Sampler.random:
         return optuna.samplers.RandomSampler(seed=seed)
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=cfg.tune.n_startup_trials)
@@ -103,12 +104,101 @@ def open_or_create_study(cfg: DictConfig, run_dir: Path, worker: int = 0) -> opt
     )
 
 
-def suggest(trial: optuna.Trial, ladder: DictConfig) -> dict[str, float]:
-    """The ladder's fixed hyperparameters, with the searched ones drawn by the trial."""
-    hparams = dict(ladder.hparams)
-    for name, space in ladder.search.items():
-        hparams[name] = trial.suggest_float(name, space.low, space.high, log=space.log)
+BOUND_MARGIN = 0.02  # a value this close to a bound (as a fraction of its range) sits at it
+
+
+def search_space(cfg: DictConfig, study: optuna.Study) -> dict[str, dict[str, Any]]:
+    """The ladder's search ranges, with the bounds this study has widened."""
+    space = {
+        name: {"low": float(r.low), "high": float(r.high), "log": bool(r.log)}
+        for name, r in cfg.ladder.search.items()
+    }
+    return space | study.user_attrs.get("search", {})
+
+
+def suggest(
+    trial: optuna.Trial, fixed: dict[str, float], space: dict[str, dict[str, Any]]
+) -> dict[str, float]:
+    """The fixed hyperparameters, with the searched ones drawn by the trial."""
+    hparams = dict(fixed)
+    for name, r in space.items():
+        hparams[name] = trial.suggest_float(name, r["low"], r["high"], log=r["log"])
     return hparams
+
+
+def position(value: float, r: dict[str, Any]) -> float:
+    """Where `value` lies in its range, 0 at the low bound and 1 at the high one (log-scaled
+    ranges measured in log)."""
+    scale = math.log if r["log"] else float
+    return (scale(value) - scale(r["low"])) / (scale(r["high"]) - scale(r["low"]))
+
+
+def at_bounds(params: dict[str, float], space: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """{name: "low" or "high"} for each tuned value that sits at a bound of its range: the
+    optimum may lie beyond it."""
+    out = {}
+    for name, value in params.items():
+        if name in space:
+            u = position(value, space[name])
+            if u <= BOUND_MARGIN or u >= 1 - BOUND_MARGIN:
+                out[name] = "low" if u <= BOUND_MARGIN else "high"
+    return out
+
+
+def widened(r: dict[str, Any], side: str) -> dict[str, Any]:
+    """The range pushed out past one bound: ×4 (log-scaled) or by its own width (kept >= 0 when
+    it started so)."""
+    low, high, width = r["low"], r["high"], r["high"] - r["low"]
+    if side == "low":
+        low = low / 4 if r["log"] else (max(0.0, low - width) if low >= 0 else low - width)
+    else:
+        high = high * 4 if r["log"] else high + width
+    return r | {"low": low, "high": high}
+
+
+def widen_at_bounds(cfg: DictConfig, study: optuna.Study) -> list[str]:
+    """Widen every range whose tuned value sits at a bound not widened before, recording the new
+    ranges in the study (so its workers and later runs search them); returns "name:side" for
+    each bound widened. Nothing when `tune.widen_trials` is 0 or no trial completed."""
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if cfg.tune.widen_trials <= 0 or not complete:
+        return []
+    space, done = search_space(cfg, study), set(study.user_attrs.get("widened", []))
+    new = [f"{n}:{side}" for n, side in at_bounds(study.best_params, space).items()]
+    new = [item for item in new if item not in done]
+    for item in new:
+        name, side = item.split(":")
+        space[name] = widened(space[name], side)
+    if new:
+        changed = {item.split(":")[0] for item in new} | set(study.user_attrs.get("search", {}))
+        study.set_user_attr("search", {name: space[name] for name in sorted(changed)})
+        study.set_user_attr("widened", sorted(done | set(new)))
+    return new
+
+
+def trial_budget(cfg: DictConfig, study: optuna.Study) -> int:
+    """`tune.n_trials`, plus `tune.widen_trials` for every bound the study has widened."""
+    return cfg.tune.n_trials + cfg.tune.widen_trials * len(study.user_attrs.get("widened", []))
+
+
+def near_best(study: optuna.Study, band: float) -> dict[str, Any]:
+    """How flat the study's best region is: the complete trials within `band` of the best
+    value and, for each tuned parameter, the range they span. A wide range means the loss
+    barely depends on that value near the optimum."""
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not complete:
+        return {}
+    best = min(t.value for t in complete)
+    close = [t for t in complete if t.value <= best + band]
+    names = sorted(close[0].params)
+    return {
+        "band": band,
+        "trials": len(close),
+        "ranges": {
+            name: [min(t.params[name] for t in close), max(t.params[name] for t in close)]
+            for name in names
+        },
+    }
 
 
 def tuned_hparams(cfg: DictConfig, study: optuna.Study) -> dict[str, float]:
@@ -126,7 +216,7 @@ def trial_checkpoint(run_dir: Path, trial: optuna.Trial) -> Path:
 def objective(trial: optuna.Trial, cfg: DictConfig, run_dir: Path, worker_tag: str) -> float:
     ladder = cfg.ladder
     trial.set_user_attr("worker", worker_tag)
-    hparams = suggest(trial, ladder)
+    hparams = suggest(trial, dict(ladder.hparams), search_space(cfg, trial.study))
     run = run_config(cfg, ladder.widths[0], "mup", hparams, ladder.tune_steps, cfg.seed)
 
     def report(step: int, val: float) -> bool:
@@ -172,13 +262,14 @@ def tune_worker(spec: dict[str, Any]) -> int:
     tag = spec.get("tag", "")
     mine = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("worker") == tag]
     retry_trials(study, [t for t in mine if t.state is TrialState.RUNNING])
-    owed = spec.get("quota", cfg.tune.n_trials) - sum(t.state in COUNTED for t in mine)
+    budget = trial_budget(cfg, study)
+    owed = spec.get("quota", budget) - sum(t.state in COUNTED for t in mine)
     if owed > 0:
         study.optimize(
             lambda trial: objective(trial, cfg, run_dir, tag),
             n_trials=owed,  # this worker's share of what is left
             # running trials count too, so parallel workers do not overshoot the total
-            callbacks=[MaxTrialsCallback(cfg.tune.n_trials, states=(*COUNTED, TrialState.RUNNING))],
+            callbacks=[MaxTrialsCallback(budget, states=(*COUNTED, TrialState.RUNNING))],
             catch=(),
         )
     return len(study.get_trials(deepcopy=False, states=COUNTED))
@@ -200,12 +291,16 @@ def retry_running_trials(study: optuna.Study) -> int:
     return retry_trials(study, study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
 
 
-def tune_summary(study: optuna.Study) -> dict[str, Any]:
+def tune_summary(cfg: DictConfig, study: optuna.Study) -> dict[str, Any]:
     trials = study.get_trials(deepcopy=False)
     status = [t.user_attrs.get("status") for t in trials]
     complete = [t for t in trials if t.state is TrialState.COMPLETE]
+    space = search_space(cfg, study)
     return {
         "best_params": study.best_params if complete else {},
+        "at_bound": at_bounds(study.best_params, space) if complete else {},
+        "widened": list(study.user_attrs.get("widened", [])),
+        "search": space,
         "best_value": study.best_value if complete else math.nan,
         "n_trials": len(complete) + sum(t.state is TrialState.PRUNED for t in trials),
         "n_complete": len(complete),

@@ -32,7 +32,7 @@ def test_the_plan_covers_every_method_per_seed_the_grid_and_the_lr_sweep(tmp_pat
 def test_the_benchmark_runs_end_to_end_and_resumes(tmp_path):
     argv = [
         "--ladder", "gpt_tiny", "--seeds", "0", "1", "--out", str(tmp_path), "--eval-every", "5",
-        "tune.n_trials=2", "tune.n_startup_trials=1",
+        "tune.n_trials=2", "tune.n_startup_trials=1", "tune.widen_trials=0",
     ]  # fmt: skip
     assert bench.main(argv) == 0
     folder = tmp_path / "gpt_tiny"

@@ -1,0 +1,138 @@
+"""The verify stage: is the tuned LR right at the target itself? (docs/methods.md §3)
+
+The cold target (its width and depth, steps and seed) trained at the tuned LR × 2^(k·res) for
+k = ±1, then one step further past a side where the best run sits at the edge, as long as
+`verify.max_runs` allows; k = 0 is the target stage's cold run. The optimum is fitted as in the
+transfer check, and the regret at the tuned LR is the figure a user can trust for the target.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from sweep.config import plain
+from sweep.core.atomic import write_atomic
+from sweep.core.lr_curve import bracket, fit_optimum, optimum_interval, relative_regret
+from sweep.core.metrics import percent
+from sweep.core.train import RunResult
+from sweep.stages.target import train_target
+from sweep.stages.transfer import hparams_tag
+
+
+def verify_key(step: int, tag: str) -> str:
+    return f"k{step:+d}_{tag}"
+
+
+def next_steps(curve: Mapping[int, float], max_runs: int) -> list[int]:
+    """The LR steps still to train: 0 (the cold target) and ±1 first, then one past each open
+    side of the bracket while the runs beside k = 0 number fewer than `max_runs`."""
+    first = [k for k in (0, -1, 1) if k not in curve]
+    if first:
+        return first
+    ks = sorted(curve)
+    sides = bracket(ks, [curve[k] for k in ks])
+    new = [ks[0] - 1] * sides.low_open + [ks[-1] + 1] * sides.high_open
+    return new[: max(0, max_runs - (len(ks) - 1))]
+
+
+def read_curve(run_dir: Path, tuned: Mapping[str, float]) -> dict[int, dict[str, Any]]:
+    """{k: run record}: the verify runs made with these tuned values, and the target stage's
+    cold run as k = 0 when it was made with them."""
+    tag = hparams_tag(tuned)
+    records = {}
+    for path in sorted((run_dir / "verify").glob(f"k*_{tag}.json")):
+        records[int(path.stem.split("_")[0][1:])] = json.loads(path.read_text())
+    cold = run_dir / "target" / "cold.json"
+    if 0 not in records and cold.exists():
+        record = json.loads(cold.read_text())
+        if math.isclose(record.get("log2_lr", math.nan), math.log2(tuned["lr"])):
+            records[0] = record
+    return records
+
+
+def final_loss(record: Mapping[str, Any]) -> float:
+    result = RunResult(**record["result"])
+    return result.final_val_loss if result.status == "completed" else math.nan
+
+
+def verify_specs(cfg: DictConfig, run_dir: Path, tuned: dict, steps: list[int]) -> list[dict]:
+    container = plain(cfg)
+    return [{"cfg": container, "run_dir": str(run_dir), "hparams": tuned, "step": k} for k in steps]
+
+
+def verify_job(spec: dict[str, Any]) -> str:
+    """Submitit job: one cold target run at the tuned LR × 2^(k·res); writes its record."""
+    cfg = OmegaConf.create(spec["cfg"])
+    run_dir, tuned, k = Path(spec["run_dir"]), spec["hparams"], spec["step"]
+    torch.set_num_threads(cfg.launcher.cpus_per_task)
+    key = verify_key(k, hparams_tag(tuned))
+    checkpoint = run_dir / "verify" / f"{key}.ckpt"
+    record = train_target(
+        cfg,
+        run_dir,
+        tuned,
+        warm=False,
+        checkpoint=checkpoint,
+        seed=cfg.seed,
+        steps=cfg.ladder.target_steps,
+        lr_scale=2.0 ** (k * cfg.ladder.lr_resolution),
+        wandb_name=f"verify-k{k:+d}",
+        job_type="verify",
+    )
+    write_atomic(run_dir / "verify" / f"{key}.json", json.dumps(record).encode())
+    checkpoint.unlink()  # the record is what the check needs; the weights are a target's size
+    return key
+
+
+def verify_summary(
+    records: Mapping[int, Mapping[str, Any]],
+    tuned_lr: float,
+    relative_band: float,
+    target_flops: float,
+    tolerance: float,
+) -> dict[str, Any]:
+    """The target's loss against LR, its fitted optimum and interval, the regret at the tuned
+    LR, what the extra runs cost next to one target run, and one line saying it."""
+    ks = sorted(records)
+    xs = [records[k]["log2_lr"] for k in ks]
+    ys = [final_loss(records[k]) for k in ks]
+    tuned_log2 = math.log2(tuned_lr)
+    finite = [y for y in ys if math.isfinite(y)]
+    band = relative_band * min(finite) if finite else 0.0
+    closed = bracket(xs, ys).closed
+    optimum = fit_optimum(xs, ys)
+    regret = relative_regret(xs, ys, tuned_log2)
+    flops = sum(records[k]["result"]["flops"] for k in ks if k != 0)
+    summary = {
+        "curve": [[x, y] for x, y in zip(xs, ys, strict=True)],
+        "tuned_log2_lr": tuned_log2,
+        "optimum_log2_lr": optimum.log2_lr,
+        "optimum_interval": list(optimum_interval(xs, ys, band)),
+        "bracketed": closed,
+        "regret": regret,
+        "runs": len([k for k in ks if k != 0]),
+        "flops": flops,
+        "flops_vs_target": flops / target_flops if target_flops else math.nan,
+    }
+    lo, hi = summary["optimum_interval"]
+    where = f"optimum log2 LR {optimum.log2_lr:.2f} (within noise {lo:.2f} to {hi:.2f}; tuned "
+    where += f"{tuned_log2:.2f})"
+    if not closed:
+        summary["verdict"] = (
+            f"at the target: inconclusive, the optimum is not bracketed by {len(ks)} LRs "
+            f"(verify.max_runs reached); regret at the tuned LR ≥ {percent(regret)}"
+        )
+    else:
+        within = "within" if regret <= max(tolerance, relative_band) else "beyond"
+        summary["verdict"] = (
+            f"at the target: the tuned LR loses {percent(regret)} ({within} the tolerance), "
+            f"{where}"
+        )
+    return summary

@@ -1,0 +1,163 @@
+"""The transfer check's and the target check's grids, planned on synthetic loss curves: they
+start at the tuned LR, grow towards the optimum until it is bracketed, stop at their budget, and
+spend the noise seeds at each series' best point."""
+
+import math
+
+import pytest
+
+from sweep.config import compose_config
+from sweep.stages.transfer import (
+    Result,
+    Run,
+    extra_seeds,
+    grid_extension,
+    next_runs,
+    series_curve,
+    transfer_summary,
+)
+from sweep.stages.verify import next_steps, verify_summary
+
+
+def make_cfg(*overrides):
+    return compose_config("+ladder=gpt_tiny", "ladder.widths=[32,64,128]", "ladder.target=256",
+                          *overrides)  # fmt: skip
+
+
+def complete(cfg, loss) -> dict[Run, Result]:
+    """Run the planner to the end against `loss(parametrization, width, step, seed)`."""
+    results: dict[Run, Result] = {}
+    for _ in range(50):
+        todo = next_runs(cfg, results)
+        if not todo:
+            return results
+        assert not set(todo) & set(results), "a run was planned twice"
+        results |= {run: Result(loss(*vars(run).values()), 1000) for run in todo}
+    raise AssertionError("the planner never settled")
+
+
+def shifted(optimum_step: dict[tuple[str, int], float], noise: float = 0.0):
+    """A parabola in grid steps per series, the cliff past 3 steps above its optimum."""
+
+    def loss(p, width, k, seed):
+        k0 = optimum_step[(p, width)]
+        if k > k0 + 3:
+            return math.nan
+        return 3.0 + 0.05 * (k - k0) ** 2 + noise * ((seed * 7919 + k * 104729) % 13 - 6) / 6
+
+    return loss
+
+
+MUP_FLAT_SP_DRIFTING = {
+    **{("mup", w): 0.2 for w in (32, 64, 128)},
+    ("sp", 32): 0.2,
+    ("sp", 64): -1.3,
+    ("sp", 128): -2.6,
+}
+
+
+def test_the_first_grid_is_centred_on_the_tuned_lr():
+    cfg = make_cfg("ladder.lr_span=2")
+    todo = next_runs(cfg, {})
+    assert {run.step for run in todo} == {-2, -1, 0, 1, 2}
+    assert {(run.parametrization, run.width) for run in todo} == {
+        (p, w) for p in ("mup", "sp") for w in (32, 64, 128)
+    }
+    assert {run.seed for run in todo} == {cfg.seed}
+
+
+def test_the_grid_grows_towards_the_optimum_until_it_is_bracketed():
+    cfg = make_cfg("ladder.lr_max_points=8")
+    results = complete(cfg, shifted(MUP_FLAT_SP_DRIFTING))
+    for (p, width), k0 in MUP_FLAT_SP_DRIFTING.items():
+        curve = series_curve(results, p, width, [cfg.seed])
+        best = min(curve, key=curve.get)
+        assert best == round(k0)
+        assert min(curve) < best < max(curve)  # bracketed on both sides
+        assert len(curve) <= 3 + abs(round(k0))  # grown only towards the optimum
+    assert max(len(series_curve(results, "mup", w, [cfg.seed])) for w in (32, 64, 128)) == 3
+
+
+def test_the_grid_stops_at_its_budget_and_the_verdict_says_inconclusive():
+    cfg = make_cfg("ladder.lr_max_points=4")
+    far = MUP_FLAT_SP_DRIFTING | {("sp", 128): -6.0}
+    results = complete(cfg, shifted(far))
+    curve = series_curve(results, "sp", 128, [cfg.seed])
+    assert sorted(curve) == [-2, -1, 0, 1]  # 4 points, the optimum still below them
+    summary = transfer_summary(cfg, results, tuned_lr=2**-6, target_flops=1e6)
+    assert summary["conclusive"] is False and not summary["sp"]["bracketed"]["128"]
+    assert summary["verdict"].startswith("inconclusive") and "SP width 128" in summary["verdict"]
+
+
+def test_noise_seeds_go_to_each_series_best_point_once_it_is_settled():
+    cfg = make_cfg("ladder.noise_seeds=2")
+    results = complete(cfg, shifted(MUP_FLAT_SP_DRIFTING, noise=0.01))
+    for (p, width), k0 in MUP_FLAT_SP_DRIFTING.items():
+        repeats = [run for run in results if (run.parametrization, run.width) == (p, width)
+                   and run.seed in extra_seeds(cfg)]  # fmt: skip
+        assert {run.step for run in repeats} == {round(k0)} and len(repeats) == 2
+    summary = transfer_summary(cfg, results, tuned_lr=2**-6, target_flops=1e6)
+    assert summary["noise"]["dof"] == 6 * 2 and 0 < summary["noise"]["std"] < 0.02
+
+
+def test_the_summary_judges_by_regret_and_reads_a_flat_basin_as_flat():
+    cfg = make_cfg("ladder.noise_seeds=1")
+    results = complete(cfg, shifted(MUP_FLAT_SP_DRIFTING, noise=0.004))
+    summary = transfer_summary(cfg, results, tuned_lr=2**-6, target_flops=1e6)
+    mup, sp = summary["mup"], summary["sp"]
+    assert summary["conclusive"] and summary["verdict"].startswith("µP transfers")
+    assert mup["worst_regret"] < 0.005 < sp["worst_regret"]
+    assert sp["regret"]["128"] > sp["regret"]["64"] > sp["regret"]["32"]
+    assert mup["drift_beyond_noise_log2"] == 0.0 < sp["drift_beyond_noise_log2"]
+    assert summary["flops_vs_target"] == pytest.approx(len(results) * 1000 / 1e6)
+
+
+def test_grid_extension_rules():
+    assert grid_extension({}, span=1, max_points=8) == [-1, 0, 1]
+    assert grid_extension({-1: 3.0, 1: 3.1}, span=1, max_points=8) == [0]  # the first grid first
+    assert grid_extension({-1: 3.2, 0: 3.0, 1: 3.1}, span=1, max_points=8) == []
+    assert grid_extension({-1: 3.0, 0: 3.1, 1: 3.2}, span=1, max_points=8) == [-2]
+    assert grid_extension({-1: 3.2, 0: 3.1, 1: 3.0}, span=1, max_points=8) == [2]
+    assert grid_extension({-1: 3.2, 0: 3.1, 1: 3.0}, span=1, max_points=3) == []
+    all_diverged = {-1: math.nan, 0: math.nan, 1: math.nan}
+    assert grid_extension(all_diverged, span=1, max_points=8) == [-2]
+
+
+def verify_records(optimum: float, steps: list[int], resolution: float = 1.0):
+    """Cold target runs on a parabola with a known optimum, tuned LR at log2 -6."""
+    records = {}
+    for k in steps:
+        x = -6.0 + k * resolution
+        loss = 2.0 + 0.04 * (x - optimum) ** 2
+        records[k] = {
+            "log2_lr": x,
+            "result": {"status": "completed", "reason": "", "steps_done": 10,
+                       "train_loss": [], "val_loss": [[10, loss]], "tokens": 1, "flops": 500},
+        }  # fmt: skip
+    return records
+
+
+def test_the_verify_stage_brackets_the_targets_optimum_and_reports_its_regret():
+    optimum, steps = -7.5, [0, -1, 1]
+    for _ in range(5):
+        records = verify_records(optimum, steps)
+        curve = {k: r["result"]["val_loss"][-1][1] for k, r in records.items()}
+        new = next_steps(curve, max_runs=4)
+        if not new:
+            break
+        steps += new
+    assert sorted(steps) == [-3, -2, -1, 0, 1]  # grown down until the optimum is bracketed
+    summary = verify_summary(records, 2**-6, relative_band=0.001, target_flops=500, tolerance=0.005)
+    assert summary["bracketed"] and summary["optimum_log2_lr"] == pytest.approx(-7.5)
+    best = min(2.0 + 0.04 * (x + 7.5) ** 2 for x in (-9.0, -8.0, -7.0, -6.0, -5.0))
+    assert summary["regret"] == pytest.approx((2.0 + 0.04 * 1.5**2 - best) / best)  # 4%
+    assert summary["runs"] == 4 and summary["flops_vs_target"] == 4.0  # k = 0 is the cold run
+    assert "beyond the tolerance" in summary["verdict"]
+
+
+def test_the_verify_stage_stops_at_its_budget():
+    records = verify_records(-12.0, [0, -1, 1])
+    curve = {k: r["result"]["val_loss"][-1][1] for k, r in records.items()}
+    assert next_steps(curve, max_runs=2) == []
+    summary = verify_summary(records, 2**-6, relative_band=0.0, target_flops=500, tolerance=0.005)
+    assert not summary["bracketed"] and "inconclusive" in summary["verdict"]
