@@ -19,21 +19,18 @@ from rich.console import Console
 
 from sweep.config import LauncherKind, plain, validate, with_defaults
 from sweep.core.atomic import write_atomic
-from sweep.core.metrics import run_verdict
 from sweep.edges.console import print_summary, stage_progress
 from sweep.edges.launch import cancel_leftover_jobs, run_jobs
 from sweep.edges.report import write_report
 from sweep.edges.tracking import log_report
-from sweep.stages.report import coord_check_summary, measured_coord_checks, read_coord_checks
-from sweep.stages.target import KINDS, cold_run_flops, target_job, target_specs, target_summary
-from sweep.stages.transfer import job_specs, next_runs, read_results, transfer_job, transfer_summary
+from sweep.stages.report import measured_coord_checks
+from sweep.stages.target import target_job, target_specs
+from sweep.stages.transfer import job_specs, next_runs, read_results, transfer_job
 from sweep.stages.tune import (
     COUNTED,
-    near_best,
     open_or_create_study,
     retry_running_trials,
     trial_budget,
-    tune_summary,
     tune_worker,
     tuned_hparams,
     widen_at_bounds,
@@ -44,8 +41,8 @@ from sweep.stages.verify import (
     read_curve,
     verify_job,
     verify_specs,
-    verify_summary,
 )
+from sweep.summary import build_summary
 
 EXPERIMENT_KEYS = ("ladder", "data", "seed", "warmstart")  # what the results on disk depend on
 TUNE_ROUNDS = 3
@@ -61,10 +58,6 @@ def run_dir_of(cfg: DictConfig) -> Path:
 
 def write_json(path: Path, data: Any) -> None:
     write_atomic(path, json.dumps(data, indent=1, default=float).encode())
-
-
-def read_json(path: Path) -> Any:
-    return json.loads(path.read_text()) if path.exists() else None
 
 
 class Pipeline:
@@ -296,50 +289,5 @@ class Pipeline:
 
         return on_result
 
-    # --- summary -----------------------------------------------------------------------------
     def summary(self) -> dict[str, Any]:
-        """Everything measured so far, rebuilt from the run folder."""
-        cfg = self.cfg
-        summary: dict[str, Any] = {
-            "ladder": {
-                "name": cfg.ladder.name,
-                "widths": list(cfg.ladder.widths),
-                "proxy": cfg.ladder.widths[0],
-                "target": cfg.ladder.target,
-            }
-        }
-        study = self.study()
-        cost, target_flops = {}, cold_run_flops(cfg)
-        if study.get_trials(deepcopy=False):
-            summary["tune"] = tune_summary(cfg, study)
-            cost["tuning_flops"] = summary["tune"].pop("flops")
-        tuned = tuned_hparams(cfg, study) if summary.get("tune", {}).get("best_params") else None
-        results = read_results(self.run_dir / "transfer", tuned) if tuned else {}
-        if results and not next_runs(cfg, results):
-            summary["transfer"] = transfer_summary(cfg, results, tuned["lr"], target_flops)
-            cost["transfer_flops"] = summary["transfer"].pop("flops")
-            summary["tune"]["near_best"] = near_best(study, summary["transfer"]["noise"]["band"])
-        runs = {kind: read_json(self.run_dir / "target" / f"{kind}.json") for kind in KINDS}
-        if runs := {kind: run for kind, run in runs.items() if run is not None}:
-            summary["target"] = target_summary(cfg, runs, cost.get("tuning_flops", 0.0))
-            cost["target_flops"] = summary["target"].pop("flops")
-        records = read_curve(self.run_dir, tuned) if tuned else {}
-        curve = {k: final_loss(record) for k, record in records.items()}
-        if records and not next_steps(curve, cfg.verify.max_runs):
-            band = summary.get("transfer", {}).get("noise", {}).get("relative_band", 0.0)
-            summary["verify"] = verify_summary(
-                records, tuned["lr"], band, target_flops, cfg.ladder.regret_tolerance
-            )
-            cost["verify_flops"] = summary["verify"].pop("flops")
-        checks = read_coord_checks(self.run_dir / "report")
-        if checks:
-            summary["coord_check"] = coord_check_summary(checks)
-        verdict = run_verdict(
-            summary.get("transfer", {}).get("verdict"),
-            summary.get("coord_check", {}).get("mup"),
-            summary.get("verify", {}).get("verdict"),
-        )
-        if verdict:
-            summary["verdict"] = verdict
-        summary["cost"] = cost
-        return summary
+        return build_summary(self.cfg, self.run_dir, self.study())

@@ -164,9 +164,7 @@ def transfer_job(spec: dict[str, Any]) -> list[str]:
     return done
 
 
-def train_run(
-    cfg: DictConfig, run_dir: Path, tuned: dict[str, float], run: Run
-) -> dict[str, Any]:
+def train_run(cfg: DictConfig, run_dir: Path, tuned: dict[str, float], run: Run) -> dict[str, Any]:
     """One run of the check: its final validation loss (NaN if it diverged) and FLOPs."""
     log2_lr = math.log2(tuned["lr"]) + run.step * cfg.ladder.lr_resolution
     hparams = tuned | {"lr": 2.0**log2_lr}
@@ -235,9 +233,7 @@ def transfer_summary(
             closed = bracket(xs, ys).closed
             section["curves"][str(width)] = [[x, y] for x, y in zip(xs, ys, strict=True)]
             section["optimum_log2_lr"][str(width)] = fit_optimum(xs, ys).log2_lr
-            section["optimum_interval"][str(width)] = list(
-                optimum_interval(xs, ys, noise["band"])
-            )
+            section["optimum_interval"][str(width)] = list(optimum_interval(xs, ys, noise["band"]))
             section["bracketed"][str(width)] = closed
             regrets[p][width] = section["regret"][str(width)] = relative_regret(xs, ys, tuned_log2)
             finite = [y for y in ys if math.isfinite(y)]

@@ -132,7 +132,6 @@ def verify_summary(
     else:
         within = "within" if regret <= max(tolerance, relative_band) else "beyond"
         summary["verdict"] = (
-            f"at the target: the tuned LR loses {percent(regret)} ({within} the tolerance), "
-            f"{where}"
+            f"at the target: the tuned LR loses {percent(regret)} ({within} the tolerance), {where}"
         )
     return summary

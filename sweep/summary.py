@@ -1,0 +1,71 @@
+"""The run's summary: everything measured so far, rebuilt from the run folder's files.
+
+Each section appears once its stage is complete (a transfer check still growing its grids, or a
+check at the target still short of its bracket, has none yet), then the run's verdict and the
+FLOPs each stage spent. `summary.json`, the console table and the report all read this.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import optuna
+from omegaconf import DictConfig
+
+from sweep.core.metrics import run_verdict
+from sweep.stages.report import coord_check_summary, read_coord_checks
+from sweep.stages.target import KINDS, cold_run_flops, target_summary
+from sweep.stages.transfer import next_runs, read_results, transfer_summary
+from sweep.stages.tune import near_best, tune_summary, tuned_hparams
+from sweep.stages.verify import final_loss, next_steps, read_curve, verify_summary
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def build_summary(cfg: DictConfig, run_dir: Path, study: optuna.Study) -> dict[str, Any]:
+    """Everything measured so far in `run_dir`, with the run's verdict and costs."""
+    summary: dict[str, Any] = {
+        "ladder": {
+            "name": cfg.ladder.name,
+            "widths": list(cfg.ladder.widths),
+            "proxy": cfg.ladder.widths[0],
+            "target": cfg.ladder.target,
+        }
+    }
+    cost, target_flops = {}, cold_run_flops(cfg)
+    if study.get_trials(deepcopy=False):
+        summary["tune"] = tune_summary(cfg, study)
+        cost["tuning_flops"] = summary["tune"].pop("flops")
+    tuned = tuned_hparams(cfg, study) if summary.get("tune", {}).get("best_params") else None
+    results = read_results(run_dir / "transfer", tuned) if tuned else {}
+    if results and not next_runs(cfg, results):
+        summary["transfer"] = transfer_summary(cfg, results, tuned["lr"], target_flops)
+        cost["transfer_flops"] = summary["transfer"].pop("flops")
+        summary["tune"]["near_best"] = near_best(study, summary["transfer"]["noise"]["band"])
+    runs = {kind: read_json(run_dir / "target" / f"{kind}.json") for kind in KINDS}
+    if runs := {kind: run for kind, run in runs.items() if run is not None}:
+        summary["target"] = target_summary(cfg, runs, cost.get("tuning_flops", 0.0))
+        cost["target_flops"] = summary["target"].pop("flops")
+    records = read_curve(run_dir, tuned) if tuned else {}
+    curve = {k: final_loss(record) for k, record in records.items()}
+    if records and not next_steps(curve, cfg.verify.max_runs):
+        band = summary.get("transfer", {}).get("noise", {}).get("relative_band", 0.0)
+        summary["verify"] = verify_summary(
+            records, tuned["lr"], band, target_flops, cfg.ladder.regret_tolerance
+        )
+        cost["verify_flops"] = summary["verify"].pop("flops")
+    if checks := read_coord_checks(run_dir / "report"):
+        summary["coord_check"] = coord_check_summary(checks)
+    verdict = run_verdict(
+        summary.get("transfer", {}).get("verdict"),
+        summary.get("coord_check", {}).get("mup"),
+        summary.get("verify", {}).get("verdict"),
+    )
+    if verdict:
+        summary["verdict"] = verdict
+    summary["cost"] = cost
+    return summary
