@@ -83,7 +83,8 @@ def test_transfer_verdict_rests_on_the_regret_at_the_tuned_lr():
 
 def test_a_regret_within_the_noise_is_no_failure():
     line = transfer_verdict({32: 0.0, 64: 0.012}, {64: 0.05}, noise=0.015, tolerance=0.005)
-    assert line.startswith("µP transfers") and "noise ±1.50%" in line
+    assert line.startswith("µP transfers within the noise: worst regret 1.20% at width 64")
+    assert "within the noise ±1.50%" in line and "SP loses 5.00% at width 64" in line
 
 
 def test_an_unbracketed_optimum_makes_the_verdict_inconclusive():

@@ -114,10 +114,17 @@ def transfer_verdict(
             f"µP does not transfer: it loses {percent(r_mup)} at width {w_mup} at the tuned LR "
             f"(tolerance {percent(tolerance)}{noise_text}); {sp_text}"
         )
-    line = (
-        f"µP transfers: worst regret {percent(r_mup)} at width {w_mup} "
-        f"(tolerance {percent(tolerance)}{noise_text}); {sp_text}"
-    )
+    if r_mup <= tolerance:
+        line = (
+            f"µP transfers: worst regret {percent(r_mup)} at width {w_mup} "
+            f"(tolerance {percent(tolerance)}{noise_text}); {sp_text}"
+        )
+    else:  # above the tolerance, within the noise: the seeds cannot tell it from 0
+        line = (
+            f"µP transfers within the noise: worst regret {percent(r_mup)} at width {w_mup} is "
+            f"above the tolerance {percent(tolerance)} but within the noise ±{percent(noise)} "
+            f"(more ladder.transfer_seeds would resolve it); {sp_text}"
+        )
     if sp and max(sp.values()) <= allowed:
         line += " — SP is within the tolerance too, so this ladder does not separate them"
     return line

@@ -32,7 +32,6 @@ if TYPE_CHECKING:
 P = ParamSpec("P")
 R = TypeVar("R")
 
-Y_SPREAD = 1.5  # transfer.png shows losses up to min + Y_SPREAD × the lowest curve's spread
 
 
 def _plt():
@@ -73,20 +72,17 @@ def _by_width(mapping: Mapping | None) -> dict[int, float]:
 
 
 def _transfer_ylim(panels: Sequence[Sequence[np.ndarray]]) -> tuple[float, float] | None:
-    """Shared y-range: from just below the lowest loss to min + Y_SPREAD × spread of the lowest
-    curve, where spread uses the curve's 90th percentile so one blown-up LR does not set it."""
+    """Shared y-range showing every curve's basin: from just below the lowest loss to the
+    highest of the curves' third-lowest losses (the minimum and its two neighbours), so one
+    blown-up LR does not flatten the rest."""
     finite = [c[np.isfinite(c)] for panel in panels for c in panel]
-    finite = [c for c in finite if c.size]
+    finite = [np.sort(c) for c in finite if c.size]
     if not finite:
         return None
-    lo = min(float(c.min()) for c in finite)
-    hi = max(float(c.max()) for c in finite)
-    lowest = min(finite, key=lambda c: float(c.min()))
-    spread = float(np.percentile(lowest, 90)) - lo
-    if spread <= 0:
-        spread = max(hi - lo, 0.5)
-    top = min(lo + Y_SPREAD * spread, hi + 0.05 * spread)
-    top = max(top, lo + 0.1)
+    lo = min(float(c[0]) for c in finite)
+    hi = max(float(c[-1]) for c in finite)
+    top = max(float(c[min(2, c.size - 1)]) for c in finite)
+    top = min(hi, top + 0.1 * (top - lo)) if top > lo else lo + 0.1
     return lo - 0.06 * (top - lo), top
 
 
