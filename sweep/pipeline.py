@@ -1,8 +1,9 @@
 """The driver: runs the chosen stages in order, each resumable from what is already on disk.
 
-Run folder (`out_root/run_name`): `study.db` (the Optuna study), `transfer/<point>.json`,
-`target/{warm,cold}.json` and checkpoints, `jobs/` (Submitit logs), `wandb/`, `report/`, and
-`summary.json`, rebuilt from those files at the end of every invocation.
+Run folder (`out_root/run_name`): `study.db` (the Optuna study), `transfer/<run>.json` (one per
+transfer run), `target/{warm,cold}.json` and checkpoints, `verify/<run>.json`, `jobs/` (Submitit
+logs), `wandb/`, `report/`, and `summary.json`, rebuilt from those files at the end of every
+invocation (`sweep.summary`).
 """
 
 from __future__ import annotations
