@@ -16,7 +16,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from sweep.core.data import DataConfig, load_corpus
+from sweep.core.data import DataConfig, Source, load_corpus
 from sweep.core.model import GPTConfig
 from sweep.core.train import OptimConfig, RunConfig, train
 
@@ -49,7 +49,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eval-every", type=int, default=50)
-    parser.add_argument("--data", choices=("stdlib", "text", "tokens"), default="stdlib")
+    parser.add_argument("--data", choices=[str(s) for s in Source], default=str(Source.stdlib))
     parser.add_argument("--data-path", default=None, help="text file or uint16 token file/folder")
     parser.add_argument("--out", default="runs/single", help="run folder")
     return parser.parse_args(argv)

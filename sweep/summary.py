@@ -26,6 +26,16 @@ def read_json(path: Path) -> Any:
     return json.loads(path.read_text()) if path.exists() else None
 
 
+def differs(cfg: DictConfig) -> str:
+    """How the target differs from the ladder's transfer check besides its width."""
+    ladder, parts = cfg.ladder, []
+    if ladder.target_steps != ladder.transfer_steps:
+        parts.append(f"{ladder.target_steps} steps against the ladder's {ladder.transfer_steps}")
+    if ladder.target_n_layer and ladder.target_n_layer != ladder.n_layer:
+        parts.append(f"{ladder.target_n_layer} layers against {ladder.n_layer}")
+    return "the target trains " + " and ".join(parts) if parts else ""
+
+
 def build_summary(cfg: DictConfig, run_dir: Path, study: optuna.Study) -> dict[str, Any]:
     """Everything measured so far in `run_dir`, with the run's verdict and costs."""
     summary: dict[str, Any] = {
@@ -55,7 +65,7 @@ def build_summary(cfg: DictConfig, run_dir: Path, study: optuna.Study) -> dict[s
     if records and not next_steps(curve, cfg.verify.max_runs):
         band = summary.get("transfer", {}).get("noise", {}).get("relative_band", 0.0)
         summary["verify"] = verify_summary(
-            records, tuned["lr"], band, target_flops, cfg.ladder.regret_tolerance
+            records, tuned["lr"], band, target_flops, cfg.ladder.regret_tolerance, differs(cfg)
         )
         cost["verify_flops"] = summary["verify"].pop("flops")
     if checks := read_coord_checks(run_dir / "report"):

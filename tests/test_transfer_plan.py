@@ -147,12 +147,15 @@ def test_the_verify_stage_brackets_the_targets_optimum_and_reports_its_regret():
             break
         steps += new
     assert sorted(steps) == [-3, -2, -1, 0, 1]  # grown down until the optimum is bracketed
-    summary = verify_summary(records, 2**-6, relative_band=0.001, target_flops=500, tolerance=0.005)
+    longer = "the target trains 300 steps against the ladder's 150"
+    summary = verify_summary(
+        records, 2**-6, 0.001, target_flops=500, tolerance=0.005, differs=longer
+    )
     assert summary["bracketed"] and summary["optimum_log2_lr"] == pytest.approx(-7.5)
     best = min(2.0 + 0.04 * (x + 7.5) ** 2 for x in (-9.0, -8.0, -7.0, -6.0, -5.0))
     assert summary["regret"] == pytest.approx((2.0 + 0.04 * 1.5**2 - best) / best)  # 4%
     assert summary["runs"] == 4 and summary["flops_vs_target"] == 4.0  # k = 0 is the cold run
-    assert "beyond the tolerance" in summary["verdict"]
+    assert "beyond the tolerance" in summary["verdict"] and summary["verdict"].endswith(longer)
 
 
 def test_the_verify_stage_stops_at_its_budget():

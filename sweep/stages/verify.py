@@ -97,9 +97,12 @@ def verify_summary(
     relative_band: float,
     target_flops: float,
     tolerance: float,
+    differs: str = "",
 ) -> dict[str, Any]:
     """The target's loss against LR, its fitted optimum and interval, the regret at the tuned
-    LR, what the extra runs cost next to one target run, and one line saying it."""
+    LR, what the extra runs cost next to one target run, and one line saying it. `differs`
+    names how the target differs from the ladder besides its width (its training length, say),
+    added to the line when the tuned LR misses: a width the ladder checked is not the cause."""
     ks = sorted(records)
     xs = [records[k]["log2_lr"] for k in ks]
     ys = [final_loss(records[k]) for k in ks]
