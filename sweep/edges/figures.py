@@ -33,7 +33,6 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-
 def _plt():
     import matplotlib
 

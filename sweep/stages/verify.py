@@ -133,8 +133,11 @@ def verify_summary(
             f"(verify.max_runs reached); regret at the tuned LR ≥ {percent(regret)}"
         )
     else:
-        within = "within" if regret <= max(tolerance, relative_band) else "beyond"
+        within = regret <= max(tolerance, relative_band)
         summary["verdict"] = (
-            f"at the target: the tuned LR loses {percent(regret)} ({within} the tolerance), {where}"
+            f"at the target: the tuned LR loses {percent(regret)} "
+            f"({'within' if within else 'beyond'} the tolerance), {where}"
         )
+        if not within and differs:
+            summary["verdict"] += f"; besides its width, {differs}"
     return summary
