@@ -63,6 +63,13 @@ def test_wider_is_better_compares_the_lrs_every_width_shares():
     assert wider_is_better(curves | {"256": {-5.0: 3.5}}, tol=0.2)
 
 
+def test_wider_is_better_up_to_an_lr_leaves_the_cliff_above_it_out():
+    curves = {32: {-5.0: 2.60, -4.0: 2.57, -3.0: 2.61}, 64: {-5.0: 2.50, -4.0: 2.46, -3.0: 3.0}}
+    assert not wider_is_better(curves)  # at -3 the wider model is at the divergence cliff
+    assert wider_is_better(curves, up_to=-4.0)
+    assert not wider_is_better(curves, up_to=-6.0)  # nothing left to compare
+
+
 def test_wider_is_better_needs_a_comparable_lr():
     assert not wider_is_better({64: {-5.0: 3.0, -4.0: math.nan}, 128: {-5.0: math.nan}})
     assert not wider_is_better({64: {-5.0: 3.0}, 128: {-4.0: 2.0}})

@@ -53,12 +53,17 @@ def drift_beyond_noise(intervals: Mapping[int, Sequence[float]]) -> float:
     return max(0.0, max(lo for lo, _ in finite) - min(hi for _, hi in finite))
 
 
-def wider_is_better(curves: Mapping[int, Mapping[float, float]], tol: float = 0.02) -> bool:
-    """At every LR that every width has a finite loss at, loss is non-increasing in width.
+def wider_is_better(
+    curves: Mapping[int, Mapping[float, float]], tol: float = 0.02, up_to: float = math.inf
+) -> bool:
+    """At every LR up to `up_to` that every width has a finite loss at, loss is non-increasing
+    in width.
 
     `curves` maps width (int, or its string as in the JSON summary) to {log2 LR: loss}; widths
     may have different grids and only their shared LRs are compared. A wider model may be worse
-    by at most `tol` (absolute, in loss units) than the next narrower one. False if there is
+    by at most `tol` (absolute, in loss units) than the next narrower one. The transfer check
+    compares up to the tuned LR: the LRs a user would train at, short of the divergence cliff,
+    where small models' finite-width effects decide which width fails first. False if there is
     nothing to compare: fewer than 2 widths, or no shared LR with a finite loss at every width.
     """
     if len(curves) < 2:
@@ -67,7 +72,8 @@ def wider_is_better(curves: Mapping[int, Mapping[float, float]], tol: float = 0.
     grids = [
         {float(x): np.nan if v is None else float(v) for x, v in curves[w].items()} for w in widths
     ]
-    lrs = sorted(set.intersection(*(set(grid) for grid in grids)))
+    shared = set.intersection(*(set(grid) for grid in grids))
+    lrs = sorted(x for x in shared if x <= up_to + 1e-9)
     table = np.array([[grid[x] for x in lrs] for grid in grids], dtype=float)  # (width, lr)
     if not lrs or not (comparable := np.all(np.isfinite(table), axis=0)).any():
         return False

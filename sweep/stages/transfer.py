@@ -246,7 +246,7 @@ def transfer_summary(
         )
         section["worst_regret"] = max(regrets[p].values(), default=math.nan)
         section["wider_is_better"] = wider_is_better(
-            {int(w): dict(map(tuple, c)) for w, c in section["curves"].items()}
+            {int(w): dict(map(tuple, c)) for w, c in section["curves"].items()}, up_to=tuned_log2
         )
         summary[p] = section
     relative_noise = noise["band"] / float(np.mean(best_losses)) if best_losses else 0.0
