@@ -89,6 +89,8 @@ def test_transfer_verdict_rests_on_the_regret_at_the_tuned_lr():
 
 
 def test_a_regret_within_the_noise_is_no_failure():
+    small = transfer_verdict({32: 0.0, 64: 0.001}, {64: 0.012}, noise=0.015, tolerance=0.005)
+    assert small.endswith("SP is within the noise too, so this ladder does not separate them")
     line = transfer_verdict({32: 0.0, 64: 0.012}, {64: 0.05}, noise=0.015, tolerance=0.005)
     assert line.startswith("µP transfers within the noise: worst regret 1.20% at width 64")
     assert "within the noise ±1.50%" in line and "SP loses 5.00% at width 64" in line

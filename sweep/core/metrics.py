@@ -131,8 +131,9 @@ def transfer_verdict(
             f"above the tolerance {percent(tolerance)} but within the noise ±{percent(noise)} "
             f"(more ladder.transfer_seeds would resolve it); {sp_text}"
         )
-    if sp and max(sp.values()) <= allowed:
-        line += " — SP is within the tolerance too, so this ladder does not separate them"
+    if sp and (r_sp_worst := max(sp.values())) <= allowed:
+        bound = "tolerance" if r_sp_worst <= tolerance else "noise"
+        line += f" — SP is within the {bound} too, so this ladder does not separate them"
     return line
 
 
