@@ -148,7 +148,7 @@ def test_preempted_tune_worker_retries_its_trial_from_the_checkpoint(tmp_path):
         "tune.n_trials=1",
         "tune.widen_trials=0",
         "tune.pruner=none",
-        "ladder.tune_steps=300",
+        "ladder.tune_steps=1000",  # still running a second after the first checkpoint
         "ladder.eval_every=10",
     )
     run_dir = tmp_path / "gpt_tiny"
@@ -163,8 +163,12 @@ def test_preempted_tune_worker_retries_its_trial_from_the_checkpoint(tmp_path):
             except Exception:
                 step = 0
             if step >= 20 and (ids := tune_job_ids()):
-                for signal in ("SIGTERM", "USR2"):  # what SLURM sends on preemption
-                    subprocess.run(["scancel", ids[0], "--signal", signal], check=True)
+                # what SLURM sends on preemption. slurmd delivers each signal asynchronously:
+                # a TERM still in flight would kill the `scontrol requeue` that submitit's USR2
+                # handler starts, so the TERM gets a moment to land first.
+                subprocess.run(["scancel", ids[0], "--signal", "SIGTERM"], check=True)
+                time.sleep(1)
+                subprocess.run(["scancel", ids[0], "--signal", "USR2"], check=True)
                 preempted.append(time.time())
                 return
             time.sleep(0.1)
