@@ -101,6 +101,14 @@ def bracket(log2_lrs: Sequence[float], losses: Sequence[float | None]) -> Bracke
     return Bracket(low_open=i == 0, high_open=i == len(curve) - 1)
 
 
+def steps_past_open_sides(curve: dict[int, float]) -> list[int]:
+    """For a curve on integer grid steps: one step below the lowest if its low side is open, one
+    above the highest if its high side is; nothing once the grid brackets the optimum."""
+    ks = sorted(curve)
+    sides = bracket(ks, [curve[k] for k in ks])
+    return [ks[0] - 1] * sides.low_open + [ks[-1] + 1] * sides.high_open
+
+
 def loss_at(log2_lrs: Sequence[float], losses: Sequence[float | None], log2_lr: float) -> float:
     """The curve's loss at `log2_lr`, linear between grid points. +inf where the nearest grid
     point on either side diverged (the LR is past a divergence); NaN outside the grid."""

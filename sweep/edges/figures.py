@@ -54,6 +54,17 @@ def _styled(draw: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
+def _finish(fig, ax, path: Path) -> Path:
+    """One-panel figures' common end: small title, grid, legend, saved and closed."""
+    ax.title.set_fontsize(10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    _plt().close(fig)
+    return path
+
+
 def _xy(curve: Sequence | None) -> tuple[np.ndarray, np.ndarray]:
     """A [[log2 LR, loss], ...] curve as sorted x and y arrays (None, for diverged, as NaN)."""
     pairs = sorted((num(x), num(y)) for x, y in curve or [])
@@ -212,13 +223,7 @@ def plot_verify(summary: Mapping, path: Path) -> Path | None:
     regret = _percent(num(verify.get("regret")))
     ax.set(title=f"target width {target}: regret at the tuned LR {regret}",
            xlabel="log2 learning rate", ylabel="final validation loss")  # fmt: skip
-    ax.title.set_fontsize(10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _finish(fig, ax, path)
 
 
 def _curve(run: Mapping | None) -> tuple[np.ndarray, np.ndarray]:
@@ -289,13 +294,7 @@ def plot_warmstart(summary: Mapping, path: Path) -> Path | None:
     elif "speedup" in target:
         title += ": warm never reached the cold final loss"
     ax.set(title=title, xlabel="step", ylabel="validation loss")
-    ax.title.set_fontsize(10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _finish(fig, ax, path)
 
 
 def complete_trials(study: optuna.Study) -> list:

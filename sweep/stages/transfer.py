@@ -32,7 +32,13 @@ from omegaconf import DictConfig, OmegaConf
 from sweep.config import data_config, plain, run_config
 from sweep.core.atomic import write_atomic
 from sweep.core.data import load_corpus
-from sweep.core.lr_curve import bracket, fit_optimum, optimum_interval, relative_regret
+from sweep.core.lr_curve import (
+    bracket,
+    fit_optimum,
+    optimum_interval,
+    relative_regret,
+    steps_past_open_sides,
+)
 from sweep.core.metrics import (
     difference_band,
     drift,
@@ -100,10 +106,7 @@ def grid_extension(curve: Mapping[int, float], span: int, max_points: int) -> li
     first = [k for k in range(-span, span + 1) if k not in curve]
     if first:
         return first
-    ks = sorted(curve)
-    sides = bracket(ks, [curve[k] for k in ks])
-    new = [ks[0] - 1] * sides.low_open + [ks[-1] + 1] * sides.high_open
-    return new[: max(0, max_points - len(ks))]
+    return steps_past_open_sides(dict(curve))[: max(0, max_points - len(curve))]
 
 
 def best_step(curve: Mapping[int, float]) -> int | None:

@@ -19,7 +19,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from sweep.config import plain
 from sweep.core.atomic import write_atomic
-from sweep.core.lr_curve import bracket, fit_optimum, optimum_interval, relative_regret
+from sweep.core.lr_curve import (
+    bracket,
+    fit_optimum,
+    optimum_interval,
+    relative_regret,
+    steps_past_open_sides,
+)
 from sweep.core.metrics import percent
 from sweep.core.train import RunResult
 from sweep.stages.target import train_target
@@ -36,10 +42,8 @@ def next_steps(curve: Mapping[int, float], max_runs: int) -> list[int]:
     first = [k for k in (0, -1, 1) if k not in curve]
     if first:
         return first
-    ks = sorted(curve)
-    sides = bracket(ks, [curve[k] for k in ks])
-    new = [ks[0] - 1] * sides.low_open + [ks[-1] + 1] * sides.high_open
-    return new[: max(0, max_runs - (len(ks) - 1))]
+    extra_runs = len(curve) - 1  # beside k = 0, the target stage's cold run
+    return steps_past_open_sides(dict(curve))[: max(0, max_runs - extra_runs)]
 
 
 def read_curve(run_dir: Path, tuned: Mapping[str, float]) -> dict[int, dict[str, Any]]:
