@@ -7,6 +7,7 @@ a log-scaled bound that is not positive, ...) before any job is submitted, and n
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from enum import StrEnum, auto
 from pathlib import Path
@@ -17,6 +18,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from sweep.core.data import DataConfig, Source, check_corpus_fits, load_corpus
+from sweep.core.hardware import Device, Execution, Precision, Strategy
 from sweep.core.model import GPTConfig
 from sweep.core.train import OptimConfig, RunConfig, Schedule
 from sweep.grow.rc_sampling import Sampling
@@ -153,13 +155,16 @@ class TuneConfig:
 @dataclass
 class LauncherConfig:
     kind: LauncherKind = LauncherKind.local
-    max_parallel: int = 2  # jobs running at once (SLURM: the job array's parallelism)
+    max_parallel: int = 2  # jobs at once (SLURM: the job array's parallelism; GPUs: one each)
     timeout_min: int = 60
     cpus_per_task: int = 1
+    # GPUs of a node: a trial or transfer point takes one, a data-parallel run (target, source,
+    # verify) all of them; 0 here with GPUs visible to the local launcher: all of those
+    gpus_per_node: int = 0
+    nodes: int = 1  # nodes of a data-parallel run (SLURM)
+    tasks_per_node: int | None = None  # processes of a data-parallel run per node; null: GPUs, or 1
     # SLURM only; null leaves the cluster's default
     partition: str | None = None
-    nodes: int = 1
-    gpus_per_node: int = 0
     mem_gb: float | None = None
     account: str | None = None
     qos: str | None = None
@@ -188,6 +193,21 @@ class WarmstartConfig:
 
 
 @dataclass
+class HardwareConfig:
+    """Where every run trains (tune trials, transfer points, source, targets, verify, coordinate
+    check) and how; none of it changes what a run computes except `precision`."""
+
+    device: Device = Device.auto  # auto: CUDA when the jobs will see a GPU
+    precision: Precision = Precision.auto  # auto: bf16 autocast on CUDA, fp32 on the CPU
+    compile: bool | None = None  # torch.compile; null: on for CUDA
+    micro_batch_size: int | None = None  # rows per forward/backward (gradient accumulation)
+    sync_every: int | None = None  # read losses back every k steps; null: 1 on CPU, 16 on CUDA
+    tf32: bool = True  # TF32 matmuls for the float32 parts on CUDA
+    peak_tflops: float | None = None  # one device's peak, for MFU; null: the table's
+    data_parallel: Strategy = Strategy.ddp  # ddp, or fsdp for a model that fills a GPU
+
+
+@dataclass
 class VerifyConfig:
     """The direct check at the target: the cold target trained at the tuned LR × 2^±lr_resolution
     (and further out until the optimum is bracketed), beside the target stage's cold run."""
@@ -204,6 +224,7 @@ class PipelineConfig:
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     warmstart: WarmstartConfig = field(default_factory=WarmstartConfig)
     verify: VerifyConfig = field(default_factory=VerifyConfig)
+    hardware: HardwareConfig = field(default_factory=HardwareConfig)
     stages: list[Stage] = field(default_factory=lambda: list(Stage))
     out_root: str = "runs"
     run_name: str | None = None  # None: the ladder's name
@@ -326,10 +347,124 @@ def validate(cfg: DictConfig) -> None:
     if cfg.launcher.max_parallel <= 0:
         raise ValueError(f"launcher.max_parallel must be positive; got {cfg.launcher.max_parallel}")
     check_warmstart(cfg)
+    check_hardware(cfg)
     check_corpus_fits(load_corpus(data_config(cfg)), ladder.seq_len)  # file exists, is long enough
     for width in widths:  # the model configs check heads, base, depth, ...
         model_config(cfg, width, "mup", dict(ladder.hparams))
     model_config(cfg, ladder.target, "mup", dict(ladder.hparams), target_depth(cfg))
+
+
+def cuda_devices() -> int:
+    """GPUs this process sees (the local and debug launchers' jobs see the same)."""
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def resolve_hardware(cfg: DictConfig, visible_gpus: int) -> None:
+    """Replace every `auto` and null of `hardware` and the launcher's GPU and task counts by what
+    the jobs will use, so that every job of the run trains the same way (validated first)."""
+    hw, launcher = cfg.hardware, cfg.launcher
+    slurm = launcher.kind == LauncherKind.slurm
+    if hw.device == Device.auto:
+        gpus = launcher.gpus_per_node if slurm else visible_gpus
+        hw.device = Device.cuda if gpus > 0 else Device.cpu
+    cuda = hw.device == Device.cuda
+    if cuda and not slurm and launcher.gpus_per_node == 0:
+        launcher.gpus_per_node = visible_gpus
+    if hw.precision == Precision.auto:
+        hw.precision = Precision.bf16 if cuda else Precision.fp32
+    if hw.compile is None:
+        hw.compile = cuda
+    if hw.sync_every is None:
+        hw.sync_every = 16 if cuda else 1
+    if launcher.tasks_per_node is None:
+        launcher.tasks_per_node = launcher.gpus_per_node if cuda else 1
+
+
+def world_size(cfg: DictConfig) -> int:
+    """Processes of a data-parallel run (after `resolve_hardware`)."""
+    return cfg.launcher.nodes * cfg.launcher.tasks_per_node
+
+
+def check_hardware(cfg: DictConfig, visible_gpus: int | None = None) -> None:
+    """Device, precision and process counts that cannot work, named before any job starts."""
+    hw, launcher = cfg.hardware, cfg.launcher
+    visible = cuda_devices() if visible_gpus is None else visible_gpus
+    slurm, debug = launcher.kind == LauncherKind.slurm, launcher.kind == LauncherKind.debug
+    for section, name in (
+        ("hardware", "micro_batch_size"),
+        ("hardware", "sync_every"),
+        ("hardware", "peak_tflops"),
+        ("launcher", "tasks_per_node"),
+    ):
+        value = cfg[section][name]
+        if value is not None and not value > 0:
+            raise ValueError(f"{section}.{name} must be positive; got {value}")
+    if launcher.gpus_per_node < 0 or launcher.nodes < 1:
+        raise ValueError("launcher.gpus_per_node must be >= 0 and launcher.nodes >= 1")
+    if hw.device == Device.cpu and launcher.gpus_per_node > 0:
+        raise ValueError(
+            f"launcher.gpus_per_node={launcher.gpus_per_node} reserves GPUs that "
+            "hardware.device=cpu leaves idle: use hardware.device=auto or cuda, or no GPUs"
+        )
+    if hw.device == Device.cuda and slurm and launcher.gpus_per_node == 0:
+        raise ValueError("hardware.device=cuda on SLURM needs launcher.gpus_per_node > 0")
+    if hw.device == Device.cuda and not slurm and visible == 0:
+        raise ValueError("hardware.device=cuda but this machine has no GPU that torch can see")
+    if not slurm and launcher.gpus_per_node > visible:
+        raise ValueError(
+            f"launcher.gpus_per_node={launcher.gpus_per_node} but this machine has {visible}"
+        )
+    if not slurm and launcher.nodes > 1:
+        raise ValueError(f"launcher.nodes={launcher.nodes} needs launcher=slurm")
+    probe = cfg.copy()
+    resolve_hardware(probe, visible)
+    tasks = probe.launcher.tasks_per_node
+    if debug and tasks > 1:
+        raise ValueError(
+            f"launcher=debug runs one process; launcher.tasks_per_node={tasks} needs "
+            "launcher=local or slurm"
+        )
+    gpus = probe.launcher.gpus_per_node
+    if probe.hardware.device == Device.cuda and tasks > gpus:
+        raise ValueError(
+            f"launcher.tasks_per_node={tasks} processes would share {gpus} GPUs: one per GPU"
+        )
+    batch, world = cfg.ladder.batch_size, world_size(probe)
+    if batch % world:
+        raise ValueError(
+            f"ladder.batch_size ({batch}) must split evenly over the {world} processes of a "
+            "data-parallel run (launcher.nodes × launcher.tasks_per_node)"
+        )
+    micro = hw.micro_batch_size
+    if micro is not None and (batch // world) % micro:
+        raise ValueError(
+            f"hardware.micro_batch_size ({micro}) must divide each process's rows of the batch "
+            f"({batch // world} in a data-parallel run)"
+        )
+    if micro is not None and batch % micro:
+        raise ValueError(f"hardware.micro_batch_size ({micro}) must divide ladder.batch_size")
+
+
+def execution(cfg: DictConfig) -> Execution:
+    """How this job's process trains: the driver resolved the config for every job; a config
+    that is not resolved yet (a script calling a stage directly) resolves with this process's
+    GPUs."""
+    hw = cfg.hardware
+    if Device.auto in (hw.device, hw.precision) or None in (hw.compile, hw.sync_every):
+        cfg = copy.deepcopy(cfg)
+        resolve_hardware(cfg, cuda_devices())
+    hw = cfg.hardware
+    return Execution(
+        device=str(hw.device),
+        precision=str(hw.precision),
+        compile=bool(hw.compile),
+        micro_batch_size=hw.micro_batch_size,
+        sync_every=hw.sync_every,
+        tf32=hw.tf32,
+        peak_flops=None if hw.peak_tflops is None else hw.peak_tflops * 1e12,
+    )
 
 
 def check_warmstart(cfg: DictConfig) -> None:

@@ -8,6 +8,7 @@ invocation (`sweep.summary`).
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import uuid
@@ -18,7 +19,14 @@ import optuna
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
-from sweep.config import LauncherKind, plain, validate, with_defaults
+from sweep.config import (
+    LauncherKind,
+    cuda_devices,
+    plain,
+    resolve_hardware,
+    validate,
+    with_defaults,
+)
 from sweep.core.atomic import write_atomic
 from sweep.edges.console import print_summary, stage_progress
 from sweep.edges.launch import cancel_leftover_jobs, run_jobs
@@ -64,10 +72,11 @@ def write_json(path: Path, data: Any) -> None:
 class Pipeline:
     def __init__(self, cfg: DictConfig, console: Console | None = None):
         validate(cfg)
-        self.cfg = cfg
+        self.cfg = copy.deepcopy(cfg)
+        resolve_hardware(self.cfg, cuda_devices())  # every job trains on what is decided here
         self.run_dir = run_dir_of(cfg)
         self.console = console or Console()
-        self.container = plain(cfg)
+        self.container = plain(self.cfg)
         self.progress = stage_progress(self.console)
 
     def run(self) -> dict[str, Any]:
@@ -120,7 +129,11 @@ class Pipeline:
                 "choose another run_name or out_root, or delete that folder"
             )
 
-    def launch(self, name: str, fn, specs: list[dict], on_result, on_poll=None) -> None:
+    def launch(
+        self, name: str, fn, specs: list[dict], on_result, on_poll=None, parallel=False
+    ) -> None:
+        """Submit the stage's jobs; `parallel` ones are data-parallel over the launcher's
+        nodes and tasks (the target-size runs), the others take one device each."""
         run_jobs(
             self.container["launcher"],
             self.run_dir / "jobs" / name,
@@ -129,6 +142,7 @@ class Pipeline:
             on_result,
             name=f"musweep-{name}",
             on_poll=on_poll,
+            parallel=parallel,
         )
 
     # --- stages ------------------------------------------------------------------------------
@@ -244,7 +258,7 @@ class Pipeline:
             loss = result["result"]["val_loss"][-1][1]
             self.progress.update(task, advance=1, msg=f"{spec['kind']}: val loss {loss:.4f}")
 
-        self.launch("target", target_job, todo, on_result)
+        self.launch("target", target_job, todo, on_result, parallel=True)
 
     def stage_verify(self) -> None:
         """The cold target at the tuned LR's neighbours, in rounds until the optimum is
@@ -263,7 +277,7 @@ class Pipeline:
                 return
             self.progress.update(task, total=len(curve) + len(steps))
             specs = verify_specs(self.cfg, self.run_dir, tuned, steps)
-            self.launch("verify", verify_job, specs, self._report_errors("verify"))
+            self.launch("verify", verify_job, specs, self._report_errors("verify"), parallel=True)
         raise StageError(
             f"verify runs failed (see {self.run_dir / 'jobs' / 'verify'}); rerun the same "
             "command to retry them"

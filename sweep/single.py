@@ -13,10 +13,12 @@ import json
 from dataclasses import fields
 from pathlib import Path
 
+import torch
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from sweep.core.data import DataConfig, Source, load_corpus
+from sweep.core.hardware import Device, Execution, Precision, resolve_device, resolve_precision
 from sweep.core.model import GPTConfig
 from sweep.core.train import OptimConfig, RunConfig, train
 
@@ -51,6 +53,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--eval-every", type=int, default=50)
     parser.add_argument("--data", choices=[str(s) for s in Source], default=str(Source.stdlib))
     parser.add_argument("--data-path", default=None, help="text file or uint16 token file/folder")
+    parser.add_argument("--device", choices=[str(d) for d in Device], default=str(Device.auto))
+    parser.add_argument(
+        "--precision", choices=[str(p) for p in Precision], default=str(Precision.auto)
+    )
     parser.add_argument("--out", default="runs/single", help="run folder")
     return parser.parse_args(argv)
 
@@ -80,6 +86,10 @@ def run_single(args: argparse.Namespace, console: Console) -> int:
         seed=args.seed,
         eval_every=args.eval_every,
     )
+    cuda = torch.cuda.is_available()
+    device = resolve_device(args.device, cuda)
+    bf16 = cuda and torch.cuda.is_bf16_supported()
+    execution = Execution(device=device, precision=resolve_precision(args.precision, device, bf16))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     console.print(f"[bold]data[/] {corpus.description}")
@@ -87,7 +97,7 @@ def run_single(args: argparse.Namespace, console: Console) -> int:
         f"[bold]model[/] {model.parametrization} d_model={model.d_model} "
         f"(base {model.base_width}) heads={model.n_heads}x{model.head_size} "
         f"layers={model.n_layer}; lr={optim.lr:g}, {run.steps} steps of "
-        f"{run.batch_size}x{model.seq_len} tokens"
+        f"{run.batch_size}x{model.seq_len} tokens; {execution.device}, {execution.precision}"
     )
 
     with Progress(
@@ -106,6 +116,7 @@ def run_single(args: argparse.Namespace, console: Console) -> int:
         result, _ = train(
             run,
             corpus,
+            execution=execution,
             on_eval=on_eval,
             checkpoint_path=out / "checkpoint.pt",
             checkpoint_every=args.eval_every,

@@ -8,12 +8,15 @@ FLOPs each stage spent. `summary.json`, the console table and the report all rea
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 from omegaconf import DictConfig
 
+from sweep.config import world_size
 from sweep.core.metrics import run_verdict
 from sweep.stages.report import coord_check_summary, read_coord_checks
 from sweep.stages.target import KINDS, cold_run_flops, target_summary
@@ -78,4 +81,24 @@ def build_summary(cfg: DictConfig, run_dir: Path, study: optuna.Study) -> dict[s
     if verdict:
         summary["verdict"] = verdict
     summary["cost"] = cost
+    summary["hardware"] = hardware_summary(cfg, study)
     return summary
+
+
+def hardware_summary(cfg: DictConfig, study: optuna.Study) -> dict[str, Any]:
+    """Where the runs trained, and the tuning trials' median throughput (the target's is in
+    its own section, run by run)."""
+    hw = cfg.hardware
+    rates = [
+        t.user_attrs["tokens_per_s"]
+        for t in study.get_trials(deepcopy=False)
+        if math.isfinite(t.user_attrs.get("tokens_per_s", math.nan))
+    ]
+    return {
+        "device": str(hw.device),
+        "precision": str(hw.precision),
+        "compile": bool(hw.compile),
+        "data_parallel": str(hw.data_parallel),
+        "processes": world_size(cfg),
+        "tune_tokens_per_s": float(np.median(rates)) if rates else None,
+    }

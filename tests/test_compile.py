@@ -4,6 +4,7 @@ from dataclasses import replace
 
 import pytest
 
+from sweep.core.hardware import Execution
 from sweep.core.train import train
 
 
@@ -11,7 +12,7 @@ from sweep.core.train import train
 def test_compiled_mup_model_trains_like_the_eager_one(corpus, tiny_run):
     run = replace(tiny_run, model=tiny_run.model.at_width(64), steps=6, eval_every=3)
     eager, _ = train(run, corpus)
-    compiled, _ = train(replace(run, compile=True), corpus)
+    compiled, _ = train(run, corpus, execution=Execution(compile=True))
     assert compiled.status == "completed"
     assert compiled.train_loss[-1][1] < compiled.train_loss[0][1]
     for (_, a), (_, b) in zip(eager.train_loss, compiled.train_loss, strict=True):

@@ -78,7 +78,13 @@ def tracked_modules(model: GPT) -> dict[str, torch.nn.Module]:
 
 
 def record_scales(
-    model: GPT, corpus: Corpus, optim: OptimConfig, steps: int, batch_size: int, seed: int
+    model: GPT,
+    corpus: Corpus,
+    optim: OptimConfig,
+    steps: int,
+    batch_size: int,
+    seed: int,
+    device: str = "cpu",
 ) -> dict[str, list[float]]:
     """Mean |output| of every tracked module in the forward pass before each of `steps` updates."""
     seen: dict[str, list[float]] = {name: [] for name in tracked_modules(model)}
@@ -88,11 +94,12 @@ def record_scales(
         )
         for name, module in tracked_modules(model).items()
     ]
+    model.to(device)
     optimizer = make_optimizer(model, optim)
     try:
         for step in range(steps):
             x, y = train_batch(corpus.train, step, seed, batch_size, model.cfg.seq_len)
-            loss = lm_loss(model, x, y)
+            loss = lm_loss(model, x.to(device), y.to(device))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -110,8 +117,10 @@ def coord_check(
     steps: int = 5,
     batch_size: int = 8,
     seeds: tuple[int, ...] = (0, 1),
+    device: str = "cpu",
 ) -> CoordCheck:
-    """Run the check for `base.parametrization` over `widths` (the smallest is the µP base)."""
+    """Run the check for `base.parametrization` over `widths` (the smallest is the µP base),
+    in float32 on `device` (the init is drawn on the CPU, so the device does not change it)."""
     if len(widths) < 3 or sorted(widths) != list(widths) or len(set(widths)) != len(widths):
         raise ValueError(f"widths must be at least 3 strictly increasing values, got {widths}")
     per_width = []
@@ -120,7 +129,7 @@ def coord_check(
         runs = []
         for seed in seeds:
             torch.manual_seed(seed)
-            runs.append(record_scales(GPT(cfg), corpus, optim, steps, batch_size, seed))
+            runs.append(record_scales(GPT(cfg), corpus, optim, steps, batch_size, seed, device))
         per_width.append({name: np.mean([r[name] for r in runs], axis=0) for name in runs[0]})
     modules = list(per_width[0])
     scales = np.array([[w[name] for w in per_width] for name in modules])  # (module, width, step)

@@ -8,7 +8,9 @@ losses of the uninterrupted run. Divergence ends a run with a reason; it never r
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum, auto
 from pathlib import Path
@@ -16,10 +18,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from sweep.core import distributed as D
 from sweep.core import parametrization as P
 from sweep.core.checkpoint import load_checkpoint, save_checkpoint
 from sweep.core.data import Corpus, check_corpus_fits, train_batch, val_batches
-from sweep.core.flops import training_flops
+from sweep.core.flops import flops_per_token, training_flops
+from sweep.core.hardware import ON_CPU, SINGLE, Execution, Precision, World, mfu, peak_flops
 from sweep.core.model import GPT, GPTConfig, lm_loss
 
 
@@ -63,16 +67,17 @@ class OptimConfig:
 
 @dataclass(frozen=True)
 class RunConfig:
+    """What a run computes. Where and how it runs (device, precision, processes) is the
+    `sweep.core.hardware.Execution` and `World` handed to `train` beside it."""
+
     model: GPTConfig
     optim: OptimConfig = field(default_factory=OptimConfig)
     steps: int = 200
-    batch_size: int = 16
+    batch_size: int = 16  # the global batch: split over processes, then into micro-batches
     seed: int = 0  # seeds the init and the batch order
     eval_every: int = 50  # validation every this many steps, and at the end
     eval_batches: int = 4
     diverge_factor: float = 2.0  # a loss above this × the first loss counts as divergence
-    device: str = "cpu"
-    compile: bool = False  # torch.compile the model
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "eval_every", "eval_batches"):
@@ -101,6 +106,9 @@ class RunResult:
     tokens: int
     flops: int
     resumed_from: int = 0  # the step a checkpoint resumed this run at (0: a fresh start)
+    tokens_per_s: float = math.nan  # training throughput, evaluations and checkpoints excluded
+    mfu: float | None = None  # model FLOPs utilisation (None: the device's peak is unknown)
+    devices: int = 1  # processes (GPUs) the run was spread over
 
     @property
     def final_val_loss(self) -> float:
@@ -121,23 +129,71 @@ def lr_factor(step: int, optim: OptimConfig, total_steps: int) -> float:
     return optim.min_lr_ratio + (1.0 - optim.min_lr_ratio) * cosine
 
 
-def make_optimizer(model: GPT, optim: OptimConfig) -> torch.optim.AdamW:
+def make_optimizer(model: GPT, optim: OptimConfig, fused: bool = False) -> torch.optim.AdamW:
     groups = P.param_groups(model, optim.lr, optim.weight_decay, optim.eps, optim.scale_eps)
-    return torch.optim.AdamW(groups, lr=optim.lr, betas=(optim.beta1, optim.beta2))
+    return torch.optim.AdamW(groups, lr=optim.lr, betas=(optim.beta1, optim.beta2), fused=fused)
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> float:
+def evaluate(
+    model: torch.nn.Module,
+    batches: list[tuple[torch.Tensor, torch.Tensor]],
+    world: World = SINGLE,
+    precision: str = Precision.fp32,
+) -> float:
+    """Mean validation loss over `batches` (this process's rows of each), averaged over `world`."""
     model.eval()
-    losses = [lm_loss(model, x, y).item() for x, y in batches]
+    with _autocast(batches[0][0].device, precision):
+        losses = torch.stack([lm_loss(model, x, y) for x, y in batches])
     model.train()
-    return float(np.mean(losses))
+    return float(np.mean(D.mean_over_world(losses, world).tolist()))
+
+
+def _autocast(device: torch.device, precision: str) -> torch.autocast:
+    return torch.autocast(device.type, torch.bfloat16, enabled=precision == Precision.bf16)
+
+
+def _device(execution: Execution) -> torch.device:
+    device = torch.device(execution.device)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = execution.tf32
+        torch.backends.cudnn.allow_tf32 = execution.tf32
+        if device.index is None:  # the process's current GPU (its local rank's, under DP)
+            device = torch.device("cuda", torch.cuda.current_device())
+    return device
+
+
+def _to(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    if device.type == "cuda":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
+
+
+def micro_batches(run: RunConfig, execution: Execution, world: World) -> tuple[int, int]:
+    """(rows per forward/backward, forward/backwards per step) of one process."""
+    if run.batch_size % world.size:
+        raise ValueError(
+            f"the batch ({run.batch_size} rows) does not split evenly over {world.size} processes"
+        )
+    rows = run.batch_size // world.size
+    micro = execution.micro_batch_size or rows
+    if rows % micro:
+        raise ValueError(f"a process's {rows} rows do not split into micro-batches of {micro}")
+    return micro, rows // micro
+
+
+def _same_run(saved: dict, run: RunConfig) -> bool:
+    """A checkpoint's run against this one (fields that moved to `Execution` are not compared)."""
+    moved = ("device", "compile")
+    return {k: v for k, v in saved.items() if k not in moved} == run.to_dict()
 
 
 def train(
     run: RunConfig,
     corpus: Corpus,
     *,
+    execution: Execution = ON_CPU,
+    world: World = SINGLE,
     init_state: dict[str, torch.Tensor] | None = None,
     on_eval: EvalCallback | None = None,
     checkpoint_path: str | Path | None = None,
@@ -147,7 +203,9 @@ def train(
 
     `init_state` (a warm start) replaces the fresh init before step 0. With `checkpoint_path`,
     a checkpoint is written every `checkpoint_every` steps (0: never mid-run) and at the end, so
-    calling `train` again on a finished run returns its result without training.
+    calling `train` again on a finished run returns its result without training. Under a `world`
+    of several processes every process calls `train` alike; they train one model on their rows
+    of each batch, see the same losses, and only the main process writes the checkpoint.
     """
     cfg = run.model
     if cfg.vocab_size < corpus.vocab_size:
@@ -156,41 +214,63 @@ def train(
             f"({corpus.vocab_size})"
         )
     check_corpus_fits(corpus, cfg.seq_len)
-    device = torch.device(run.device)
+    micro, n_micro = micro_batches(run, execution, world)
+    device = _device(execution)
     torch.manual_seed(run.seed)
-    model = GPT(cfg).to(device)
+    model = GPT(cfg)  # the init is drawn on the CPU: the same weights on any device
     if init_state is not None:
         model.load_state_dict(init_state)
-    optimizer = make_optimizer(model, run.optim)
-    state = {"step": 0, "train_loss": [], "val_loss": [], "status": "running", "reason": ""}
+    module = D.wrap(model.to(device), world, device)
+    optimizer = make_optimizer(D.unwrapped(module), run.optim, fused=device.type == "cuda")
+    state = {
+        "step": 0,
+        "train_loss": [],
+        "val_loss": [],
+        "status": "running",
+        "reason": "",
+        "train_seconds": 0.0,
+        "steps_timed": 0,
+    }
 
     if checkpoint_path is not None and Path(checkpoint_path).exists():
         ckpt = load_checkpoint(checkpoint_path)
-        if ckpt["run"] != run.to_dict():
+        if not _same_run(ckpt["run"], run):
             raise ValueError(f"checkpoint {checkpoint_path} belongs to a different run config")
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optim"])
-        state = {key: ckpt[key] for key in state}
+        if ckpt.get("precision", Precision.fp32) != execution.precision:
+            raise ValueError(
+                f"checkpoint {checkpoint_path} was trained in {ckpt.get('precision', 'fp32')}; "
+                f"resume it in that precision, not {execution.precision}"
+            )
+        D.load_full_state(module, optimizer, ckpt["model"], ckpt["optim"])
+        state |= {key: ckpt[key] for key in state if key in ckpt}
     resumed_from = state["step"]
 
     def save() -> None:
-        if checkpoint_path is not None:
-            payload = {"run": run.to_dict(), "model": model.state_dict()}
-            save_checkpoint(checkpoint_path, payload | {"optim": optimizer.state_dict()} | state)
+        if checkpoint_path is None:
+            return
+        model_state, optim_state = D.full_state(module, optimizer)  # collective under FSDP
+        if world.main:
+            payload = {"run": run.to_dict(), "precision": execution.precision}
+            payload |= {"model": model_state, "optim": optim_state}
+            save_checkpoint(checkpoint_path, payload | state)
+        D.barrier(world)
 
     def stop(status: str, reason: str) -> bool:
         state["status"], state["reason"] = status, reason
         return True
 
-    forward = torch.compile(model) if run.compile else model
+    forward = torch.compile(module) if execution.compile else module
     eval_set = [
-        (x.to(device), y.to(device))
+        (
+            _to(x[D.rows(run.batch_size, world)], device),
+            _to(y[D.rows(run.batch_size, world)], device),
+        )
         for x, y in val_batches(corpus.val, run.eval_batches, run.batch_size, cfg.seq_len)
     ]
 
     def evaluate_and_check(step: int) -> bool:
         """Evaluate at `step`; True when the run must stop (divergence or the callback's wish)."""
-        val = evaluate(forward, eval_set)
+        val = evaluate(forward, eval_set, world, execution.precision)
         state["val_loss"].append((step, val))
         if not math.isfinite(val):
             return stop("diverged", f"validation loss is {val} at step {step}")
@@ -198,42 +278,100 @@ def train(
             return stop("stopped", f"stopped by the evaluation callback at step {step}")
         return False
 
+    pending: list[tuple[int, torch.Tensor]] = []  # losses not yet read back to the host
+
+    def read_losses() -> bool:
+        """Record the pending losses (one host sync); True when one of them diverged."""
+        if not pending:
+            return False
+        values = D.mean_over_world(torch.stack([loss for _, loss in pending]), world).tolist()
+        steps = [s for s, _ in pending]
+        pending.clear()
+        for s, value in zip(steps, values, strict=True):
+            state["train_loss"].append((s, value))
+            first = state["train_loss"][0][1]
+            if not math.isfinite(value) or value > run.diverge_factor * first:
+                state["step"] = s  # the run ends at the step that diverged
+                return stop("diverged", f"train loss {value:.4g} at step {s} (first {first:.4g})")
+        return False
+
+    rows = D.rows(run.batch_size, world)
     step = state["step"]
     done = state["status"] != "running" or (step == 0 and evaluate_and_check(0))
+    started, paused, timed_from = time.perf_counter(), 0.0, step
     while not done and step < run.steps:
         factor = lr_factor(step, run.optim, run.steps)
         for group in optimizer.param_groups:
             group["lr"] = run.optim.lr * group["lr_mult"] * factor
         x, y = train_batch(corpus.train, step, run.seed, run.batch_size, cfg.seq_len)
-        loss = lm_loss(forward, x.to(device), y.to(device))
+        x, y = x[rows], y[rows]
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        total = None
+        for i in range(n_micro):
+            last = i == n_micro - 1
+            xb, yb = (
+                _to(x[i * micro : (i + 1) * micro], device),
+                _to(y[i * micro : (i + 1) * micro], device),
+            )
+            with _gradient_sync(module, last), _autocast(device, execution.precision):
+                loss = lm_loss(forward, xb, yb)
+            (loss / n_micro if n_micro > 1 else loss).backward()
+            total = loss.detach() if total is None else total + loss.detach()
         if run.optim.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), run.optim.grad_clip)
+            torch.nn.utils.clip_grad_norm_(module.parameters(), run.optim.grad_clip)
         optimizer.step()
         step += 1
-        value = loss.item()
         state["step"] = step
-        state["train_loss"].append((step, value))
-        first = state["train_loss"][0][1]
-        if not math.isfinite(value) or value > run.diverge_factor * first:
-            done = stop("diverged", f"train loss {value:.4g} at step {step} (first {first:.4g})")
-        elif step % run.eval_every == 0 or step == run.steps:
+        pending.append((step, total / n_micro if n_micro > 1 else total))
+        evaluating = step % run.eval_every == 0 or step == run.steps
+        saving = bool(checkpoint_every) and step % checkpoint_every == 0
+        if step % execution.sync_every == 0 or evaluating or saving:
+            done = read_losses()
+        if done:
+            break
+        pause = time.perf_counter()
+        if evaluating:
             done = evaluate_and_check(step)
-        if not done and checkpoint_every and step % checkpoint_every == 0:
+        if not done and saving:
+            state["train_seconds"] += pause - started - paused
+            state["steps_timed"] += step - timed_from
+            started, paused, timed_from = pause, 0.0, step
             save()
+        paused += time.perf_counter() - pause
+    done = read_losses() or done
+    if step > timed_from:
+        state["train_seconds"] += time.perf_counter() - started - paused
+        state["steps_timed"] += state["step"] - timed_from
     if state["status"] == "running":
         stop("completed", f"trained {run.steps} steps")
     save()
-    tokens = step * run.tokens_per_step
+    steps_done = state["step"]
+    tokens = steps_done * run.tokens_per_step
+    seconds, timed = state["train_seconds"], state["steps_timed"]
+    tokens_per_s = timed * run.tokens_per_step / seconds if seconds > 0 else math.nan
+    peak = execution.peak_flops
+    if peak is None and device.type == "cuda":
+        peak = peak_flops(torch.cuda.get_device_name(device))
     result = RunResult(
         state["status"],
         state["reason"],
-        step,
+        steps_done,
         state["train_loss"],
         state["val_loss"],
         tokens,
         training_flops(cfg, tokens),
         resumed_from,
+        tokens_per_s,
+        mfu(flops_per_token(cfg), tokens_per_s, peak, world.size),
+        world.size,
     )
     return result, model
+
+
+def _gradient_sync(module: torch.nn.Module, sync: bool):
+    """Skip the gradient all-reduce on all but a step's last micro-batch (DDP, FSDP2)."""
+    if isinstance(module, torch.nn.parallel.DistributedDataParallel) and not sync:
+        return module.no_sync()
+    if hasattr(module, "set_requires_gradient_sync"):
+        module.set_requires_gradient_sync(sync)
+    return nullcontext()

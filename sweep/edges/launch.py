@@ -35,13 +35,20 @@ class Requeueable(submitit.helpers.Checkpointable):
         return self.fn(spec)
 
 
-def make_executor(launcher: dict, folder: Path) -> submitit.Executor:
+def make_executor(launcher: dict, folder: Path, parallel: bool = False) -> submitit.Executor:
+    """An executor for single-process jobs (a trial, a transfer point: one GPU each when there
+    are GPUs) or, with `parallel`, data-parallel jobs (`nodes` × `tasks_per_node` processes over
+    all the GPUs of each node)."""
     kind = launcher["kind"]
+    gpus = launcher["gpus_per_node"]
+    tasks = launcher.get("tasks_per_node") or 1
     if kind == "debug":
         return submitit.DebugExecutor(folder=folder)
     if kind == "local":
         executor = submitit.LocalExecutor(folder=folder)
         executor.update_parameters(timeout_min=launcher["timeout_min"])
+        if parallel:
+            executor.update_parameters(tasks_per_node=tasks, gpus_per_node=gpus)
         return executor
     executor = submitit.SlurmExecutor(folder=folder)
     optional = {
@@ -50,12 +57,12 @@ def make_executor(launcher: dict, folder: Path) -> submitit.Executor:
         "qos": launcher["qos"],
         "constraint": launcher["constraint"],
         "mem": f"{int(launcher['mem_gb'] * 1024)}M" if launcher["mem_gb"] else None,
-        "gpus_per_node": launcher["gpus_per_node"] or None,
+        "gpus_per_node": (gpus if parallel else min(gpus, 1)) or None,
     }
     executor.update_parameters(
         time=launcher["timeout_min"],
-        nodes=launcher["nodes"],
-        ntasks_per_node=1,
+        nodes=launcher["nodes"] if parallel else 1,
+        ntasks_per_node=tasks if parallel else 1,
         cpus_per_task=launcher["cpus_per_task"],
         array_parallelism=launcher["max_parallel"],
         setup=list(launcher["setup"]),
@@ -73,16 +80,21 @@ def run_jobs(
     on_done: Callable[[Any, Any, BaseException | None], None],
     name: str = "musweep",
     on_poll: Callable[[], None] | None = None,
+    parallel: bool = False,
 ) -> None:
     """Run `fn(spec)` for every spec; call `on_done(spec, result, error)` as each job ends.
 
+    `parallel` jobs are data-parallel (every process of the job calls `fn`; the first one's
+    result is reported). Locally with GPUs, single-process jobs run one per GPU, each seeing
+    only its own (`CUDA_VISIBLE_DEVICES`), and a data-parallel job takes them all.
     `on_poll` is called while waiting, so the caller can refresh a progress display.
     """
     if not specs:
         return
-    executor = make_executor(launcher, folder)
-    debug = launcher["kind"] == "debug"  # debug jobs run in this process when asked for results
-    if launcher["kind"] == "slurm":
+    executor = make_executor(launcher, folder, parallel)
+    kind = launcher["kind"]
+    debug = kind == "debug"  # debug jobs run in this process when asked for results
+    if kind == "slurm":
         executor.update_parameters(job_name=name)
         try:
             with executor.batch():  # one job array; SLURM enforces the parallelism
@@ -94,11 +106,31 @@ def run_jobs(
         pending, running = [], list(zip(specs, jobs, strict=True))
     else:
         pending, running = list(specs), []
+    gpus = launcher["gpus_per_node"] if kind == "local" else 0
+    free_gpus = list(range(gpus)) if gpus and not parallel else []
+    gpu_of: dict[int, int] = {}  # id(job) -> the GPU it holds
+    if debug:
+        limit = 1
+    elif gpus:
+        limit = 1 if parallel else gpus  # a data-parallel job holds every GPU
+    else:
+        limit = launcher["max_parallel"]
     while pending or running:
-        while pending and len(running) < (1 if debug else launcher["max_parallel"]):
+        while pending and len(running) < limit:
             spec = pending.pop(0)
-            running.append((spec, executor.submit(fn, spec)))
-        running = _collect(running, on_done, block=debug, on_poll=on_poll)
+            if free_gpus:
+                gpu = free_gpus.pop(0)
+                executor.update_parameters(gpus_per_node=1, visible_gpus=[gpu])
+            job = executor.submit(fn, spec)
+            if gpus and not parallel:
+                gpu_of[id(job)] = gpu
+            running.append((spec, job))
+        still = _collect(running, on_done, block=debug, on_poll=on_poll)
+        kept = {id(job) for _, job in still}
+        free_gpus += [
+            gpu_of.pop(id(job)) for _, job in running if id(job) not in kept and id(job) in gpu_of
+        ]
+        running = still
 
 
 class LaunchError(RuntimeError):
@@ -180,7 +212,7 @@ def _collect(running: list, on_done: Callable, block: bool, on_poll: Callable | 
                     )
                 else:
                     error = job.exception()
-                on_done(spec, None if error else job.result(), error)
+                on_done(spec, None if error else job.results()[0], error)  # rank 0's
             else:
                 still.append((spec, job))
         if len(still) < len(running) or not still:

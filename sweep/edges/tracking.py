@@ -59,6 +59,9 @@ def log_result(run: Any, result: RunResult) -> None:
             "final_val_loss": result.final_val_loss,
             "tokens": result.tokens,
             "flops": result.flops,
+            "tokens_per_s": result.tokens_per_s,
+            "mfu": result.mfu,
+            "devices": result.devices,
         }
     )
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from sweep.config import data_config, model_config
+from sweep.config import cuda_devices, data_config, model_config
 from sweep.core.atomic import write_atomic
 from sweep.core.coord_check import DEFAULT_THRESHOLD, CoordCheck, coord_check
 from sweep.core.data import load_corpus
@@ -40,6 +40,7 @@ def coordinate_checks(cfg: DictConfig, hparams: dict[str, float]) -> list[CoordC
             steps=COORD_CHECK_STEPS,
             batch_size=4,
             seeds=(cfg.seed,),
+            device=str(cfg.hardware.device) if cuda_devices() else "cpu",
         )
         for parametrization in PARAMETRIZATIONS
     ]

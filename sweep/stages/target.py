@@ -22,11 +22,21 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from sweep.config import data_config, plain, run_config, source_width, target_depth
+from sweep.config import (
+    data_config,
+    execution,
+    plain,
+    run_config,
+    source_width,
+    target_depth,
+)
+from sweep.core.checkpoint import load_checkpoint
 from sweep.core.data import load_corpus
 from sweep.core.flops import training_flops
+from sweep.core.hardware import SINGLE, World
 from sweep.core.speedup import speedup
 from sweep.core.train import RunConfig, RunResult, train
+from sweep.edges.distributed import process_group
 from sweep.edges.tracking import log_result, wandb_run
 from sweep.grow.warmstart import Method, source_config, warm_start
 
@@ -56,8 +66,12 @@ def target_specs(cfg: DictConfig, run_dir: Path, hparams: dict[str, float]) -> l
     ]
 
 
-def train_source(cfg: DictConfig, run_dir: Path, hparams: dict[str, float], seed: int):
-    """The warm start's source at the tuned HPs (trained once, then read from its checkpoint)."""
+def train_source(
+    cfg: DictConfig, run_dir: Path, hparams: dict[str, float], seed: int, world: World = SINGLE
+) -> tuple[RunConfig, RunResult, dict[str, torch.Tensor]]:
+    """The warm start's source at the tuned HPs (trained once, then read from its checkpoint):
+    its run, its result and its weights (read back from the checkpoint, so that every process
+    of a data-parallel run holds them whole, whatever the sharding)."""
     ws = cfg.warmstart
     run = run_config(
         cfg, cfg.ladder.target, "mup", hparams, cfg.ladder.tune_steps, seed, target_depth(cfg)
@@ -66,21 +80,30 @@ def train_source(cfg: DictConfig, run_dir: Path, hparams: dict[str, float], seed
     run = replace(run, model=model)
     base = "" if model.depth_base == model.n_layer else f"_base{model.depth_base}"
     name = f"source_w{model.d_model}_L{model.n_layer}{base}_s{seed}.ckpt"
-    result, source = train(
-        run, load_corpus(data_config(cfg)), checkpoint_path=run_dir / "target" / name
+    checkpoint = run_dir / "target" / name
+    result, _ = train(
+        run,
+        load_corpus(data_config(cfg)),
+        execution=execution(cfg),
+        world=world,
+        checkpoint_path=checkpoint,
     )
-    return run, result, source
+    return run, result, load_checkpoint(checkpoint)["model"]
 
 
 def warm_init(
-    cfg: DictConfig, run_dir: Path, hparams: dict[str, float], target: RunConfig
+    cfg: DictConfig,
+    run_dir: Path,
+    hparams: dict[str, float],
+    target: RunConfig,
+    world: World = SINGLE,
 ) -> tuple[dict[str, torch.Tensor], RunResult, dict[str, Any]]:
     """The warm run's initial state, its source's result, and what to record about the method."""
     ws = cfg.warmstart
-    source_run, source_result, source = train_source(cfg, run_dir, hparams, target.seed)
+    source_run, source_result, source = train_source(cfg, run_dir, hparams, target.seed, world)
     state = warm_start(
         ws.method,
-        source.state_dict(),
+        source,
         source_run.model,
         target.model,
         shrink=ws.shrink,
@@ -110,27 +133,32 @@ def train_target(
     lr_scale: float = 1.0,
     wandb_name: str | None = None,
     job_type: str | None = None,
+    world: World = SINGLE,
 ) -> dict[str, Any]:
     """One target run: config → warm start (from a source trained with the tuned HPs) or a
     cold init → checkpointed training → its result record.
 
     `lr_scale` multiplies the tuned LR of the target run only (the source keeps the tuned HPs).
-    The record holds the run's history, the method's settings and the source's cost.
+    The record holds the run's history, the method's settings and the source's cost. Under a
+    data-parallel `world` every process calls this alike; only the main one logs to W&B.
     """
     kind = "warm" if warm else "cold"
     hparams = tuned | {"lr": tuned["lr"] * lr_scale}
     run = run_config(cfg, cfg.ladder.target, "mup", hparams, steps, seed, target_depth(cfg))
     init_state, source_flops, info = None, 0, {"method": str(Method.cold)}
     if warm:
-        init_state, source_result, info = warm_init(cfg, run_dir, tuned, run)
+        init_state, source_result, info = warm_init(cfg, run_dir, tuned, run, world)
         source_flops = source_result.flops
     config = {"width": cfg.ladder.target, "parametrization": "mup", "warmstart": kind, **hparams}
     name = wandb_name or f"target-{kind}"
     job_type = job_type or f"target-{kind}"
-    with wandb_run(cfg.logger, run_dir, run_dir.name, job_type, name, config | info) as wb:
+    logger = cfg.logger if world.main else {"kind": "none"}
+    with wandb_run(logger, run_dir, run_dir.name, job_type, name, config | info) as wb:
         result, _ = train(
             run,
             load_corpus(data_config(cfg)),
+            execution=execution(cfg),
+            world=world,
             init_state=init_state,
             checkpoint_path=checkpoint,
             checkpoint_every=cfg.ladder.eval_every,
@@ -153,15 +181,17 @@ def target_job(spec: dict[str, Any]) -> dict[str, Any]:
     cfg = OmegaConf.create(spec["cfg"])
     run_dir, kind = Path(spec["run_dir"]), spec["kind"]
     torch.set_num_threads(cfg.launcher.cpus_per_task)
-    return train_target(
-        cfg,
-        run_dir,
-        spec["hparams"],
-        warm=kind == "warm",
-        checkpoint=run_dir / "target" / f"{kind}.ckpt",
-        seed=cfg.seed,
-        steps=cfg.ladder.target_steps,
-    )
+    with process_group(cfg.hardware.device, cfg.hardware.data_parallel) as world:
+        return train_target(
+            cfg,
+            run_dir,
+            spec["hparams"],
+            warm=kind == "warm",
+            checkpoint=run_dir / "target" / f"{kind}.ckpt",
+            seed=cfg.seed,
+            steps=cfg.ladder.target_steps,
+            world=world,
+        )
 
 
 def target_summary(
@@ -180,6 +210,9 @@ def target_summary(
             "status": result.status,
             "val_curve": [list(p) for p in result.val_loss],
             "flops": result.flops,
+            "tokens_per_s": result.tokens_per_s,
+            "mfu": result.mfu,
+            "devices": result.devices,
         }
     summary["flops"] = sum(run["result"]["flops"] + run["source_flops"] for run in runs.values())
     if "warm" in runs and "cold" in runs:

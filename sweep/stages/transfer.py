@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from sweep.config import data_config, plain, run_config
+from sweep.config import data_config, execution, plain, run_config
 from sweep.core.atomic import write_atomic
 from sweep.core.data import load_corpus
 from sweep.core.lr_curve import (
@@ -177,10 +177,16 @@ def train_run(cfg: DictConfig, run_dir: Path, tuned: dict[str, float], run: Run)
     wandb_config = {**asdict(run), "log2_lr": log2_lr, **hparams}
     name = f"{run.parametrization}_w{run.width}_lr{log2_lr:+.2f}_s{run.seed}"
     with wandb_run(cfg.logger, run_dir, run_dir.name, "transfer", name, wandb_config) as wb:
-        result, _ = train(config, load_corpus(data_config(cfg)))
+        result, _ = train(config, load_corpus(data_config(cfg)), execution=execution(cfg))
         log_result(wb, result)
     loss = result.final_val_loss if result.status == "completed" else math.nan
-    return {"run": asdict(run), "log2_lr": log2_lr, "loss": loss, "flops": result.flops}
+    return {
+        "run": asdict(run),
+        "log2_lr": log2_lr,
+        "loss": loss,
+        "flops": result.flops,
+        "tokens_per_s": result.tokens_per_s,
+    }
 
 
 def read_results(folder: Path, hparams: Mapping[str, float]) -> dict[Run, Result]:

@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
 
-from sweep.config import Pruner, Sampler, data_config, run_config
+from sweep.config import Pruner, Sampler, data_config, execution, run_config
 from sweep.core.data import load_corpus
 from sweep.core.train import train
 from sweep.edges.tracking import log_result, wandb_run
@@ -231,6 +231,7 @@ def objective(trial: optuna.Trial, cfg: DictConfig, run_dir: Path, worker_tag: s
         result, _ = train(
             run,
             load_corpus(data_config(cfg)),
+            execution=execution(cfg),
             on_eval=report,
             checkpoint_path=checkpoint,
             checkpoint_every=ladder.eval_every,
@@ -241,6 +242,7 @@ def objective(trial: optuna.Trial, cfg: DictConfig, run_dir: Path, worker_tag: s
     trial.set_user_attr("status", result.status)
     trial.set_user_attr("flops", result.flops)
     trial.set_user_attr("steps", result.steps_done)
+    trial.set_user_attr("tokens_per_s", result.tokens_per_s)
     if result.status != "completed":  # pruned by the pruner, or diverged
         raise optuna.TrialPruned(result.reason)
     return result.final_val_loss

@@ -28,6 +28,7 @@ from sweep.core.lr_curve import (
 )
 from sweep.core.metrics import percent
 from sweep.core.train import RunResult
+from sweep.edges.distributed import process_group
 from sweep.stages.target import train_target
 from sweep.stages.transfer import hparams_tag
 
@@ -78,20 +79,23 @@ def verify_job(spec: dict[str, Any]) -> str:
     torch.set_num_threads(cfg.launcher.cpus_per_task)
     key = verify_key(k, hparams_tag(tuned))
     checkpoint = run_dir / "verify" / f"{key}.ckpt"
-    record = train_target(
-        cfg,
-        run_dir,
-        tuned,
-        warm=False,
-        checkpoint=checkpoint,
-        seed=cfg.seed,
-        steps=cfg.ladder.target_steps,
-        lr_scale=2.0 ** (k * cfg.ladder.lr_resolution),
-        wandb_name=f"verify-k{k:+d}",
-        job_type="verify",
-    )
-    write_atomic(run_dir / "verify" / f"{key}.json", json.dumps(record).encode())
-    checkpoint.unlink()  # the record is what the check needs; the weights are a target's size
+    with process_group(cfg.hardware.device, cfg.hardware.data_parallel) as world:
+        record = train_target(
+            cfg,
+            run_dir,
+            tuned,
+            warm=False,
+            checkpoint=checkpoint,
+            seed=cfg.seed,
+            steps=cfg.ladder.target_steps,
+            lr_scale=2.0 ** (k * cfg.ladder.lr_resolution),
+            wandb_name=f"verify-k{k:+d}",
+            job_type="verify",
+            world=world,
+        )
+    if world.main:
+        write_atomic(run_dir / "verify" / f"{key}.json", json.dumps(record).encode())
+        checkpoint.unlink()  # the record is what the check needs; the weights are a target's
     return key
 
 
