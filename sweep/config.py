@@ -8,6 +8,7 @@ a log-scaled bound that is not positive, ...) before any job is submitted, and n
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import dataclass, field
 from enum import StrEnum, auto
 from pathlib import Path
@@ -26,11 +27,15 @@ from sweep.grow.warmstart import Method, SourceModel, source_config
 
 
 class Stage(StrEnum):
+    plan = auto()  # print what the other listed stages (all, alone) would run, and stop
     tune = auto()
     transfer = auto()
     target = auto()
     verify = auto()
     report = auto()
+
+
+RUN_STAGES = tuple(s for s in Stage if s != Stage.plan)
 
 
 class Sampler(StrEnum):
@@ -175,10 +180,14 @@ class LauncherConfig:
 
 @dataclass
 class LoggerConfig:
+    """W&B; a null field takes WANDB_PROJECT / WANDB_ENTITY / WANDB_MODE / WANDB_DIR from the
+    environment, else project "musweep", offline, inside the run folder."""
+
     kind: LoggerKind = LoggerKind.wandb
-    project: str = "musweep"
+    project: str | None = None
     entity: str | None = None
-    mode: WandbMode = WandbMode.offline  # "online" once the user has logged in
+    mode: WandbMode | None = None  # "online" once the user has logged in
+    dir: str | None = None
 
 
 @dataclass
@@ -225,13 +234,14 @@ class PipelineConfig:
     warmstart: WarmstartConfig = field(default_factory=WarmstartConfig)
     verify: VerifyConfig = field(default_factory=VerifyConfig)
     hardware: HardwareConfig = field(default_factory=HardwareConfig)
-    stages: list[Stage] = field(default_factory=lambda: list(Stage))
+    stages: list[Stage] = field(default_factory=lambda: list(RUN_STAGES))
     out_root: str = "runs"
     run_name: str | None = None  # None: the ladder's name
     seed: int = 0
 
 
 def register_configs() -> None:
+    OmegaConf.register_new_resolver("musweep_help", help_text, replace=True)
     cs = ConfigStore.instance()
     cs.store(name="pipeline_schema", node=PipelineConfig)
     for group, node in (
@@ -258,6 +268,24 @@ def plain(cfg: DictConfig) -> dict[str, Any]:
     return OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
 
 
+_PASSWORD_IN_URL = re.compile(r"(://[^:/@]*:)[^@]*@")
+
+
+def public_url(url: str) -> str:
+    """A URL with its password masked (user:***@host)."""
+    return _PASSWORD_IN_URL.sub(r"\1***@", url)
+
+
+def public(cfg: DictConfig) -> dict[str, Any]:
+    """The config as plain data with the password of a storage URL masked: what W&B runs, the
+    study's attributes and the run folder's `config.yaml` record."""
+    container = plain(cfg)
+    storage = container["tune"].get("storage")
+    if storage:
+        container["tune"]["storage"] = public_url(storage)
+    return container
+
+
 EXPERIMENT_SCHEMAS = {"ladder": LadderConfig, "data": DataSection, "warmstart": WarmstartConfig}
 
 
@@ -273,12 +301,43 @@ def with_defaults(experiment: dict) -> dict:
     return out
 
 
+def choices(group: str) -> list[str]:
+    """The options of a config group, as `group=option` takes them."""
+    return sorted(p.stem for p in (config_dir() / group).glob("*.yaml"))
+
+
+def help_text() -> str:
+    """`--help`: what a user can pick, then Hydra's own flags and the composed config."""
+    groups = "\n".join(
+        f"  {group + ':':<11}{', '.join(choices(group))}"
+        for group in sorted(p.name for p in config_dir().iterdir() if p.is_dir())
+    )
+    return f"""musweep: tune a GPT's hyperparameters on a µP proxy with Optuna, check that they
+transfer across widths (µP against SP) and at the target, and train the target warm-started.
+
+  python -m sweep.run +ladder=NAME [group=option ...] [key=value ...]
+  musweep +ladder=NAME ...                      (the same command)
+  musweep -m +ladder=NAME seed=0,1              (one run folder per job)
+
+Config groups (group=option; +ladder= is required):
+{groups}
+Stages (stages=[...], in this order): {", ".join(RUN_STAGES)}; stages=[plan] prints what
+they would run (jobs, FLOPs, time) and stops
+Every other key (hardware.*, verify.*, tune.*, launcher.*, out_root, run_name, seed) is
+listed below with its value; `--cfg job` prints the composed config alone.
+
+== Flags ==
+$FLAGS_HELP
+== Config ==
+$CONFIG"""
+
+
 def config_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "conf"
 
 
 def available_ladders() -> list[str]:
-    return sorted(p.stem for p in (config_dir() / "ladder").glob("*.yaml"))
+    return choices("ladder")
 
 
 def _choice(name: str, value: Any, allowed: tuple) -> None:

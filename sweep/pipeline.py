@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -21,17 +22,22 @@ from rich.console import Console
 
 from sweep.config import (
     LauncherKind,
+    Stage,
     cuda_devices,
     plain,
+    public,
+    public_url,
     resolve_hardware,
     validate,
     with_defaults,
 )
 from sweep.core.atomic import write_atomic
-from sweep.edges.console import print_summary, stage_progress
+from sweep.edges.console import StageDisplay, print_plan, print_summary
 from sweep.edges.launch import cancel_leftover_jobs, run_jobs
 from sweep.edges.report import write_report
-from sweep.edges.tracking import log_report
+from sweep.edges.tracking import latest_steps, log_report, wandb_settings
+from sweep.stages.handoff import tuned_record, tuned_yaml
+from sweep.stages.plan import measured_step_seconds, plan, plan_record
 from sweep.stages.report import measured_coord_checks
 from sweep.stages.target import target_job, target_specs
 from sweep.stages.transfer import job_specs, next_runs, read_results, transfer_job
@@ -39,6 +45,7 @@ from sweep.stages.tune import (
     COUNTED,
     open_or_create_study,
     retry_running_trials,
+    storage_url,
     trial_budget,
     tune_worker,
     tuned_hparams,
@@ -75,9 +82,11 @@ class Pipeline:
         self.cfg = copy.deepcopy(cfg)
         resolve_hardware(self.cfg, cuda_devices())  # every job trains on what is decided here
         self.run_dir = run_dir_of(cfg)
+        wandb_settings(self.cfg.logger, self.run_dir)  # a WANDB_MODE it cannot use: one line
         self.console = console or Console()
         self.container = plain(self.cfg)
-        self.progress = stage_progress(self.console)
+        self.progress = StageDisplay(self.console)
+        self.started = False  # a stage has begun (before that, a failure is a refusal)
 
     def run(self) -> dict[str, Any]:
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -91,12 +100,28 @@ class Pipeline:
                     f"cancelled {cancelled} SLURM job(s) left by an earlier driver of this run; "
                     "their work resumes from what they saved"
                 )
+        if Stage.plan in self.cfg.stages:
+            record = plan_record(
+                plan(self.cfg, self.run_dir, self.study(), measured_step_seconds(self.cfg)),
+                self.run_dir,
+            )
+            write_json(self.run_dir / "plan.json", record)
+            print_plan(self.console, record)
+            return record
         with self.progress:
             for stage in self.cfg.stages:
+                self.started = True
                 getattr(self, f"stage_{stage}")()
         summary = self.summary()
         write_json(self.run_dir / "summary.json", summary)
+        if summary.get("tune", {}).get("best_params"):
+            record = tuned_record(self.cfg, self.tuned())
+            write_atomic(self.run_dir / "tuned.yaml", tuned_yaml(record).encode())
         print_summary(self.console, summary, self.run_dir)
+        url = public_url(storage_url(self.cfg, self.run_dir))
+        if url == "journal":
+            url = str(self.run_dir / "study.journal")
+        self.console.print(f"study    {url}  (optuna-dashboard {url})", markup=False)
         return summary
 
     def _check_writable(self) -> None:
@@ -117,7 +142,7 @@ class Pipeline:
         current = {k: self.container[k] for k in EXPERIMENT_KEYS}
         if not saved.exists():
             write_atomic(saved, OmegaConf.to_yaml(current).encode())
-            (self.run_dir / "config.yaml").write_text(OmegaConf.to_yaml(self.cfg))
+            (self.run_dir / "config.yaml").write_text(OmegaConf.to_yaml(public(self.cfg)))
             return
         try:
             same = with_defaults(OmegaConf.to_container(OmegaConf.load(saved))) == current
@@ -169,7 +194,7 @@ class Pipeline:
         self._tune_until(study, trial_budget(self.cfg, study), poll)
         while widened := widen_at_bounds(self.cfg, study):
             self.progress.update(task, total=trial_budget(self.cfg, study))
-            self.console.print(
+            self.progress.note(
                 f"tuned values at a bound of their range: {', '.join(widened)}; the range is "
                 f"widened and {self.cfg.tune.widen_trials} more trials search it"
             )
@@ -241,24 +266,44 @@ class Pipeline:
             )
 
     def stage_target(self) -> None:
+        """The warm and cold runs; the bar counts their training steps, read from the jobs'
+        logs as they train."""
         folder = self.run_dir / "target"
         specs = target_specs(self.cfg, self.run_dir, self.tuned())
         todo = [s for s in specs if not (folder / f"{s['kind']}.json").exists()]
+        steps = self.cfg.ladder.target_steps
+        finished = {s["kind"] for s in specs} - {s["kind"] for s in todo}
         task = self.progress.add_task(
             "target",
-            total=len(specs),
-            completed=len(specs) - len(todo),
+            total=len(specs) * steps,
+            completed=len(finished) * steps,
             msg="warm + cold" if todo else "",
         )
+        started, losses = time.time(), {}
+
+        def poll() -> None:
+            done = {kind: steps for kind in finished}
+            for log in (self.run_dir / "jobs" / "target").glob("*_0_log.out"):
+                if log.stat().st_mtime >= started:  # this invocation's jobs
+                    for name, (step, _) in latest_steps(log.read_text(errors="replace")).items():
+                        done.setdefault(name.removeprefix("target-"), step)
+            parts = [
+                f"{kind} val loss {losses[kind]:.4f}"
+                if kind in losses
+                else f"{kind} {step}/{steps}"
+                for kind, step in sorted(done.items())
+            ]
+            self.progress.update(task, completed=sum(done.values()), msg=", ".join(parts))
 
         def on_result(spec: dict, result: dict | None, error: BaseException | None) -> None:
             if error is not None:
                 raise StageError(f"target run {spec['kind']} failed: {error}") from error
             write_json(folder / f"{spec['kind']}.json", result)
-            loss = result["result"]["val_loss"][-1][1]
-            self.progress.update(task, advance=1, msg=f"{spec['kind']}: val loss {loss:.4f}")
+            finished.add(spec["kind"])
+            losses[spec["kind"]] = result["result"]["val_loss"][-1][1]
+            poll()
 
-        self.launch("target", target_job, todo, on_result, parallel=True)
+        self.launch("target", target_job, todo, on_result, on_poll=poll, parallel=True)
 
     def stage_verify(self) -> None:
         """The cold target at the tuned LR's neighbours, in rounds until the optimum is
@@ -294,13 +339,14 @@ class Pipeline:
         self.progress.update(task, completed=1, msg="figures")
         summary = self.summary()
         write_report(summary, folder, study=self.study(), coord_checks=checks)
-        log_report(self.cfg.logger, self.run_dir, summary)
+        write_json(self.run_dir / "summary.json", summary)
+        log_report(self.cfg.logger, self.run_dir, summary, folder, public(self.cfg))
         self.progress.update(task, completed=2, msg=str(folder / "report.html"))
 
     def _report_errors(self, stage: str):
         def on_result(_spec: dict, _result: Any, error: BaseException | None) -> None:
             if error is not None:
-                self.progress.console.print(f"[red]{stage} job failed:[/] {error}")
+                self.progress.note(f"{stage} job failed: {error}")
 
         return on_result
 

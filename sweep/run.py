@@ -1,15 +1,24 @@
-"""`python -m sweep.run +ladder=gpt_small`: tune the proxy, check transfer, warm-start the target.
+"""`python -m sweep.run +ladder=gpt_small` (or `musweep +ladder=gpt_small`): tune the proxy, check
+transfer, warm-start the target.
 
 A thin Hydra entry point: compose and validate the config, run the pipeline, print the summary.
-Bad input is one line on stderr and exit status 2, before any job is submitted.
+Bad input is one line on stderr and exit status 2, before any job is submitted, and leaves no
+folder behind. Paths are taken from where the command was run, whatever `hydra.job.chdir` says;
+under `-m` each job gets its own run folder, `out_root/<ladder>/<its overrides>`.
 """
 
 from __future__ import annotations
 
+import shutil
 import sys
+from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.types import RunMode
+from hydra.utils import to_absolute_path
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from sweep.config import register_configs
 from sweep.edges.launch import LaunchError
@@ -18,11 +27,55 @@ from sweep.pipeline import Pipeline, StageError
 register_configs()
 
 
+def settle_paths(cfg: DictConfig, hydra_cfg: DictConfig) -> None:
+    """Paths against the directory the command ran in; a multirun job's own run folder."""
+    with open_dict(cfg):
+        cfg.out_root = to_absolute_path(cfg.out_root)
+        for section, key in (("data", "path"), ("data", "cache_dir"), ("logger", "dir")):
+            if cfg[section].get(key):
+                cfg[section][key] = to_absolute_path(cfg[section][key])
+        multirun = hydra_cfg.mode == RunMode.MULTIRUN
+        if multirun and cfg.run_name is None and not OmegaConf.is_missing(cfg, "ladder"):
+            cfg.run_name = f"{cfg.ladder.name}/{job_folder(hydra_cfg)}"
+
+
+def job_folder(hydra_cfg: DictConfig) -> str:
+    """A multirun job's folder name: the values of the keys the command sweeps (`seed=1`, or
+    `seed=1,tune.n_trials=8`), else the job's number."""
+    arguments = [a for a in sys.argv[1:] if "=" in a and not a.startswith("-")]
+    swept = {
+        o.key_or_group
+        for o in OverridesParser.create().parse_overrides(arguments)
+        if o.is_sweep_override()
+    }
+    parts = [t for t in hydra_cfg.overrides.task if t.split("=")[0].lstrip("+~") in swept]
+    return ",".join(parts) or f"job{hydra_cfg.job.num}"
+
+
+def remove_log_folder(folder: Path, root: Path) -> None:
+    """Hydra's folder of a refused run, and the folders above it up to `root` that it leaves
+    empty."""
+    shutil.rmtree(folder, ignore_errors=True)
+    for parent in [folder.parent, *folder.parent.parents]:
+        if not parent.is_relative_to(root.parent) or parent == root.parent:
+            break
+        try:
+            parent.rmdir()  # only when empty
+        except OSError:
+            break
+
+
 @hydra.main(config_path="../conf", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
+    hydra_cfg = HydraConfig.get()
+    settle_paths(cfg, hydra_cfg)
+    pipeline = None
     try:
-        Pipeline(cfg).run()
+        pipeline = Pipeline(cfg)
+        pipeline.run()
     except (ValueError, StageError, LaunchError) as e:
+        if pipeline is None or not pipeline.started:  # refused before any stage: no log folder
+            remove_log_folder(Path(hydra_cfg.runtime.output_dir), Path(cfg.out_root) / ".hydra")
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
 

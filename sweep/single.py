@@ -14,6 +14,7 @@ from dataclasses import fields
 from pathlib import Path
 
 import torch
+import yaml
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -21,6 +22,7 @@ from sweep.core.data import DataConfig, Source, load_corpus
 from sweep.core.hardware import Device, Execution, Precision, resolve_device, resolve_precision
 from sweep.core.model import GPTConfig
 from sweep.core.train import OptimConfig, RunConfig, train
+from sweep.stages.handoff import run_from_record
 
 MODEL_FLAGS = (
     "d_model",
@@ -57,6 +59,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--precision", choices=[str(p) for p in Precision], default=str(Precision.auto)
     )
+    parser.add_argument(
+        "--from",
+        dest="from_file",
+        default=None,
+        help="a run folder's tuned.yaml: train its target run (model, HPs, schedule, data); "
+        "the flags above are then ignored",
+    )
     parser.add_argument("--out", default="runs/single", help="run folder")
     return parser.parse_args(argv)
 
@@ -71,10 +80,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
-def run_single(args: argparse.Namespace, console: Console) -> int:
-    corpus = load_corpus(DataConfig(source=args.data, path=args.data_path))
+def run_from_flags(args: argparse.Namespace) -> tuple[RunConfig, DataConfig]:
+    data = DataConfig(source=args.data, path=args.data_path)
     model = GPTConfig(
-        vocab_size=max(256, corpus.vocab_size),
+        vocab_size=max(256, load_corpus(data).vocab_size),
         **{name: getattr(args, name) for name in MODEL_FLAGS},
     )
     optim = OptimConfig(**{name: getattr(args, name) for name in OPTIM_FLAGS})
@@ -86,6 +95,23 @@ def run_single(args: argparse.Namespace, console: Console) -> int:
         seed=args.seed,
         eval_every=args.eval_every,
     )
+    return run, data
+
+
+def run_from_tuned_file(path: str) -> tuple[RunConfig, DataConfig]:
+    try:
+        record = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as e:
+        raise ValueError(f"cannot read {path}: {e}") from e
+    if not isinstance(record, dict):
+        raise ValueError(f"{path} is not a musweep tuned file")
+    return run_from_record(record), DataConfig(**record["data"])
+
+
+def run_single(args: argparse.Namespace, console: Console) -> int:
+    run, data = run_from_tuned_file(args.from_file) if args.from_file else run_from_flags(args)
+    corpus = load_corpus(data)
+    model, optim = run.model, run.optim
     cuda = torch.cuda.is_available()
     device = resolve_device(args.device, cuda)
     bf16 = cuda and torch.cuda.is_bf16_supported()
@@ -119,7 +145,7 @@ def run_single(args: argparse.Namespace, console: Console) -> int:
             execution=execution,
             on_eval=on_eval,
             checkpoint_path=out / "checkpoint.pt",
-            checkpoint_every=args.eval_every,
+            checkpoint_every=run.eval_every,
         )
         progress.update(task, completed=result.steps_done)
 

@@ -1,6 +1,7 @@
 """The pipeline: configs compose, bad input fails before any job, gpt_tiny runs and resumes."""
 
 import base64
+import html
 import json
 import math
 import re
@@ -11,6 +12,7 @@ from pathlib import Path
 import optuna
 import pytest
 from omegaconf import open_dict
+from test_report import assert_self_contained
 from wandb_records import history, run_info
 
 from sweep.config import available_ladders, compose_config, validate
@@ -74,7 +76,7 @@ def test_structured_config_rejects_typos_and_wrong_types(tmp_path):
         ("warmstart.sampling=sobol", "stratified, iid"),
         ("ladder.schedule=linear", "constant, cosine"),
         ("data.source=web", "stdlib, docs, text, tokens"),
-        ("stages=[tune,bogus]", "tune, transfer, target, verify, report"),
+        ("stages=[tune,bogus]", "plan, tune, transfer, target, verify, report"),
     ],
 )
 def test_an_unknown_choice_fails_at_composition_naming_the_choices(tmp_path, override, choices):
@@ -181,12 +183,19 @@ def test_end_to_end_summary(tiny_run):
 
 
 def test_end_to_end_report_files(tiny_run):
-    _, run_dir, _ = tiny_run
+    _, run_dir, summary = tiny_run
     report = run_dir / "report"
     page = (report / "report.html").read_text()
-    embedded = {base64.b64decode(m) for m in re.findall(r"base64,([A-Za-z0-9+/=]+)", page)}
+    images = re.findall(r'<img [^>]*src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
+    embedded = {base64.b64decode(m) for m in images}
     for name in ("transfer", "warmstart", "coord_check", "optuna_history", "optuna_importance"):
         assert (report / f"{name}.png").read_bytes() in embedded, name
+    body = page[page.index("<body>") :]
+    headline = re.search(r'<h1>.*?</h1>\s*<p class="verdict[^"]*">(.*?)</p>', body, re.S)
+    assert headline and headline.group(1) == html.escape(summary["verdict"])
+    assert body.count('<div class="plot">') >= 3  # Optuna's interactive plots
+    assert "Plotly.newPlot" in page and "plotly.js" in page.lower()  # the library itself, inline
+    assert_self_contained(page)  # nothing fetched: the page works offline
 
 
 def test_every_training_run_is_an_offline_wandb_run(tiny_run):
@@ -200,15 +209,57 @@ def test_every_training_run_is_an_offline_wandb_run(tiny_run):
     assert {i["group"] for i in infos} == {"gpt_tiny"}
     transfer = next(i for i in infos if i["job_type"] == "transfer")
     assert {"width", "parametrization", "lr", "alpha_out"} <= set(transfer["config"])
+    composed = json.loads(transfer["config"]["musweep"])  # the whole composed config
+    assert composed["ladder"]["name"] == "gpt_tiny" and composed["seed"] == cfg.seed
     steps = history(files[job_types.index("target-cold")])
     assert any("val/loss" in s for s in steps) and any("train/loss" in s for s in steps)
     assert int(steps[-1]["_step"]) == cfg.ladder.target_steps
+
+
+def test_the_study_records_its_config_code_and_wandb_runs(tiny_run):
+    _, run_dir, _ = tiny_run
+    study = optuna.load_study(study_name="gpt_tiny", storage=f"sqlite:///{run_dir / 'study.db'}")
+    assert study.user_attrs["config"]["ladder"]["name"] == "gpt_tiny"
+    assert study.user_attrs["code_version"]["musweep"] == "0.1.0"
+    for trial in study.trials:
+        link = Path(trial.user_attrs["wandb"])
+        assert link.is_dir() and list(link.glob("run-*.wandb")), trial.number
+
+
+def test_tuned_file_trains_the_target_cold_run_again(tiny_run, tmp_path):
+    """tuned.yaml holds the target's run in plain YAML; `sweep.single --from` retrains it to the
+    same losses, and its per-parameter rules are µP's at the target."""
+    import yaml
+
+    from sweep.single import main as single
+
+    cfg, run_dir, summary = tiny_run
+    tuned = yaml.safe_load((run_dir / "tuned.yaml").read_text())
+    assert tuned["proxy"]["hparams"]["lr"] == pytest.approx(
+        2 ** summary["transfer"]["tuned_log2_lr"]
+    )
+    rules = tuned["target"]["parameters"]
+    m = cfg.ladder.target / cfg.ladder.widths[0]
+    hidden = rules["blocks.*.attn.q.weight"]
+    assert hidden["lr"] == pytest.approx(tuned["proxy"]["hparams"]["lr"] / m)
+    assert rules["wte.weight"]["lr"] == pytest.approx(tuned["proxy"]["hparams"]["lr"])
+    assert tuned["target"]["multipliers"]["width_multiplier_m"] == m
+    assert single(["--from", str(run_dir / "tuned.yaml"), "--out", str(tmp_path)]) == 0
+    again = json.loads((tmp_path / "result.json").read_text())["result"]
+    cold = json.loads((run_dir / "target" / "cold.json").read_text())["result"]
+    assert again["train_loss"] == cold["train_loss"] and again["val_loss"] == cold["val_loss"]
 
 
 def test_rerun_recomputes_nothing(tiny_run):
     cfg, run_dir, summary = tiny_run
     mtimes = {p: p.stat().st_mtime for p in (run_dir / "transfer").glob("*.json")}
     again = Pipeline(cfg).run()
+    reports = [
+        info
+        for f in run_dir.glob("wandb/offline-run-*/run-*.wandb")
+        if (info := run_info(f))["job_type"] == "report"
+    ]
+    assert len(reports) == 2 and reports[0]["id"] == reports[1]["id"]  # resumed, not doubled
     assert {p: p.stat().st_mtime for p in (run_dir / "transfer").glob("*.json")} == mtimes
     assert again["transfer"] == summary["transfer"] and again["target"] == summary["target"]
     study = optuna.load_study(study_name="gpt_tiny", storage=f"sqlite:///{run_dir / 'study.db'}")

@@ -55,5 +55,10 @@ def run_info(path: Path) -> dict:
     for r in records(path):
         if r.WhichOneof("record_type") == "run":
             config = {item.key: item.value_json for item in r.run.config.update}
-            return {"group": r.run.run_group, "job_type": r.run.job_type, "config": config}
+            return {
+                "id": r.run.run_id,
+                "group": r.run.run_group,
+                "job_type": r.run.job_type,
+                "config": config,
+            }
     raise AssertionError(f"no run record in {path}")

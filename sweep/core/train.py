@@ -37,6 +37,11 @@ class Schedule(StrEnum):
 # Called after every evaluation with (step, validation loss); returning True stops the run
 # (Optuna's pruner decides through it).
 EvalCallback = Callable[[int, float], bool]
+# Called with (step, metrics) as the run's history grows, every row once and in step order: the
+# train loss at each read-back ("train/loss"), the validation loss and the training throughput
+# so far at each evaluation ("val/loss", "tokens_per_s"). A resumed run first replays the rows
+# it restored. For live logs and dashboards; it cannot change the run.
+ProgressCallback = Callable[[int, dict[str, float]], None]
 
 
 @dataclass(frozen=True)
@@ -196,6 +201,7 @@ def train(
     world: World = SINGLE,
     init_state: dict[str, torch.Tensor] | None = None,
     on_eval: EvalCallback | None = None,
+    on_progress: ProgressCallback | None = None,
     checkpoint_path: str | Path | None = None,
     checkpoint_every: int = 0,
 ) -> tuple[RunResult, GPT]:
@@ -245,6 +251,13 @@ def train(
         state |= {key: ckpt[key] for key in state if key in ckpt}
     resumed_from = state["step"]
 
+    def report(step: int, metrics: dict[str, float]) -> None:
+        if on_progress is not None:
+            on_progress(step, metrics)
+
+    for restored_step, metrics in history_rows(state["train_loss"], state["val_loss"]):
+        report(restored_step, metrics)  # what a resumed run restored, before what it adds
+
     def save() -> None:
         if checkpoint_path is None:
             return
@@ -270,8 +283,10 @@ def train(
 
     def evaluate_and_check(step: int) -> bool:
         """Evaluate at `step`; True when the run must stop (divergence or the callback's wish)."""
+        rate = throughput_so_far(step)
         val = evaluate(forward, eval_set, world, execution.precision)
         state["val_loss"].append((step, val))
+        report(step, {"val/loss": val} | ({"tokens_per_s": rate} if math.isfinite(rate) else {}))
         if not math.isfinite(val):
             return stop("diverged", f"validation loss is {val} at step {step}")
         if on_eval is not None and on_eval(step, val):
@@ -289,16 +304,24 @@ def train(
         pending.clear()
         for s, value in zip(steps, values, strict=True):
             state["train_loss"].append((s, value))
+            report(s, {"train/loss": value})
             first = state["train_loss"][0][1]
             if not math.isfinite(value) or value > run.diverge_factor * first:
                 state["step"] = s  # the run ends at the step that diverged
                 return stop("diverged", f"train loss {value:.4g} at step {s} (first {first:.4g})")
         return False
 
+    def throughput_so_far(step: int) -> float:
+        """Tokens a second over this run's training steps up to now (evaluations excluded)."""
+        seconds = state["train_seconds"] + time.perf_counter() - started - paused
+        steps = state["steps_timed"] + step - timed_from
+        return steps * run.tokens_per_step / seconds if steps > 0 and seconds > 0 else math.nan
+
     rows = D.rows(run.batch_size, world)
     step = state["step"]
-    done = state["status"] != "running" or (step == 0 and evaluate_and_check(0))
     started, paused, timed_from = time.perf_counter(), 0.0, step
+    done = state["status"] != "running" or (step == 0 and evaluate_and_check(0))
+    started, paused = time.perf_counter(), 0.0
     while not done and step < run.steps:
         factor = lr_factor(step, run.optim, run.steps)
         for group in optimizer.param_groups:
@@ -366,6 +389,18 @@ def train(
         world.size,
     )
     return result, model
+
+
+def history_rows(
+    train_loss: list[tuple[int, float]], val_loss: list[tuple[int, float]]
+) -> list[tuple[int, dict[str, float]]]:
+    """A run's history as (step, metrics) rows in step order, as `ProgressCallback` gets it."""
+    rows: dict[int, dict[str, float]] = {}
+    for step, loss in train_loss:
+        rows.setdefault(step, {})["train/loss"] = loss
+    for step, loss in val_loss:
+        rows.setdefault(step, {})["val/loss"] = loss
+    return sorted(rows.items())
 
 
 def _gradient_sync(module: torch.nn.Module, sync: bool):

@@ -1,28 +1,157 @@
-"""The driver's terminal output: a progress bar per stage, and the summary as one table."""
+"""The driver's output: a progress bar per stage (log lines when not on a terminal), and the
+summary as one table."""
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from sweep.edges.summary_table import summary_rows
+from sweep.edges.tracking import format_seconds
+
+LOG = logging.getLogger("musweep")
 
 
 def stage_progress(console: Console) -> Progress:
-    """One bar per stage: done of total, a message (best or last loss), time elapsed."""
+    """One bar per stage: done of total, a message (best or last loss), time elapsed and left."""
     return Progress(
         TextColumn("[bold]{task.description:<9}"),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("{task.fields[msg]}", markup=False),
         TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
         console=console,
     )
+
+
+@dataclass
+class _Stage:
+    name: str
+    total: float | None
+    completed: float
+    msg: str
+    started: float = field(default_factory=time.monotonic)
+    logged: str = ""
+
+
+class StageDisplay:
+    """The stages' progress: live bars with ETAs on a terminal; elsewhere (a pipe, a file, a
+    SLURM log) plain lines through `logging`, one whenever a stage's count or message changes,
+    so they land in Hydra's `run.log` too. The same calls drive both."""
+
+    def __init__(self, console: Console):
+        self.console = console
+        self.bars = stage_progress(console) if console.is_terminal else None
+        self.stages: dict[int, _Stage] = {}
+
+    def __enter__(self) -> StageDisplay:
+        if self.bars is not None:
+            self.bars.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.bars is not None:
+            self.bars.__exit__(*exc)
+
+    def add_task(self, name: str, total: float | None = None, completed: float = 0, msg: str = ""):
+        task = len(self.stages)
+        if self.bars is not None:
+            task = self.bars.add_task(name, total=total, completed=completed, msg=msg)
+        self.stages[task] = _Stage(name, total, completed, msg)
+        self._log(task)
+        return task
+
+    def update(
+        self,
+        task: int,
+        *,
+        completed: float | None = None,
+        total: float | None = None,
+        advance: float | None = None,
+        msg: str | None = None,
+    ) -> None:
+        stage = self.stages[task]
+        if total is not None:
+            stage.total = total
+        if completed is not None:
+            stage.completed = completed
+        if advance is not None:
+            stage.completed += advance
+        if msg is not None:
+            stage.msg = msg
+        if self.bars is not None:
+            self.bars.update(task, total=stage.total, completed=stage.completed, msg=stage.msg)
+        self._log(task)
+
+    def note(self, text: str) -> None:
+        """A message between the bars (or a log line), printed as written: no markup."""
+        if self.bars is not None:
+            self.bars.console.print(text, markup=False, highlight=False)
+        else:
+            LOG.info(text)
+
+    def _log(self, task: int) -> None:
+        if self.bars is not None:
+            return
+        stage = self.stages[task]
+        line = stage_line(
+            stage.name, stage.completed, stage.total, stage.msg, time.monotonic() - stage.started
+        )
+        if line != stage.logged:  # nothing new: no line
+            stage.logged = line
+            LOG.info(line)
+
+
+def stage_line(name: str, completed: float, total: float | None, msg: str, elapsed: float) -> str:
+    """`tune 5/20 best val loss 2.4812 (0:31 elapsed, ETA 1:33)`; ETA by the rate so far."""
+    count = f"{completed:g}/{total:g}" if total else f"{completed:g}"
+    times = [f"{format_seconds(elapsed)} elapsed"]
+    if total and 0 < completed < total:
+        times.append(f"ETA {format_seconds(elapsed * (total - completed) / completed)}")
+    return f"{name} {count} {msg}".rstrip() + f" ({', '.join(times)})"
+
+
+def print_plan(console: Console, record: Mapping) -> None:
+    """The plan as one table: per stage its jobs, runs, FLOPs and estimated time, then totals."""
+    table = Table(title="musweep · plan (nothing trained)")
+    for column in ("stage", "jobs", "runs", "FLOPs", "est. time", "note"):
+        table.add_column(column, justify="left" if column in ("stage", "note") else "right")
+    for s in record["stages"]:
+        runs = f"{s['runs']}" + (f" (≤ {s['max_runs']})" if s["max_runs"] > s["runs"] else "")
+        flops = f"{s['flops']:.3g}" + (
+            f" (≤ {s['max_flops']:.3g})" if s["max_flops"] > s["flops"] else ""
+        )
+        table.add_row(
+            s["stage"], str(s["jobs"]), runs, flops, format_seconds(s["seconds"]), escape(s["note"])
+        )
+    total = record["total"]
+    table.add_row(
+        "total",
+        str(total["jobs"]),
+        str(total["runs"]),
+        f"{total['flops']:.3g} (≤ {total['max_flops']:.3g})",
+        format_seconds(total["seconds"]),
+        escape(f"step times measured here ({record['device']})"),
+    )
+    console.print(table)
+    console.print(f"results would go to {escape(record['run_dir'])}")
 
 
 def print_summary(console: Console, summary: Mapping, run_dir: Path) -> None:

@@ -378,8 +378,13 @@ def plot_coord_check(
     Each row's first title states the measured worst slope against `threshold`."""
     plt = _plt()
     steps = checks[0].scales.shape[1]
-    fig, axes = plt.subplots(
-        len(checks), steps, figsize=(3 * steps, 3 * len(checks)), sharex=True, squeeze=False
+    fig, axes = plt.subplots(  # one y-axis for all panels: µP's flat lines beside SP's growth
+        len(checks),
+        steps,
+        figsize=(3 * steps, 3 * len(checks)),
+        sharex=True,
+        sharey=True,
+        squeeze=False,
     )
     verdicts = []
     for row, check in zip(axes, checks, strict=True):
@@ -392,6 +397,18 @@ def plot_coord_check(
             ax.minorticks_off()
             ax.set_xticks(check.widths, [str(w) for w in check.widths])
         row[0].set_ylabel("mean |x|")
+        worst = check.modules.index(module)
+        row[worst_step].plot(
+            check.widths, check.scales[worst, worst_step], color="red", lw=2.5, zorder=5
+        )
+        row[worst_step].annotate(
+            f"worst: {module}\nslope {slope:.2f}",
+            xy=(0.03, 0.97),
+            xycoords="axes fraction",
+            va="top",
+            fontsize=7,
+            color="red",
+        )
         passes = slope <= threshold
         verdicts.append(
             f"{label}: worst slope {slope:.2f} ({module}, step {worst_step}) "

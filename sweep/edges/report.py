@@ -3,15 +3,15 @@
 `write_report` walks `FIGURES`, a table of (name, alt text, figure function). Each figure function
 draws its PNG from the report's inputs and returns its caption, or raises `Skipped` with the
 reason it has nothing to draw (a stage not run yet), which becomes a note on the page. The page
-holds the summary's key figures (`summary_table.summary_rows`, the same rows as the console)
-and every figure embedded as base64 PNG: no external files, links or scripts.
+(a Jinja2 template, `templates/report.html.j2`) opens with the verdict, then the summary's key
+figures (`summary_table.summary_rows`, the same rows as the console), every figure embedded as
+base64 PNG, and Optuna's interactive plots of the study with plotly.js inline: no external
+files, links or requests, so it works offline.
 """
 
 from __future__ import annotations
 
 import base64
-import html
-import io
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -130,53 +130,71 @@ FIGURES: tuple[tuple[str, str, Figure], ...] = (
     ("optuna_importance", "hyperparameter importances", _optuna_importance),
 )
 
-CSS = """
-body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; color: #222; }
-table { border-collapse: collapse; margin: 1em 0; }
-th, td { border: 1px solid #ccc; padding: 4px 10px; text-align: left; vertical-align: top; }
-th { background: #f3f3f3; }
-td.num { font-family: ui-monospace, monospace; }
-figure { margin: 2em 0; }
-figure img { max-width: 100%; border: 1px solid #eee; }
-figcaption { font-size: 0.9em; color: #555; }
-p.note { color: #8a6d00; background: #fff8e1; padding: 4px 8px; }
-"""
+TEMPLATES = Path(__file__).with_name("templates")
 
 
-def _img(path: Path, alt: str, caption: str) -> str:
-    data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
-    return (
-        f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
-        f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+def render_html(
+    summary: Mapping,
+    drawn: list[tuple[Path, str, str]],
+    notes: list[str],
+    interactive: Sequence[tuple[str, str]] = (),
+    plotly_js: str = "",
+) -> str:
+    """The page: the verdict first, the key numbers, the notes, every figure as an embedded PNG,
+    then the study's interactive plots (plotly.js inline, so the page works offline)."""
+    from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+    env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["j2"]))
+    ladder = summary.get("ladder") or {}
+    ladder_line = ""
+    if ladder:
+        widths = ", ".join(str(w) for w in ladder.get("widths") or []) or "—"
+        ladder_line = (
+            f"Ladder {ladder.get('name')}: widths {widths}; proxy {ladder.get('proxy', '—')}; "
+            f"target {ladder.get('target', '—')}"
+        )
+    verdict = summary.get("verdict") or ""
+    figures_ = [
+        {"alt": alt, "caption": caption, "data": base64.b64encode(path.read_bytes()).decode()}
+        for path, alt, caption in drawn
+    ]
+    return env.get_template("report.html.j2").render(
+        name=ladder.get("name", "sweep"),
+        verdict=verdict,
+        warn=any(word in verdict for word in ("does not", "FAIL", "inconclusive", "misses")),
+        ladder_line=ladder_line,
+        rows=summary_rows(summary),
+        notes=notes,
+        figures=figures_,
+        interactive=[{"title": t, "html": h} for t, h in interactive],
+        plotly_js=plotly_js,
     )
 
 
-def render_html(summary: Mapping, drawn: list[tuple[Path, str, str]], notes: list[str]) -> str:
-    ladder = summary.get("ladder") or {}
-    name = html.escape(str(ladder.get("name", "sweep")))
-    out = io.StringIO()
-    out.write("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>")
-    out.write(f"<title>µP sweep report: {name}</title><style>{CSS}</style></head><body>\n")
-    out.write(f"<h1>µP sweep report: {name}</h1>\n")
-    if ladder:
-        widths = ", ".join(str(w) for w in ladder.get("widths") or []) or "—"
-        line = f"Ladder {ladder.get('name')}: widths {widths}; proxy {ladder.get('proxy', '—')}"
-        out.write(f"<p>{html.escape(line)}; target {ladder.get('target', '—')}</p>\n")
-    rows = summary_rows(summary)
-    if rows:
-        out.write("<h2>Key numbers</h2>\n<table>\n")
-        for key, value in rows:
-            out.write(f"<tr><th>{html.escape(key)}</th><td class='num'>{html.escape(value)}</td>")
-            out.write("</tr>\n")
-        out.write("</table>\n")
-    for note in notes:
-        out.write(f"<p class='note'>{html.escape(note)}</p>\n")
-    if drawn:
-        out.write("<h2>Figures</h2>\n")
-        for path, alt, caption in drawn:
-            out.write(_img(path, alt, caption) + "\n")
-    out.write("</body></html>\n")
-    return out.getvalue()
+def interactive_study(study: optuna.Study | None) -> tuple[list[tuple[str, str]], str]:
+    """Optuna's own interactive plots of the study (history, learning curves with the pruned
+    trials, importances, parallel coordinates) as HTML fragments, and plotly.js to embed once;
+    nothing when there is no study to plot or plotly is missing."""
+    try:
+        _tuning_study(ReportInputs({}, study))
+        import plotly.offline
+        from optuna import visualization as vis
+    except (Skipped, ImportError):
+        return [], ""
+    plots = [
+        ("Optimisation history", vis.plot_optimization_history),
+        ("Learning curves, pruned trials included", vis.plot_intermediate_values),
+        ("Parallel coordinates", vis.plot_parallel_coordinate),
+        ("Hyperparameter importances", vis.plot_param_importances),
+    ]
+    out = []
+    for title, plot in plots:
+        try:
+            figure = plot(study)
+        except (ValueError, RuntimeError):  # e.g. importances of a constant study
+            continue
+        out.append((title, figure.to_html(full_html=False, include_plotlyjs=False)))
+    return out, plotly.offline.get_plotlyjs() if out else ""
 
 
 def write_report(
@@ -207,7 +225,8 @@ def write_report(
             continue
         written[name] = path
         drawn.append((path, alt, caption))
+    interactive, plotly_js = interactive_study(study)
     report = out_dir / "report.html"
-    report.write_text(render_html(summary, drawn, notes), encoding="utf-8")
+    report.write_text(render_html(summary, drawn, notes, interactive, plotly_js), encoding="utf-8")
     written["report"] = report
     return written

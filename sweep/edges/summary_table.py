@@ -185,6 +185,22 @@ def _cost_rows(cost: Mapping) -> list[tuple[str, str]]:
     return rows
 
 
+def _hardware_rows(hardware: Mapping, target: Mapping) -> list[tuple[str, str]]:
+    text = f"{hardware.get('device')}, {hardware.get('precision')}"
+    text += ", compiled" if hardware.get("compile") else ""
+    processes = hardware.get("processes", 1)
+    if processes > 1:
+        text += f"; target-size runs on {processes} processes ({hardware.get('data_parallel')})"
+    rows = [("hardware", text)]
+    for kind in ("warm", "cold"):
+        rate = num((target.get(kind) or {}).get("tokens_per_s"))
+        if math.isfinite(rate):
+            mfu = (target.get(kind) or {}).get("mfu")
+            extra = f", MFU {100 * num(mfu):.1f}%" if mfu is not None else ""
+            rows.append((f"target {kind} throughput", f"{rate:,.0f} tokens/s{extra}"))
+    return rows
+
+
 def summary_rows(summary: Mapping) -> list[tuple[str, str]]:
     """Every key figure of the summary, in reading order: verdict, tuning, transfer, coordinate
     check, the check at the target, the warm and cold target runs, cost."""
@@ -202,6 +218,8 @@ def summary_rows(summary: Mapping) -> list[tuple[str, str]]:
         rows += _verify_rows(summary["verify"])
     if summary.get("target"):
         rows += _target_rows(summary["target"])
+    if summary.get("hardware"):
+        rows += _hardware_rows(summary["hardware"], summary.get("target") or {})
     if summary.get("cost"):
         rows += _cost_rows(summary["cost"])
     return rows

@@ -26,6 +26,7 @@ from sweep.config import (
     data_config,
     execution,
     plain,
+    public,
     run_config,
     source_width,
     target_depth,
@@ -37,7 +38,7 @@ from sweep.core.hardware import SINGLE, World
 from sweep.core.speedup import speedup
 from sweep.core.train import RunConfig, RunResult, train
 from sweep.edges.distributed import process_group
-from sweep.edges.tracking import log_result, wandb_run
+from sweep.edges.tracking import live_progress, log_result, wandb_run
 from sweep.grow.warmstart import Method, source_config, warm_start
 
 KINDS = ("warm", "cold")
@@ -66,26 +67,37 @@ def target_specs(cfg: DictConfig, run_dir: Path, hparams: dict[str, float]) -> l
     ]
 
 
+def source_run(cfg: DictConfig, hparams: dict[str, float], seed: int) -> RunConfig:
+    """The warm start's source: `ladder.tune_steps` at the tuned HPs, at the source's shape."""
+    ws = cfg.warmstart
+    run = run_config(
+        cfg, cfg.ladder.target, "mup", hparams, cfg.ladder.tune_steps, seed, target_depth(cfg)
+    )
+    return replace(
+        run, model=source_config(run.model, ws.method, source_width(cfg), ws.stack_factor)
+    )
+
+
+def source_checkpoint(run_dir: Path, run: RunConfig) -> Path:
+    model = run.model
+    base = "" if model.depth_base == model.n_layer else f"_base{model.depth_base}"
+    return run_dir / "target" / f"source_w{model.d_model}_L{model.n_layer}{base}_s{run.seed}.ckpt"
+
+
 def train_source(
     cfg: DictConfig, run_dir: Path, hparams: dict[str, float], seed: int, world: World = SINGLE
 ) -> tuple[RunConfig, RunResult, dict[str, torch.Tensor]]:
     """The warm start's source at the tuned HPs (trained once, then read from its checkpoint):
     its run, its result and its weights (read back from the checkpoint, so that every process
     of a data-parallel run holds them whole, whatever the sharding)."""
-    ws = cfg.warmstart
-    run = run_config(
-        cfg, cfg.ladder.target, "mup", hparams, cfg.ladder.tune_steps, seed, target_depth(cfg)
-    )
-    model = source_config(run.model, ws.method, source_width(cfg), ws.stack_factor)
-    run = replace(run, model=model)
-    base = "" if model.depth_base == model.n_layer else f"_base{model.depth_base}"
-    name = f"source_w{model.d_model}_L{model.n_layer}{base}_s{seed}.ckpt"
-    checkpoint = run_dir / "target" / name
+    run = source_run(cfg, hparams, seed)
+    checkpoint = source_checkpoint(run_dir, run)
     result, _ = train(
         run,
         load_corpus(data_config(cfg)),
         execution=execution(cfg),
         world=world,
+        on_progress=live_progress(None, f"source {run.model.d_model}", run.steps, echo=world.main),
         checkpoint_path=checkpoint,
     )
     return run, result, load_checkpoint(checkpoint)["model"]
@@ -153,13 +165,14 @@ def train_target(
     name = wandb_name or f"target-{kind}"
     job_type = job_type or f"target-{kind}"
     logger = cfg.logger if world.main else {"kind": "none"}
-    with wandb_run(logger, run_dir, run_dir.name, job_type, name, config | info) as wb:
+    with wandb_run(logger, run_dir, job_type, name, config | info, public(cfg)) as wb:
         result, _ = train(
             run,
             load_corpus(data_config(cfg)),
             execution=execution(cfg),
             world=world,
             init_state=init_state,
+            on_progress=live_progress(wb, name, run.steps, echo=world.main),
             checkpoint_path=checkpoint,
             checkpoint_every=cfg.ladder.eval_every,
         )

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from sweep.config import data_config, execution, plain, run_config
+from sweep.config import data_config, execution, plain, public, run_config
 from sweep.core.atomic import write_atomic
 from sweep.core.data import load_corpus
 from sweep.core.lr_curve import (
@@ -49,7 +49,7 @@ from sweep.core.metrics import (
 )
 from sweep.core.parametrization import PARAMETRIZATIONS
 from sweep.core.train import train
-from sweep.edges.tracking import log_result, wandb_run
+from sweep.edges.tracking import live_progress, log_result, wandb_run
 
 
 @dataclass(frozen=True)
@@ -176,8 +176,13 @@ def train_run(cfg: DictConfig, run_dir: Path, tuned: dict[str, float], run: Run)
     )
     wandb_config = {**asdict(run), "log2_lr": log2_lr, **hparams}
     name = f"{run.parametrization}_w{run.width}_lr{log2_lr:+.2f}_s{run.seed}"
-    with wandb_run(cfg.logger, run_dir, run_dir.name, "transfer", name, wandb_config) as wb:
-        result, _ = train(config, load_corpus(data_config(cfg)), execution=execution(cfg))
+    with wandb_run(cfg.logger, run_dir, "transfer", name, wandb_config, public(cfg)) as wb:
+        result, _ = train(
+            config,
+            load_corpus(data_config(cfg)),
+            execution=execution(cfg),
+            on_progress=live_progress(wb, name, config.steps),
+        )
         log_result(wb, result)
     loss = result.final_val_loss if result.status == "completed" else math.nan
     return {

@@ -23,10 +23,10 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
 
-from sweep.config import Pruner, Sampler, data_config, execution, run_config
+from sweep.config import Pruner, Sampler, data_config, execution, public, run_config
 from sweep.core.data import load_corpus
 from sweep.core.train import train
-from sweep.edges.tracking import log_result, wandb_run
+from sweep.edges.tracking import code_version, live_progress, log_result, run_link, wandb_run
 
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED)  # trials that count toward n_trials
 RETRIES = 3  # how many times one trial is retried after its worker died
@@ -93,8 +93,9 @@ def make_pruner(cfg: DictConfig) -> optuna.pruners.BasePruner:
 
 
 def open_or_create_study(cfg: DictConfig, run_dir: Path, worker: int = 0) -> optuna.Study:
-    """The run's study in its storage, created there on first use."""
-    return optuna.create_study(
+    """The run's study in its storage, created there on first use with the composed config and
+    the code's version in its user attributes (for the dashboard, and for whoever opens it)."""
+    study = optuna.create_study(
         study_name=study_name(cfg),
         storage=make_storage(cfg, run_dir),
         direction="minimize",
@@ -102,6 +103,10 @@ def open_or_create_study(cfg: DictConfig, run_dir: Path, worker: int = 0) -> opt
         pruner=make_pruner(cfg),
         load_if_exists=True,
     )
+    if "config" not in study.user_attrs:
+        study.set_user_attr("config", public(cfg))
+        study.set_user_attr("code_version", code_version())
+    return study
 
 
 BOUND_MARGIN = 0.02  # a value this close to a bound (as a fraction of its range) sits at it
@@ -224,15 +229,16 @@ def objective(trial: optuna.Trial, cfg: DictConfig, run_dir: Path, worker_tag: s
         return trial.should_prune()
 
     config = {"width": ladder.widths[0], "parametrization": "mup", "trial": trial.number, **hparams}
-    with wandb_run(
-        cfg.logger, run_dir, run_dir.name, "tune", f"trial-{trial.number}", config
-    ) as wb:
+    with wandb_run(cfg.logger, run_dir, "tune", f"trial-{trial.number}", config, public(cfg)) as wb:
+        if link := run_link(wb):
+            trial.set_user_attr("wandb", link)
         checkpoint = trial_checkpoint(run_dir, trial)
         result, _ = train(
             run,
             load_corpus(data_config(cfg)),
             execution=execution(cfg),
             on_eval=report,
+            on_progress=live_progress(wb, f"trial {trial.number}", run.steps),
             checkpoint_path=checkpoint,
             checkpoint_every=ladder.eval_every,
         )

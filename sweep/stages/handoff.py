@@ -1,0 +1,105 @@
+"""`tuned.yaml`: the tuned values handed on, for `sweep.single --from` and for a user's own script.
+
+It holds the proxy's tuned hyperparameters, and, for the target width and depth, what the µP
+and CompleteP rules make of them: every parameter's Adam LR, weight decay, ε and init std, the
+forward multipliers, and the full run (model, optimizer, schedule, steps, batch, seed, data) that
+the target's cold run trains. Everything is plain YAML numbers and strings: reading it needs no
+part of this package.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict
+from typing import Any
+
+import torch
+import yaml
+from omegaconf import DictConfig
+
+from sweep.config import data_config, run_config, target_depth
+from sweep.core import parametrization as P
+from sweep.core.model import GPT, GPTConfig
+from sweep.core.train import OptimConfig, RunConfig
+
+FORMAT = "musweep-tuned 1"
+
+
+def tuned_record(cfg: DictConfig, tuned: dict[str, float]) -> dict[str, Any]:
+    ladder = cfg.ladder
+    run = run_config(
+        cfg, ladder.target, "mup", tuned, ladder.target_steps, cfg.seed, target_depth(cfg)
+    )
+    return {
+        "format": FORMAT,
+        "proxy": {
+            "width": ladder.widths[0],
+            "n_layer": ladder.n_layer,
+            "hparams": {k: float(v) for k, v in tuned.items()},
+        },
+        "target": {
+            "width": ladder.target,
+            "n_layer": target_depth(cfg),
+            "multipliers": multipliers(run.model),
+            "parameters": parameter_rules(run.model, run.optim),
+        },
+        "run": run.to_dict(),
+        "data": asdict(data_config(cfg)),
+    }
+
+
+def multipliers(cfg: GPTConfig) -> dict[str, float]:
+    """The forward multipliers µP applies at this width and depth."""
+    return {
+        "embedding_output": P.input_multiplier(cfg),
+        "readout": P.readout_multiplier(cfg),
+        "attention_logit_scale": P.attention_scale(cfg),
+        "residual_branch": P.residual_multiplier(cfg),
+        "width_multiplier_m": P.width_mult(cfg),
+        "depth_multiplier": P.depth_mult(cfg),
+    }
+
+
+def parameter_rules(model_cfg: GPTConfig, optim: OptimConfig) -> dict[str, dict[str, Any]]:
+    """Per parameter (blocks collapsed to `blocks.*`): role, peak Adam LR, decoupled weight
+    decay, ε and init std, as the µP rules give them at this width and depth."""
+    with torch.device("meta"):
+        model = GPT(model_cfg)
+    groups = P.param_groups(model, optim.lr, optim.weight_decay, optim.eps, optim.scale_eps)
+    shapes = {name: p.shape for name, p in model.named_parameters()}
+    rules: dict[str, dict[str, Any]] = {}
+    for group in groups:
+        role = P.Role(group["role"])
+        for name in group["names"]:
+            key = re.sub(r"^blocks\.\d+\.", "blocks.*.", name)
+            if key in rules:
+                continue
+            shape = shapes[name]
+            std = 1.0 if role is P.Role.VECTOR else P.init_std(model_cfg, name, role, shape[-1])
+            rules[key] = {
+                "role": str(role),
+                "shape": list(shape),
+                "lr": group["lr"],
+                "weight_decay": group["weight_decay"],
+                "eps": group["eps"],
+                "init_std": std,
+            }
+    return rules
+
+
+def run_from_record(record: dict[str, Any]) -> RunConfig:
+    """The target's run as `tuned_record` wrote it."""
+    if record.get("format") != FORMAT:
+        raise ValueError(f"not a musweep tuned file (format {record.get('format')!r})")
+    run = dict(record["run"])
+    return RunConfig(
+        model=GPTConfig(**run.pop("model")), optim=OptimConfig(**run.pop("optim")), **run
+    )
+
+
+def tuned_yaml(record: dict[str, Any]) -> str:
+    header = (
+        "# The values musweep tuned at the proxy, and what µP makes of them at the target\n"
+        "# (python -m sweep.single --from tuned.yaml trains the target's run).\n"
+    )
+    return header + yaml.safe_dump(record, sort_keys=False)

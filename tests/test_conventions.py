@@ -1,0 +1,172 @@
+"""At home in Hydra, W&B and Optuna: multirun, paths, help, a plan before spending, the driver's
+log lines, W&B's own environment variables, and the tuned values handed on."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from sweep.config import compose_config, public
+from sweep.edges.console import StageDisplay, stage_line
+from sweep.edges.tracking import report_run_id, wandb_settings
+from sweep.pipeline import Pipeline
+
+TUNE = ["tune.n_trials=4", "tune.n_startup_trials=2", "tune.widen_trials=0"]
+FAST = [*TUNE, "ladder.lr_max_points=3", "ladder.noise_seeds=0", "verify.max_runs=2"]
+QUIET = ["launcher=debug", "logger=none"]
+
+
+def sweep_run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "sweep.run", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=cwd,
+        env=os.environ | {"PYTHONPATH": str(Path(__file__).parents[1])},
+    )
+
+
+def test_multirun_gives_every_job_its_own_complete_run_folder(tmp_path):
+    proc = sweep_run("-m", "+ladder=gpt_tiny", "seed=0,1", f"out_root={tmp_path}", *QUIET, *FAST)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    folders = sorted(p.parent.name for p in tmp_path.glob("gpt_tiny/*/summary.json"))
+    assert folders == ["seed=0", "seed=1"]
+    summaries = [
+        json.loads((tmp_path / "gpt_tiny" / f / "summary.json").read_text()) for f in folders
+    ]
+    assert all("verify" in s and "target" in s for s in summaries)  # every stage ran in each
+    assert summaries[0]["tune"]["best_params"] != summaries[1]["tune"]["best_params"]
+    assert (tmp_path / ".hydra" / "multirun").is_dir()  # Hydra's own files under out_root
+
+
+def test_paths_stay_put_when_hydra_changes_directory(tmp_path):
+    proc = sweep_run(
+        "+ladder=gpt_tiny", "hydra.job.chdir=true", "out_root=rel", "stages=[plan]", cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (tmp_path / "rel" / "gpt_tiny" / "plan.json").exists()
+    assert not list((tmp_path / "rel" / ".hydra").glob("*/rel"))
+
+
+def test_a_refused_config_leaves_no_folder_behind(tmp_path):
+    proc = sweep_run("+ladder=gpt_tiny", "ladder.lr_resolution=0", f"out_root={tmp_path}")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: ladder.lr_resolution")
+    assert not list(tmp_path.rglob("*")), "a refused run left files"
+
+
+def test_help_lists_what_a_user_can_pick():
+    proc = sweep_run("--help")
+    assert proc.returncode == 0
+    out = proc.stdout
+    assert "ladder:    gpt_deep, gpt_medium, gpt_small, gpt_tiny" in out
+    assert "launcher:  debug, local, slurm" in out
+    assert "warmstart: cold, function_preserving, rc_sampling, shrink_pad_perturb, stack" in out
+    assert "_schema" not in out
+
+
+def test_the_console_script_is_the_same_command():
+    script = shutil.which("musweep")
+    if script is None:
+        pytest.skip("the package is not installed with its scripts")
+    proc = subprocess.run([script, "--help"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "gpt_small" in proc.stdout
+
+
+def test_the_plan_counts_what_the_run_then_does(tmp_path):
+    overrides = ["+ladder=gpt_tiny", *QUIET, *FAST, "tune.pruner=none"]
+    planned = Pipeline(compose_config(f"out_root={tmp_path}", *overrides, "stages=[plan]")).run()
+    run_dir = tmp_path / "gpt_tiny"
+    assert json.loads((run_dir / "plan.json").read_text()) == json.loads(json.dumps(planned))
+    assert not (run_dir / "transfer").exists() and not (run_dir / "target").exists()
+    stages = {s["stage"]: s for s in planned["stages"]}
+    assert all(s["seconds"] > 0 for name, s in stages.items() if name != "report")
+    summary = Pipeline(compose_config(f"out_root={tmp_path}", *overrides)).run()
+    cost = summary["cost"]
+    assert stages["tune"]["runs"] == summary["tune"]["n_trials"] == 4
+    assert stages["tune"]["jobs"] == 1  # one worker
+    assert cost["tuning_flops"] <= stages["tune"]["flops"]  # equal unless a trial diverged
+    assert stages["target"]["runs"] == 3 and stages["target"]["jobs"] == 2  # + the source
+    assert cost["target_flops"] == stages["target"]["flops"]
+    transfer = stages["transfer"]
+    assert transfer["runs"] <= summary["transfer"]["runs"] <= transfer["max_runs"]
+    assert transfer["flops"] <= cost["transfer_flops"] <= transfer["max_flops"]
+    verify = stages["verify"]
+    assert verify["runs"] == 2 and verify["runs"] <= summary["verify"]["runs"]
+    assert cost["verify_flops"] <= verify["max_flops"]
+
+
+def test_stage_lines_when_not_on_a_terminal(caplog):
+    console = Console(file=io.StringIO(), force_terminal=False)
+    display = StageDisplay(console)
+    with caplog.at_level(logging.INFO, logger="musweep"), display:
+        task = display.add_task("tune", total=20)
+        display.update(task, completed=5, msg="best val loss [nan]")
+        display.update(task, completed=5, msg="best val loss [nan]")  # nothing new: no line
+        display.note("a [bold]literal[/] note")
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 3
+    assert lines[1].startswith("tune 5/20 best val loss [nan] (") and "ETA" in lines[1]
+    assert lines[2] == "a [bold]literal[/] note"
+    assert stage_line("target", 150, 600, "warm 150/300", 30.0) == (
+        "target 150/600 warm 150/300 (0:30 elapsed, ETA 1:30)"
+    )
+
+
+def test_wandb_settings_follow_the_config_then_the_environment():
+    logger = {"kind": "wandb", "project": None, "entity": None, "mode": None, "dir": None}
+    run_dir = Path("/runs/x")
+    assert wandb_settings(logger, run_dir, {}) == {
+        "project": "musweep",
+        "entity": None,
+        "mode": "offline",
+        "dir": "/runs/x",
+    }
+    env = {"WANDB_PROJECT": "p", "WANDB_ENTITY": "e", "WANDB_MODE": "online", "WANDB_DIR": "/w"}
+    assert wandb_settings(logger, run_dir, env) == {
+        "project": "p",
+        "entity": "e",
+        "mode": "online",
+        "dir": "/w",
+    }
+    assert (
+        wandb_settings(logger | {"mode": "offline", "project": "mine"}, run_dir, env)["mode"]
+        == "offline"
+    )
+    assert wandb_settings(logger, run_dir, {"WANDB_MODE": "disabled"}) is None
+    assert wandb_settings({"kind": "none"}, run_dir, {}) is None
+    with pytest.raises(ValueError, match="WANDB_MODE must be one of"):
+        wandb_settings(logger, run_dir, {"WANDB_MODE": "sometimes"})
+
+
+def test_wandb_mode_disabled_writes_nothing(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    cfg = compose_config(
+        f"out_root={tmp_path}", "+ladder=gpt_tiny", "launcher=debug", "stages=[tune]", *TUNE
+    )
+    Pipeline(cfg).run()
+    assert (tmp_path / "gpt_tiny" / "study.db").exists()
+    assert not list(tmp_path.rglob("*.wandb"))
+
+
+def test_the_report_run_keeps_one_id_per_run_folder(tmp_path):
+    a, b = tmp_path / "a" / "gpt_tiny", tmp_path / "b" / "gpt_tiny"
+    assert report_run_id(a) == report_run_id(a) != report_run_id(b)
+    assert len(report_run_id(tmp_path / ("x" * 200))) <= 64
+
+
+def test_a_storage_password_never_leaves_the_config():
+    url = "postgresql+psycopg://alice:s3cret@db.example/studies"
+    cfg = compose_config("+ladder=gpt_tiny", f"tune.storage={url}")
+    assert public(cfg)["tune"]["storage"] == "postgresql+psycopg://alice:***@db.example/studies"
+    assert "s3cret" not in json.dumps(public(cfg))
