@@ -121,7 +121,9 @@ class Pipeline:
         url = public_url(storage_url(self.cfg, self.run_dir))
         if url == "journal":
             url = str(self.run_dir / "study.journal")
-        self.console.print(f"study    {url}  (optuna-dashboard {url})", markup=False)
+        self.console.print(
+            f"study    {url}  (optuna-dashboard {url})", markup=False, soft_wrap=True
+        )
         return summary
 
     def _check_writable(self) -> None:

@@ -20,7 +20,7 @@ from hydra.types import RunMode
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from sweep.config import register_configs
+from sweep.config import config_dir, register_configs
 from sweep.edges.launch import LaunchError
 from sweep.pipeline import Pipeline, StageError
 
@@ -65,7 +65,7 @@ def remove_log_folder(folder: Path, root: Path) -> None:
             break
 
 
-@hydra.main(config_path="../conf", config_name="config", version_base="1.3")
+@hydra.main(config_path=str(config_dir()), config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     hydra_cfg = HydraConfig.get()
     settle_paths(cfg, hydra_cfg)
