@@ -57,6 +57,7 @@ def worker(rank: int, size: int, threads: int, port: int, args: argparse.Namespa
     if world.main:
         out.put(result.to_dict())
     if size > 1:
+        dist.barrier()
         dist.destroy_process_group()
 
 

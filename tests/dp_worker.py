@@ -75,6 +75,7 @@ def main(path: str) -> None:
         record = {"result": result.to_dict(), "groups": groups, "shapes": shapes}
         Path(spec["out"]).write_text(json.dumps(record))
     if size > 1:
+        dist.barrier()  # no process tears the group down while another still uses it
         dist.destroy_process_group()
 
 

@@ -35,5 +35,6 @@ def process_group(device: str, strategy: str) -> Iterator[World]:
     dist.init_process_group("nccl" if cuda else "gloo")
     try:
         yield World(env.rank, env.world_size, env.local_rank, strategy)
+        dist.barrier()  # no process tears the group down while another still uses it
     finally:
         dist.destroy_process_group()
