@@ -2,16 +2,23 @@
 
 Every config group under `conf/` extends one of these schemas, so a typo or a wrong type fails at
 composition. `validate` checks what types cannot (a ladder that does not grow, an empty LR grid,
-a log-scaled bound that is not positive, ...) before any job is submitted, and names the field.
+a log-scaled bound that is not positive, a NaN, a run folder outside out_root, ...) before any
+job is submitted, and names the field: `FIELD_CHECKS` maps every field to the check that covers
+it, `EXEMPT` every field that any value of its type suits to the reason why.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import math
+import os
 import re
+import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum, auto
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 from hydra import compose, initialize_config_dir
@@ -340,79 +347,6 @@ def available_ladders() -> list[str]:
     return choices("ladder")
 
 
-def _choice(name: str, value: Any, allowed: tuple) -> None:
-    if value not in allowed:
-        raise ValueError(f"{name} must be one of {', '.join(map(str, allowed))}; got {value!r}")
-
-
-def validate(cfg: DictConfig) -> None:
-    """Raise ValueError naming the field for anything that would fail later, before any job."""
-    if OmegaConf.is_missing(cfg, "ladder"):
-        raise ValueError(
-            "no ladder chosen: add +ladder=NAME, one of " + ", ".join(available_ladders())
-        )
-    ladder = cfg.ladder
-    widths = list(ladder.widths)
-    if not widths or widths != sorted(set(widths)) or widths[0] <= 0:
-        raise ValueError(f"ladder.widths must be positive and strictly increasing; got {widths}")
-    if ladder.target <= widths[-1]:
-        raise ValueError(
-            f"ladder.target ({ladder.target}) must be wider than every ladder width "
-            f"(the proxy is {widths[0]}, the widest {widths[-1]})"
-        )
-    if not ladder.lr_resolution > 0:
-        raise ValueError(f"ladder.lr_resolution must be > 0 (log2); got {ladder.lr_resolution}")
-    if ladder.lr_span < 1 or ladder.lr_max_points < 2 * ladder.lr_span + 1:
-        raise ValueError(
-            f"ladder.lr_span must be >= 1 and ladder.lr_max_points at least the first grid's "
-            f"2 * lr_span + 1 points; got lr_span={ladder.lr_span}, "
-            f"lr_max_points={ladder.lr_max_points}"
-        )
-    if ladder.noise_seeds < 0 or not ladder.regret_tolerance > 0:
-        raise ValueError(
-            f"ladder.noise_seeds must be >= 0 and ladder.regret_tolerance > 0; got "
-            f"{ladder.noise_seeds}, {ladder.regret_tolerance}"
-        )
-    for name in (
-        "tune_steps",
-        "transfer_steps",
-        "target_steps",
-        "batch_size",
-        "seq_len",
-        "eval_every",
-        "transfer_seeds",
-    ):
-        if ladder[name] <= 0:
-            raise ValueError(f"ladder.{name} must be positive; got {ladder[name]}")
-    for name, space in ladder.search.items():
-        _choice("ladder.search key", name, TUNABLE)
-        if not space.low < space.high:
-            raise ValueError(f"ladder.search.{name}: low ({space.low}) must be below high")
-        if space.log and space.low <= 0:
-            raise ValueError(
-                f"ladder.search.{name}: log-scaled bounds must be > 0; got low={space.low}"
-            )
-    if cfg.tune.n_trials <= 0:
-        raise ValueError(f"tune.n_trials must be positive; got {cfg.tune.n_trials}")
-    if cfg.tune.workers <= 0:
-        raise ValueError(f"tune.workers must be positive; got {cfg.tune.workers}")
-    sqlite = cfg.tune.storage is None or str(cfg.tune.storage).startswith("sqlite")
-    if cfg.tune.workers > 1 and sqlite:
-        raise ValueError(
-            f"tune.workers={cfg.tune.workers} cannot share an SQLite study: SQLite locks the "
-            "whole file per write and fails under concurrent writers. Use tune.storage=journal "
-            "(workers on one host) or tune.storage=postgresql+psycopg://... (workers across hosts)"
-        )
-    if cfg.launcher.max_parallel <= 0:
-        raise ValueError(f"launcher.max_parallel must be positive; got {cfg.launcher.max_parallel}")
-    check_warmstart(cfg)
-    check_hardware(cfg)
-    check_corpus_fits(load_corpus(data_config(cfg)), ladder.seq_len)  # file exists, is long enough
-    for width in widths:  # the model configs check heads, base, depth, ...
-        model_config(cfg, width, "mup", dict(ladder.hparams))
-    model_config(cfg, ladder.target, "mup", dict(ladder.hparams), target_depth(cfg))
-
-
 def cuda_devices() -> int:
     """GPUs this process sees (the local and debug launchers' jobs see the same)."""
     import torch
@@ -458,10 +392,12 @@ def check_hardware(cfg: DictConfig, visible_gpus: int | None = None) -> None:
         ("launcher", "tasks_per_node"),
     ):
         value = cfg[section][name]
-        if value is not None and not value > 0:
-            raise ValueError(f"{section}.{name} must be positive; got {value}")
-    if launcher.gpus_per_node < 0 or launcher.nodes < 1:
-        raise ValueError("launcher.gpus_per_node must be >= 0 and launcher.nodes >= 1")
+        if value is not None and not 0 < value < math.inf:
+            raise ValueError(f"{section}.{name} must be positive (or null); got {value}")
+    if launcher.gpus_per_node < 0:
+        raise ValueError(f"launcher.gpus_per_node must be >= 0; got {launcher.gpus_per_node}")
+    if launcher.nodes < 1:
+        raise ValueError(f"launcher.nodes must be >= 1; got {launcher.nodes}")
     if hw.device == Device.cpu and launcher.gpus_per_node > 0:
         raise ValueError(
             f"launcher.gpus_per_node={launcher.gpus_per_node} reserves GPUs that "
@@ -527,11 +463,9 @@ def execution(cfg: DictConfig) -> Execution:
 
 
 def check_warmstart(cfg: DictConfig) -> None:
+    """A warm start whose source can be built and grown into the target (the values of
+    shrink, perturb and noise alone are `validate`'s domains)."""
     ws, ladder = cfg.warmstart, cfg.ladder
-    if not 0 <= ws.shrink <= 1 or ws.perturb < 0 or ws.noise < 0:
-        raise ValueError(
-            "warmstart.shrink must lie in [0, 1], warmstart.perturb and warmstart.noise be >= 0"
-        )
     width = source_width(cfg)
     stratified = ws.method == Method.rc_sampling and ws.sampling == Sampling.stratified
     if stratified and ladder.target % width:
@@ -554,7 +488,8 @@ def source_width(cfg: DictConfig) -> int:
 
 
 def target_depth(cfg: DictConfig) -> int:
-    return cfg.ladder.target_n_layer or cfg.ladder.n_layer
+    ladder = cfg.ladder
+    return ladder.n_layer if ladder.target_n_layer is None else ladder.target_n_layer
 
 
 def model_config(
@@ -562,8 +497,8 @@ def model_config(
 ) -> GPTConfig:
     """The ladder's model at `width` (and `n_layer`, default the ladder's depth)."""
     ladder = cfg.ladder
-    depth = n_layer or ladder.n_layer
-    base = ladder.base_n_layer or ladder.n_layer
+    depth = ladder.n_layer if n_layer is None else n_layer
+    base = ladder.n_layer if ladder.base_n_layer is None else ladder.base_n_layer
     return GPTConfig(
         seq_len=ladder.seq_len,
         n_layer=depth,
@@ -604,3 +539,304 @@ def run_config(
         eval_every=ladder.eval_every,
         eval_batches=ladder.eval_batches,
     )
+
+
+# --- validation -------------------------------------------------------------------------------
+#
+# Every leaf field of `PipelineConfig` is either in FIELD_CHECKS (the check that refuses its bad
+# values) or in EXEMPT (why any value is fine); tests/test_fields.py walks the schema to keep it
+# so. A `Domain` judges one field alone; a function judges fields together (or against the
+# disk) and may cover several of them. `validate` runs every check.
+
+
+@dataclass(frozen=True)
+class Domain:
+    """The values one field may take on its own; floats must also be finite (a NaN or an inf
+    from the command line would otherwise surface as a diverged run, or not at all)."""
+
+    accepts: Callable[[Any], bool]
+    allowed: str  # what the message says is allowed, e.g. ">= 0"
+    optional: bool = False  # null is allowed too
+
+    def check(self, name: str, value: Any) -> None:
+        if value is None and self.optional:
+            return
+        allowed = self.allowed + (" (or null)" if self.optional else "")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{name} must be a finite number {allowed}; got {value}")
+        if value is None or not self.accepts(value):
+            raise ValueError(f"{name} must be {allowed}; got {value!r}")
+
+
+def positive(optional: bool = False) -> Domain:
+    return Domain(lambda v: v > 0, "> 0", optional)
+
+
+def at_least(low: float, optional: bool = False) -> Domain:
+    return Domain(lambda v: v >= low, f">= {low}", optional)
+
+
+def within(low: float, high: float) -> Domain:
+    return Domain(lambda v: low <= v <= high, f"in [{low}, {high}]")
+
+
+SEED = Domain(lambda v: 0 <= v < 2**32, "in [0, 2**32)")  # what Optuna's samplers and NumPy take
+WANDB_FORBIDDEN = "/\\#?%:"  # characters W&B refuses in a project name
+HPARAM_DOMAINS = {  # also the bounds of every search range
+    "lr": positive(),
+    "init_std": positive(),
+    "output_std": positive(),
+    "alpha_in": positive(),
+    "alpha_out": positive(),
+    "alpha_attn": positive(),
+    "weight_decay": at_least(0),
+}
+
+
+def _check_ladder_chosen(cfg: DictConfig) -> None:
+    if OmegaConf.is_missing(cfg, "ladder"):
+        raise ValueError(
+            "no ladder chosen: add +ladder=NAME, one of " + ", ".join(available_ladders())
+        )
+
+
+def _check_stages(cfg: DictConfig) -> None:
+    stages = [str(s) for s in cfg.stages]
+    if not stages or len(set(stages)) < len(stages):
+        raise ValueError(
+            f"stages must list each stage to run once, from {', '.join(Stage)}; got {stages}"
+        )
+
+
+def _check_run_folder(cfg: DictConfig) -> None:
+    """The run folder, `out_root/run_name` (run_name null: the ladder's name), must lie inside
+    out_root: every result, checkpoint and log is written there."""
+    name, value = ("run_name", cfg.run_name) if cfg.run_name else ("ladder.name", cfg.ladder.name)
+    relative = PurePath(value)
+    if relative.is_absolute() or ".." in relative.parts:
+        raise ValueError(
+            f"{name} must be a relative folder name inside out_root, without '..'; got {value!r}"
+        )
+    root = Path(cfg.out_root).resolve()
+    folder = (root / relative).resolve()  # a symbolic link may still lead out
+    if folder == root or not folder.is_relative_to(root):
+        raise ValueError(
+            f"{name} must name a folder inside out_root ({root}); {value!r} resolves to {folder}"
+        )
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"{name} must name a folder; {folder} is a file")
+
+
+def _writable_folder(name: str, folder: Path) -> None:
+    """Refuse a folder that is a file, or that cannot be created or written to (probed with a
+    temporary file). Whatever the probe created is removed again, whether it passes or not:
+    validation leaves the disk as it found it."""
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"{name} must be a writable folder; {folder} is a file")
+    created = [p for p in (folder, *folder.parents) if not p.exists()]  # deepest first
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle, probe = tempfile.mkstemp(prefix=".musweep-probe-", dir=folder)
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as e:
+        reason = e.strerror or type(e).__name__
+        raise ValueError(
+            f"{name} must be a writable folder; cannot write in {folder}: {reason}"
+        ) from None
+    finally:
+        for path in created:
+            with contextlib.suppress(OSError):
+                path.rmdir()
+
+
+def _check_folders(cfg: DictConfig) -> None:
+    """Every folder the run writes to outside the run folder (data.path is read: its own check)."""
+    _writable_folder("out_root", Path(cfg.out_root))
+    if cfg.data.cache_dir:
+        _writable_folder("data.cache_dir", Path(cfg.data.cache_dir).expanduser())
+    if cfg.logger.dir:
+        _writable_folder("logger.dir", Path(cfg.logger.dir))
+
+
+def _check_ladder_shape(cfg: DictConfig) -> None:
+    """Widths that grow to the target, and a model that can be built at each of them."""
+    ladder = cfg.ladder
+    widths = list(ladder.widths)
+    if not widths or widths != sorted(set(widths)) or widths[0] <= 0:
+        raise ValueError(f"ladder.widths must be positive and strictly increasing; got {widths}")
+    if ladder.target <= widths[-1]:
+        raise ValueError(
+            f"ladder.target ({ladder.target}) must be wider than every ladder width "
+            f"(the proxy is {widths[0]}, the widest {widths[-1]})"
+        )
+    for width in widths:  # the model configs check heads, base, depth, ...
+        model_config(cfg, width, "mup", dict(ladder.hparams))
+    model_config(cfg, ladder.target, "mup", dict(ladder.hparams), target_depth(cfg))
+
+
+def _check_lr_grid(cfg: DictConfig) -> None:
+    ladder = cfg.ladder
+    if ladder.lr_span < 1 or ladder.lr_max_points < 2 * ladder.lr_span + 1:
+        raise ValueError(
+            f"ladder.lr_span must be >= 1 and ladder.lr_max_points at least the first grid's "
+            f"2 * lr_span + 1 points; got lr_span={ladder.lr_span}, "
+            f"lr_max_points={ladder.lr_max_points}"
+        )
+
+
+def _check_search(cfg: DictConfig) -> None:
+    """Each range names a tunable HP and lies inside that HP's domain."""
+    for name, space in cfg.ladder.search.items():
+        if name not in TUNABLE:
+            raise ValueError(f"ladder.search key must be one of {', '.join(TUNABLE)}; got {name!r}")
+        for bound in ("low", "high"):
+            if not math.isfinite(space[bound]):
+                raise ValueError(f"ladder.search.{name}.{bound} must be finite; got {space[bound]}")
+        if not space.low < space.high:
+            raise ValueError(f"ladder.search.{name}: low ({space.low}) must be below high")
+        if space.log and space.low <= 0:
+            raise ValueError(
+                f"ladder.search.{name}: log-scaled bounds must be > 0; got low={space.low}"
+            )
+        HPARAM_DOMAINS[name].check(f"ladder.search.{name}.low", space.low)
+
+
+def _check_storage(cfg: DictConfig) -> None:
+    storage = cfg.tune.storage
+    if storage not in (None, "journal") and "://" not in storage:
+        raise ValueError(
+            "tune.storage must be null (SQLite in the run folder), journal, or a database URL "
+            f"(dialect://...); got {public_url(storage)!r}"
+        )
+    sqlite = storage is None or str(storage).startswith("sqlite")
+    if cfg.tune.workers > 1 and sqlite:
+        raise ValueError(
+            f"tune.workers={cfg.tune.workers} cannot share an SQLite study: SQLite locks the "
+            "whole file per write and fails under concurrent writers. Use tune.storage=journal "
+            "(workers on one host) or tune.storage=postgresql+psycopg://... (workers across hosts)"
+        )
+
+
+def _check_heartbeat(cfg: DictConfig) -> None:
+    """A worker is presumed dead after `grace_s` without a heartbeat: a grace no longer than
+    the heartbeat's period would retry the trials of live workers."""
+    tune = cfg.tune
+    if not tune.grace_s > tune.heartbeat_s:
+        raise ValueError(
+            f"tune.grace_s must exceed tune.heartbeat_s ({tune.heartbeat_s}); got {tune.grace_s}"
+        )
+
+
+def _check_corpus(cfg: DictConfig) -> None:
+    """The data exist, are what their source says, and are long enough for one window."""
+    check_corpus_fits(load_corpus(data_config(cfg)), cfg.ladder.seq_len)
+
+
+Check = Domain | Callable[[DictConfig], None]
+
+# Cross-field checks run in the order of their first entry here: the cheap ones first, the
+# corpus (the one slow check) last.
+FIELD_CHECKS: dict[str, Check] = {
+    "stages": _check_stages,
+    "run_name": _check_run_folder,
+    "out_root": _check_folders,
+    "seed": SEED,
+    "ladder.name": _check_run_folder,  # the run folder's name when run_name is null
+    "ladder.widths": _check_ladder_shape,
+    "ladder.target": _check_ladder_shape,
+    "ladder.n_layer": positive(),
+    "ladder.target_n_layer": positive(optional=True),
+    "ladder.base_n_layer": positive(optional=True),
+    "ladder.depth_alpha": within(0.5, 1),  # CompleteP's range (docs/methods.md §1)
+    "ladder.d_head": positive(),
+    "ladder.mlp_ratio": positive(),
+    "ladder.seq_len": positive(),
+    "ladder.batch_size": positive(),
+    "ladder.tune_steps": positive(),
+    "ladder.transfer_steps": positive(),
+    "ladder.target_steps": positive(),
+    "ladder.eval_every": positive(),
+    "ladder.eval_batches": positive(),
+    "ladder.warmup_steps": at_least(0),
+    "ladder.lr_resolution": Domain(lambda v: v > 0, "> 0 (a step in log2)"),
+    "ladder.lr_span": _check_lr_grid,
+    "ladder.lr_max_points": _check_lr_grid,
+    "ladder.transfer_seeds": positive(),
+    "ladder.noise_seeds": at_least(0),
+    "ladder.regret_tolerance": positive(),
+    **{f"ladder.hparams.{name}": domain for name, domain in HPARAM_DOMAINS.items()},
+    "ladder.search": _check_search,
+    "tune.n_trials": positive(),
+    "tune.n_startup_trials": at_least(0),
+    "tune.storage": _check_storage,
+    "tune.workers": positive(),
+    "tune.seed": Domain(SEED.accepts, SEED.allowed, optional=True),
+    "tune.widen_trials": at_least(0),
+    "tune.heartbeat_s": positive(),
+    "tune.grace_s": _check_heartbeat,
+    "launcher.max_parallel": positive(),
+    "launcher.timeout_min": positive(),
+    "launcher.cpus_per_task": positive(),
+    "launcher.mem_gb": positive(optional=True),
+    "launcher.gpus_per_node": check_hardware,
+    "launcher.nodes": check_hardware,
+    "launcher.tasks_per_node": check_hardware,
+    "logger.project": Domain(
+        lambda v: len(v) <= 128 and not set(v) & set(WANDB_FORBIDDEN),
+        f"at most 128 characters, none of {' '.join(WANDB_FORBIDDEN)}",
+        optional=True,
+    ),
+    "logger.dir": _check_folders,
+    "warmstart.shrink": within(0, 1),
+    "warmstart.perturb": at_least(0),
+    "warmstart.noise": at_least(0),
+    "warmstart.stack_factor": at_least(2),
+    "warmstart.sampling": check_warmstart,  # stratified needs a target a multiple of the source
+    "hardware.device": check_hardware,
+    "hardware.micro_batch_size": check_hardware,
+    "hardware.sync_every": check_hardware,
+    "hardware.peak_tflops": check_hardware,
+    "verify.max_runs": at_least(0),  # below 2 the check is skipped
+    "data.source": _check_corpus,
+    "data.path": _check_corpus,
+    "data.val_fraction": _check_corpus,
+    "data.vocab_size": _check_corpus,
+    "data.cache_dir": _check_folders,
+}
+
+# Fields whose every value (of their type) is valid, and why.
+EXEMPT: dict[str, str] = {
+    "ladder.schedule": "an Enum: OmegaConf refuses any other value at composition",
+    "tune.sampler": "an Enum: OmegaConf refuses any other value at composition",
+    "tune.pruner": "an Enum: OmegaConf refuses any other value at composition",
+    "tune.study_name": "any string names a study in its storage (null: the run's name)",
+    "launcher.kind": "an Enum; the process counts it allows are checked with launcher.nodes",
+    "launcher.partition": "a SLURM name that sbatch judges (null: the cluster's default)",
+    "launcher.account": "a SLURM name that sbatch judges (null: the cluster's default)",
+    "launcher.qos": "a SLURM name that sbatch judges (null: the cluster's default)",
+    "launcher.constraint": "a SLURM feature expression that sbatch judges",
+    "launcher.setup": "shell lines, run as given before each job",
+    "launcher.additional": "any other sbatch option, passed on as given",
+    "logger.kind": "an Enum: OmegaConf refuses any other value at composition",
+    "logger.entity": "any W&B user or team (null: WANDB_ENTITY or the default entity)",
+    "logger.mode": "an Enum: OmegaConf refuses any other value at composition",
+    "warmstart.method": "an Enum; the source each method needs is checked with stack_factor",
+    "warmstart.source": "an Enum: the widest ladder width and the proxy are both valid",
+    "hardware.precision": "an Enum: every precision runs on every device",
+    "hardware.compile": "a boolean (null: on for CUDA)",
+    "hardware.tf32": "a boolean",
+    "hardware.data_parallel": "an Enum: OmegaConf refuses any other value at composition",
+}
+
+
+def validate(cfg: DictConfig) -> None:
+    """Raise ValueError naming the field for anything that would fail later, before any job:
+    every field alone first, then the fields together."""
+    _check_ladder_chosen(cfg)
+    for name, check in FIELD_CHECKS.items():
+        if isinstance(check, Domain):
+            check.check(name, OmegaConf.select(cfg, name))
+    for check in dict.fromkeys(FIELD_CHECKS.values()):
+        if not isinstance(check, Domain):
+            check(cfg)

@@ -144,7 +144,10 @@ def test_text_file_blocks_round_trip(tmp_path: Path) -> None:
     data = np.random.default_rng(0).integers(0, 256, 4 * TEXT_BLOCK_BYTES + 1000, dtype=np.uint8)
     path = tmp_path / "corpus.txt"
     path.write_bytes(data.tobytes())
-    corpus = load_corpus(DataConfig("text", str(path), val_fraction=0.5, cache_dir=str(tmp_path)))
+    with pytest.warns(UserWarning, match="does not look like text"):  # random bytes
+        corpus = load_corpus(
+            DataConfig("text", str(path), val_fraction=0.5, cache_dir=str(tmp_path))
+        )
     blocks = [data[i : i + TEXT_BLOCK_BYTES] for i in range(0, data.size, TEXT_BLOCK_BYTES)]
     # k = 2: blocks 1 and 3 are validation, 0, 2 and the short tail block 4 are training.
     assert np.array_equal(corpus.val, np.concatenate(blocks[1::2]))
@@ -170,7 +173,8 @@ def test_block_ranges_every_kth_block_is_val() -> None:
 def test_text_short_file_is_caught_by_check_corpus_fits(tmp_path: Path) -> None:
     path = tmp_path / "short.txt"
     path.write_bytes(bytes(range(100)))
-    corpus = load_corpus(DataConfig("text", str(path), cache_dir=str(tmp_path)))
+    with pytest.warns(UserWarning, match="27% of its first bytes are not text"):  # controls
+        corpus = load_corpus(DataConfig("text", str(path), cache_dir=str(tmp_path)))
     assert corpus.train.size == 90
     assert corpus.val.size == 10
     with pytest.raises(ValueError, match=r"val split has 10 tokens.*seq_len \+ 1 = 65"):

@@ -12,8 +12,10 @@ import functools
 import hashlib
 import json
 import os
+import re
 import sys
 import sysconfig
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum, auto
@@ -199,6 +201,55 @@ def _validate(cfg: DataConfig) -> None:
         )
 
 
+SNIFF_BYTES = 1 << 20  # the head of a file that the content checks read
+WIDE_ID_ZEROS = 0.9  # share of zero odd-position values that marks 32/64-bit ids
+NON_TEXT_WARNING = 0.25  # share of non-text bytes above which a "text" file is warned about
+_NON_TEXT = re.compile("[\x00-\x08\x0e-\x1f\x7f\udc80-\udcff]")
+
+
+def _check_token_content(path: Path) -> None:
+    """Refuse a token file written in a wider integer type than uint16.
+
+    Little-endian int32 or int64 ids below 65536, read as uint16, put a zero (a high half) at
+    every odd position, and int64 at every other even one too; a real uint16 stream does not
+    alternate its tokens with id 0. The rule, on the file's first MiB: at least 90% of the
+    values at odd positions are 0 while at most 60% of those at even positions are (so a file
+    that is mostly id 0 throughout is not taken for wide ids).
+    """
+    head = np.fromfile(path, dtype=np.uint16, count=SNIFF_BYTES // 2)
+    if head.size < 4:
+        return
+    odd_zero = float(np.mean(head[1::2] == 0))
+    if odd_zero >= WIDE_ID_ZEROS and np.mean(head[0::2] == 0) <= 0.6:
+        raise ValueError(
+            f"data.path {path} does not hold uint16 tokens: {odd_zero:.0%} of its values at odd "
+            "positions are 0, as in a file of 32- or 64-bit ids; write the ids as np.uint16"
+        )
+
+
+def non_text_share(data: bytes) -> float:
+    """The share of `data`'s bytes that no text has: bytes outside valid UTF-8, and control
+    characters other than tab, newline, vertical tab, form feed and carriage return."""
+    if not data:
+        return 0.0
+    text = data.decode("utf-8", errors="surrogateescape")  # each invalid byte: one surrogate
+    return len(_NON_TEXT.findall(text)) / len(data)
+
+
+def _warn_if_not_text(path: Path) -> None:
+    """A `text` source trains on bytes: a binary file loads fine and trains on noise, so a file
+    whose first MiB is more than 25% non-text bytes is warned about (not refused: such a file
+    may be meant)."""
+    with path.open("rb") as f:
+        share = non_text_share(f.read(SNIFF_BYTES))
+    if share > NON_TEXT_WARNING:
+        warnings.warn(
+            f"data.path {path} does not look like text: {share:.0%} of its first bytes are "
+            "not text (outside UTF-8, or control characters); data=text trains on its bytes",
+            stacklevel=2,
+        )
+
+
 def _check_positive(**values: int) -> None:
     for name, value in values.items():
         if value <= 0:
@@ -296,6 +347,7 @@ def _write_blocks(
 
 def _load_text(cfg: DataConfig, cache: Path) -> Corpus:
     path = _data_file(Path(str(cfg.path)).expanduser().resolve(), 1)
+    _warn_if_not_text(path)
     train, val, _ = _split_file_cached(path, np.uint8, TEXT_BLOCK_BYTES, cfg, cache, "text")
     return Corpus(
         train,
@@ -311,16 +363,17 @@ def _load_tokens(cfg: DataConfig, cache: Path) -> Corpus:
         parts = [path / "train.bin", path / "val.bin"]
         if not all(p.exists() for p in parts):
             raise ValueError(f"data.path directory {path} must contain train.bin and val.bin")
-        train, val = (np.memmap(_data_file(p, 2), dtype=np.uint16, mode="r") for p in parts)
+        for part in parts:
+            _check_token_content(_data_file(part, 2))
+        train, val = (np.memmap(p, dtype=np.uint16, mode="r") for p in parts)
         sigs = [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in parts]
         max_token = _cached_json(
             cache / f"tokens-{_key('tokens-dir', sigs)}.json",
             lambda: {"max_token": int(max(train.max(), val.max()))},
         )["max_token"]
     else:
-        train, val, meta = _split_file_cached(
-            _data_file(path, 2), np.uint16, TOKEN_BLOCK, cfg, cache, "tokens"
-        )
+        _check_token_content(_data_file(path, 2))
+        train, val, meta = _split_file_cached(path, np.uint16, TOKEN_BLOCK, cfg, cache, "tokens")
         max_token = meta["max_token"]
     vocab = max_token + 1 if cfg.vocab_size is None else cfg.vocab_size
     if max_token >= vocab:
