@@ -224,7 +224,7 @@ class Pipeline:
                 for i, quota in enumerate(quotas)
                 if quota > 0
             ]
-            self.launch("tune", tune_worker, specs, self._report_errors("tune"), on_poll=poll)
+            self.launch("tune", tune_worker, specs, self._report_errors(), on_poll=poll)
             retry_running_trials(study)  # every worker has ended: a RUNNING trial is an orphan
         poll()
         counted = len(study.get_trials(deepcopy=False, states=COUNTED))
@@ -259,7 +259,7 @@ class Pipeline:
             local = self.cfg.launcher.kind == LauncherKind.local
             n_jobs = self.cfg.launcher.max_parallel if local else len(todo)
             specs = job_specs(self.cfg, self.run_dir, tuned, todo, n_jobs)
-            self.launch("transfer", transfer_job, specs, self._report_errors("transfer"), poll)
+            self.launch("transfer", transfer_job, specs, self._report_errors(), poll)
         poll()
         if todo:
             raise StageError(
@@ -299,7 +299,7 @@ class Pipeline:
 
         def on_result(spec: dict, result: dict | None, error: BaseException | None) -> None:
             if error is not None:
-                raise StageError(f"target run {spec['kind']} failed: {error}") from error
+                raise StageError(f"target run {spec['kind']}: {error}") from error
             write_json(folder / f"{spec['kind']}.json", result)
             finished.add(spec["kind"])
             losses[spec["kind"]] = result["result"]["val_loss"][-1][1]
@@ -324,7 +324,7 @@ class Pipeline:
                 return
             self.progress.update(task, total=len(curve) + len(steps))
             specs = verify_specs(self.cfg, self.run_dir, tuned, steps)
-            self.launch("verify", verify_job, specs, self._report_errors("verify"), parallel=True)
+            self.launch("verify", verify_job, specs, self._report_errors(), parallel=True)
         raise StageError(
             f"verify runs failed (see {self.run_dir / 'jobs' / 'verify'}); rerun the same "
             "command to retry them"
@@ -345,10 +345,12 @@ class Pipeline:
         log_report(self.cfg.logger, self.run_dir, summary, folder, public(self.cfg))
         self.progress.update(task, completed=2, msg=str(folder / "report.html"))
 
-    def _report_errors(self, stage: str):
+    def _report_errors(self):
+        """One line per failed job (which, why, where its trace is); the stage carries on."""
+
         def on_result(_spec: dict, _result: Any, error: BaseException | None) -> None:
             if error is not None:
-                self.progress.note(f"{stage} job failed: {error}")
+                self.progress.note(str(error))
 
         return on_result
 

@@ -125,12 +125,41 @@ def run_jobs(
             if gpus and not parallel:
                 gpu_of[id(job)] = gpu
             running.append((spec, job))
-        still = _collect(running, on_done, block=debug, on_poll=on_poll)
+        still = _collect(running, on_done, block=debug, on_poll=on_poll, name=name)
         kept = {id(job) for _, job in still}
         free_gpus += [
             gpu_of.pop(id(job)) for _, job in running if id(job) not in kept and id(job) in gpu_of
         ]
         running = still
+
+
+class JobFailed(RuntimeError):
+    """A job that ended without its result, said in one line: which job, why (the last line of
+    its exception) and the log that holds the full trace. No Submitit trace reaches the console."""
+
+    def __init__(self, name: str, job_id: str, cause: str, log: Path | None):
+        where = f"; full trace in {log}" if log is not None else ""
+        super().__init__(f"{name} job {job_id} failed: {cause}{where}")
+        self.cause, self.log = cause, log
+
+
+def cause_of(error: BaseException) -> str:
+    """The one line that says why a job failed: the exception line at the end of a Submitit
+    trace ("ValueError: ..."), or the error's own first line."""
+    text = str(error)
+    if isinstance(error, submitit.core.utils.FailedJobError):
+        trace = text.split("You can check full logs")[0]
+        lines = [line.strip() for line in trace.splitlines()]
+        lines = [line for line in lines if line and set(line) != {"-"}]
+        if lines:
+            return lines[-1]
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    return f"{type(error).__name__}: {first}" if first else type(error).__name__
+
+
+def job_failure(name: str, job: submitit.Job, error: BaseException) -> JobFailed:
+    log = Path(job.paths.stderr)
+    return JobFailed(name, str(job.job_id), cause_of(error), log if log.exists() else None)
 
 
 class LaunchError(RuntimeError):
@@ -197,7 +226,9 @@ def _finished(job: submitit.Job, queued: set[str] | None) -> bool:
     return job.paths.result_pickle.exists() or job.job_id not in queued
 
 
-def _collect(running: list, on_done: Callable, block: bool, on_poll: Callable | None) -> list:
+def _collect(
+    running: list, on_done: Callable, block: bool, on_poll: Callable | None, name: str = "musweep"
+) -> list:
     """Report finished jobs; return those still running (waits for one when `block`)."""
     slurm = bool(running) and isinstance(running[0][1], submitit.SlurmJob)
     while True:
@@ -207,11 +238,12 @@ def _collect(running: list, on_done: Callable, block: bool, on_poll: Callable | 
             if block or _finished(job, queued):
                 if queued is not None and not job.paths.result_pickle.exists():
                     error: BaseException | None = submitit.core.utils.UncompletedJobError(
-                        f"SLURM job {job.job_id} left the queue without a result (killed, "
-                        f"timed out or cancelled); see {job.paths.stderr}"
+                        "it left the SLURM queue without a result (killed, timed out or cancelled)"
                     )
                 else:
                     error = job.exception()
+                if error is not None:
+                    error = job_failure(name, job, error)
                 on_done(spec, None if error else job.results()[0], error)  # rank 0's
             else:
                 still.append((spec, job))

@@ -1,0 +1,50 @@
+"""A failed job is one line: the stage's job, the cause, and the log holding the full trace."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import submitit
+
+from sweep.edges.launch import JobFailed, cause_of, run_jobs
+
+
+def fails(message: str) -> None:
+    raise ValueError(message)
+
+
+def test_a_failed_job_is_one_line_naming_job_cause_and_log(tmp_path, monkeypatch):
+    tests = str(Path(__file__).parent)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([tests, os.environ.get("PYTHONPATH", "")]))
+    launcher = {"kind": "local", "max_parallel": 1, "timeout_min": 5, "gpus_per_node": 0}
+    seen: list[BaseException | None] = []
+    run_jobs(
+        launcher,
+        tmp_path / "jobs",
+        fails,
+        ["checkpoint run.ckpt belongs to a different run config"],
+        lambda spec, result, error: seen.append(error),
+        name="musweep-transfer",
+    )
+    (error,) = seen
+    assert isinstance(error, JobFailed)
+    line = str(error)
+    assert "\n" not in line
+    assert line.startswith("musweep-transfer job ")
+    assert "failed: ValueError: checkpoint run.ckpt belongs to a different run config" in line
+    assert error.log is not None and line.endswith(f"full trace in {error.log}")
+    trace = error.log.read_text()
+    assert "Traceback" in trace and "in fails" in trace  # the trace is in the log, not the line
+
+
+def test_the_cause_is_the_last_line_of_a_submitit_trace():
+    trace = (
+        "Job (task=0) failed during processing with trace:\n----------------------\n"
+        'Traceback (most recent call last):\n  File "x.py", line 3, in f\n    raise E\n'
+        "OSError: [Errno 28] No space left on device\n\n----------------------\n"
+        "You can check full logs with 'job.stderr(0)' and 'job.stdout(0)'or at paths:\n  - a\n"
+    )
+    error = submitit.core.utils.FailedJobError(trace)
+    assert cause_of(error) == "OSError: [Errno 28] No space left on device"
+    assert cause_of(RuntimeError("first\nsecond")) == "RuntimeError: first"
