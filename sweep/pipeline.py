@@ -32,6 +32,7 @@ from sweep.config import (
     with_defaults,
 )
 from sweep.core.atomic import write_atomic
+from sweep.core.records import read_record, write_record
 from sweep.edges.console import StageDisplay, print_plan, print_summary
 from sweep.edges.launch import cancel_leftover_jobs, run_jobs
 from sweep.edges.report import write_report
@@ -177,8 +178,14 @@ class Pipeline:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         try:
             return open_or_create_study(self.cfg, self.run_dir)
-        except Exception as e:  # an unreachable server, bad credentials, a bad URL
-            raise StageError(f"cannot open the Optuna study at tune.storage: {e}") from e
+        except Exception as e:  # an unreachable server, bad credentials, a damaged file
+            where = public_url(storage_url(self.cfg, self.run_dir))
+            cause = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise StageError(
+                f"cannot open the Optuna study at {where}: {cause}. If it is damaged, move it "
+                "aside and rerun: tuning starts again, and the values tuned so far stay in "
+                f"{self.run_dir / 'tuned.yaml'} and summary.json"
+            ) from e
 
     def stage_tune(self) -> None:
         """The study's trials, then, while a tuned value sits at a bound of its range, that range
@@ -272,7 +279,7 @@ class Pipeline:
         logs as they train."""
         folder = self.run_dir / "target"
         specs = target_specs(self.cfg, self.run_dir, self.tuned())
-        todo = [s for s in specs if not (folder / f"{s['kind']}.json").exists()]
+        todo = [s for s in specs if read_record(folder / f"{s['kind']}.json") is None]
         steps = self.cfg.ladder.target_steps
         finished = {s["kind"] for s in specs} - {s["kind"] for s in todo}
         task = self.progress.add_task(
@@ -300,7 +307,7 @@ class Pipeline:
         def on_result(spec: dict, result: dict | None, error: BaseException | None) -> None:
             if error is not None:
                 raise StageError(f"target run {spec['kind']}: {error}") from error
-            write_json(folder / f"{spec['kind']}.json", result)
+            write_record(folder / f"{spec['kind']}.json", result)
             finished.add(spec["kind"])
             losses[spec["kind"]] = result["result"]["val_loss"][-1][1]
             poll()

@@ -7,7 +7,6 @@ FLOPs each stage spent. `summary.json`, the console table and the report all rea
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -18,15 +17,12 @@ from omegaconf import DictConfig
 
 from sweep.config import world_size
 from sweep.core.metrics import run_verdict
+from sweep.core.records import read_record
 from sweep.stages.report import coord_check_summary, read_coord_checks
 from sweep.stages.target import KINDS, cold_run_flops, target_summary
 from sweep.stages.transfer import next_runs, read_results, transfer_summary
 from sweep.stages.tune import near_best, tune_summary, tuned_hparams
 from sweep.stages.verify import final_loss, next_steps, read_curve, verify_summary
-
-
-def read_json(path: Path) -> Any:
-    return json.loads(path.read_text()) if path.exists() else None
 
 
 def differs(cfg: DictConfig) -> str:
@@ -59,7 +55,7 @@ def build_summary(cfg: DictConfig, run_dir: Path, study: optuna.Study) -> dict[s
         summary["transfer"] = transfer_summary(cfg, results, tuned["lr"], target_flops)
         cost["transfer_flops"] = summary["transfer"].pop("flops")
         summary["tune"]["near_best"] = near_best(study, summary["transfer"]["noise"]["band"])
-    runs = {kind: read_json(run_dir / "target" / f"{kind}.json") for kind in KINDS}
+    runs = {kind: read_record(run_dir / "target" / f"{kind}.json") for kind in KINDS}
     if runs := {kind: run for kind, run in runs.items() if run is not None}:
         summary["target"] = target_summary(cfg, runs, cost.get("tuning_flops", 0.0))
         cost["target_flops"] = summary["target"].pop("flops")

@@ -152,7 +152,7 @@ def plan_target(
 ) -> StagePlan:
     ladder = cfg.ladder
     kinds = [k for k in KINDS if k != "warm" or cfg.warmstart.method != "cold"]
-    todo = [k for k in kinds if not (run_dir / "target" / f"{k}.json").exists()]
+    todo = [k for k in kinds if not (run_dir / "target" / f"{k}.json").is_file()]
     target = run_config(
         cfg, ladder.target, "mup", tuned, ladder.target_steps, cfg.seed, target_depth(cfg)
     )

@@ -30,7 +30,6 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from sweep.config import data_config, execution, plain, public, run_config
-from sweep.core.atomic import write_atomic
 from sweep.core.data import load_corpus
 from sweep.core.lr_curve import (
     bracket,
@@ -48,6 +47,7 @@ from sweep.core.metrics import (
     wider_is_better,
 )
 from sweep.core.parametrization import PARAMETRIZATIONS
+from sweep.core.records import read_record, write_record
 from sweep.core.train import train
 from sweep.edges.tracking import live_progress, log_result, wandb_run
 
@@ -161,8 +161,8 @@ def transfer_job(spec: dict[str, Any]) -> list[str]:
     for fields in spec["runs"]:
         run = Run(**fields)
         path = run_dir / "transfer" / f"{run_key(run, tag)}.json"
-        if not path.exists():
-            write_atomic(path, json.dumps(train_run(cfg, run_dir, tuned, run)).encode())
+        if read_record(path) is None:  # not trained yet, or damaged: train it (again)
+            write_record(path, train_run(cfg, run_dir, tuned, run))
         done.append(path.stem)
     return done
 
@@ -198,7 +198,9 @@ def read_results(folder: Path, hparams: Mapping[str, float]) -> dict[Run, Result
     """The runs on disk made with these tuned values."""
     out = {}
     for path in sorted(folder.glob(f"*_{hparams_tag(hparams)}.json")):
-        record = json.loads(path.read_text())
+        record = read_record(path)
+        if record is None:  # damaged: moved aside, to be trained again
+            continue
         loss = math.nan if record["loss"] is None else float(record["loss"])
         out[Run(**record["run"])] = Result(loss, int(record["flops"]))
     return out

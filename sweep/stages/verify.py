@@ -8,7 +8,6 @@ transfer check, and the regret at the tuned LR is the figure a user can trust fo
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,7 +17,6 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from sweep.config import plain
-from sweep.core.atomic import write_atomic
 from sweep.core.lr_curve import (
     bracket,
     fit_optimum,
@@ -27,6 +25,7 @@ from sweep.core.lr_curve import (
     steps_past_open_sides,
 )
 from sweep.core.metrics import percent
+from sweep.core.records import read_record, write_record
 from sweep.core.train import RunResult
 from sweep.edges.distributed import process_group
 from sweep.stages.target import train_target
@@ -53,10 +52,11 @@ def read_curve(run_dir: Path, tuned: Mapping[str, float]) -> dict[int, dict[str,
     tag = hparams_tag(tuned)
     records = {}
     for path in sorted((run_dir / "verify").glob(f"k*_{tag}.json")):
-        records[int(path.stem.split("_")[0][1:])] = json.loads(path.read_text())
+        if (record := read_record(path)) is not None:  # damaged: moved aside, redone
+            records[int(path.stem.split("_")[0][1:])] = record
     cold = run_dir / "target" / "cold.json"
     if 0 not in records and cold.exists():
-        record = json.loads(cold.read_text())
+        record = read_record(cold) or {}
         if math.isclose(record.get("log2_lr", math.nan), math.log2(tuned["lr"])):
             records[0] = record
     return records
@@ -94,7 +94,7 @@ def verify_job(spec: dict[str, Any]) -> str:
             world=world,
         )
     if world.main:
-        write_atomic(run_dir / "verify" / f"{key}.json", json.dumps(record).encode())
+        write_record(run_dir / "verify" / f"{key}.json", record)
         checkpoint.unlink()  # the record is what the check needs; the weights are a target's
     return key
 
