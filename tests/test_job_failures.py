@@ -48,3 +48,29 @@ def test_the_cause_is_the_last_line_of_a_submitit_trace():
     error = submitit.core.utils.FailedJobError(trace)
     assert cause_of(error) == "OSError: [Errno 28] No space left on device"
     assert cause_of(RuntimeError("first\nsecond")) == "RuntimeError: first"
+
+
+def test_why_a_pending_job_will_never_start():
+    from sweep.edges.launch import _minutes, unschedulable_message
+
+    nodes = [{"cpus": 2, "mem_mb": 23081, "gpus": 0, "time_min": 120}]
+    launcher = {"cpus_per_task": 4, "mem_gb": 64, "gpus_per_node": 1, "nodes": 2}
+    launcher["timeout_min"] = 240
+    message = unschedulable_message("PartitionConfig", launcher, nodes, 1, "77_0")
+    assert message.startswith("SLURM will never start job 77_0 (pending: PartitionConfig): ")
+    for fix in (
+        "launcher.cpus_per_task=4 but the partition's nodes have at most 2 CPUs",
+        "launcher.mem_gb=64 but its nodes have 23081 MB",
+        "launcher.gpus_per_node=1 but its nodes have 0",
+        "launcher.nodes=2 but it has 1 nodes",
+        "launcher.timeout_min=240 but its time limit is 120 min",
+    ):
+        assert fix in message
+    fits = {"cpus_per_task": 1, "mem_gb": None, "gpus_per_node": 0, "nodes": 1, "timeout_min": 60}
+    assert "scontrol show job 5" in unschedulable_message("InvalidQOS", fits, nodes, 1, "5")
+    assert [_minutes(t) for t in ("1-02:03:00", "30:00", "2:00:00", "infinite")] == [
+        1563,
+        30,
+        120,
+        None,
+    ]

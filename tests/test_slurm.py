@@ -232,3 +232,48 @@ def test_a_killed_driver_is_rerun_cancels_its_leftover_jobs_and_completes(tmp_pa
     assert summary["tune"]["n_trials"] == 2 and summary["tune"]["n_failed"] == 0
     assert len(list((run_dir / "transfer").glob("*.json"))) == 12
     assert {"warm", "cold"} <= set(summary["target"])
+
+
+def sleeps(seconds: float) -> float:
+    import time
+
+    time.sleep(seconds)
+    return seconds
+
+
+def test_a_job_that_can_never_start_is_said_within_a_minute(tmp_path, monkeypatch):
+    """More CPUs per task than any node has: SLURM keeps the job pending (PartitionConfig)
+    forever; the driver says so, with the setting to change, and cancels its jobs."""
+    import os
+    import time
+    from pathlib import Path
+
+    from sweep.edges.launch import run_jobs
+
+    tests = str(Path(__file__).parent)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([tests, os.environ.get("PYTHONPATH", "")]))
+    cpus = max(
+        int(c.rstrip("+"))
+        for c in subprocess.run(
+            ["sinfo", "-h", "-N", "-o", "%c"], capture_output=True, text=True, check=True
+        ).stdout.split()
+    )
+    launcher = {
+        "kind": "slurm", "max_parallel": 2, "timeout_min": 5, "cpus_per_task": cpus + 2,
+        "partition": None, "nodes": 1, "gpus_per_node": 0, "mem_gb": None, "account": None,
+        "qos": None, "constraint": None, "setup": [], "additional": {},
+    }  # fmt: skip
+    before = queued_ids()
+    start = time.monotonic()
+    with pytest.raises(LaunchError) as caught:
+        run_jobs(launcher, tmp_path / "jobs", sleeps, [1.0, 1.0], lambda *_: None, name="stuck")
+    assert time.monotonic() - start < 60
+    message = str(caught.value)
+    assert "\n" not in message and "PartitionConfig" in message
+    assert f"launcher.cpus_per_task={cpus + 2} but the partition's nodes have at most {cpus}" in (
+        message
+    )
+    deadline = time.monotonic() + 30
+    while queued_ids() - before and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not queued_ids() - before, "the stuck jobs were left in the queue"

@@ -9,6 +9,7 @@ that raises is reported to the callback as its exception: the stage records it a
 from __future__ import annotations
 
 import logging
+import re
 import subprocess
 import time
 from collections.abc import Callable, Sequence
@@ -21,6 +22,7 @@ POLL_SECONDS = 0.25
 # submitit asks `sacct` for job states and warns at every poll when accounting is off; the
 # launcher reads result files and `squeue` instead.
 logging.getLogger("submitit").setLevel(logging.ERROR)
+LOG = logging.getLogger("musweep")
 
 
 class Requeueable(submitit.helpers.Checkpointable):
@@ -104,8 +106,10 @@ def run_jobs(
         with (folder / SUBMITTED).open("a") as f:  # for `cancel_leftover_jobs` after a crash
             f.write(f"{jobs[0].job_id.split('_')[0]}\n")
         pending, running = [], list(zip(specs, jobs, strict=True))
+        tasks = (launcher.get("tasks_per_node") or 1) if parallel else 1
+        watch: QueueWatch | None = QueueWatch(launcher, name, tasks)
     else:
-        pending, running = list(specs), []
+        pending, running, watch = list(specs), [], None
     gpus = launcher["gpus_per_node"] if kind == "local" else 0
     free_gpus = list(range(gpus)) if gpus and not parallel else []
     gpu_of: dict[int, int] = {}  # id(job) -> the GPU it holds
@@ -125,7 +129,7 @@ def run_jobs(
             if gpus and not parallel:
                 gpu_of[id(job)] = gpu
             running.append((spec, job))
-        still = _collect(running, on_done, block=debug, on_poll=on_poll, name=name)
+        still = _collect(running, on_done, block=debug, on_poll=on_poll, name=name, watch=watch)
         kept = {id(job) for _, job in still}
         free_gpus += [
             gpu_of.pop(id(job)) for _, job in running if id(job) not in kept and id(job) in gpu_of
@@ -208,6 +212,108 @@ def _queued_job_ids() -> set[str]:
     return {i.split("_")[0] for i in _queued_slurm_ids()}
 
 
+# Pending reasons that waiting cannot resolve: the request exceeds what the partition, the QOS or
+# the account allows, or names something that does not exist. (Resources, Priority and the
+# per-user running-job limits resolve themselves as other jobs end.)
+STUCK_REASONS = frozenset(
+    {
+        "PartitionConfig",
+        "ReqNodeNotAvail",
+        "PartitionNodeLimit",
+        "PartitionTimeLimit",
+        "BadConstraints",
+        "InvalidAccount",
+        "InvalidQOS",
+        "DependencyNeverSatisfied",
+        "QOSMaxCpuPerJobLimit",
+        "QOSMaxGRESPerJob",
+        "QOSMaxMemoryPerJob",
+        "QOSMaxNodePerJobLimit",
+        "QOSMaxWallDurationPerJobLimit",
+        "AssocMaxCpuPerJobLimit",
+        "AssocMaxNodesPerJobLimit",
+        "AssocMaxWallDurationPerJobLimit",
+    }
+)
+STUCK_AFTER_S = 15.0  # a reason must persist this long (SLURM may still be placing the job)
+
+
+def slurm_queue() -> dict[str, tuple[str, str]]:
+    """{job id: (state, reason)} of every job SLURM holds (array tasks one each)."""
+    out = subprocess.run(
+        ["squeue", "-h", "-r", "-o", "%i|%T|%r"], capture_output=True, text=True, check=True
+    ).stdout
+    queue = {}
+    for line in out.splitlines():
+        job_id, state, reason = [*line.split("|"), "", ""][:3]
+        queue[job_id.strip()] = (state.strip(), reason.strip())
+    return queue
+
+
+def partition_nodes(partition: str | None) -> list[dict[str, Any]]:
+    """CPUs, memory (MB), GPUs and time limit (minutes; None: none) of the partition's nodes."""
+    command = ["sinfo", "-h", "-N", "-o", "%c|%m|%G|%l", *(["-p", partition] if partition else [])]
+    out = subprocess.run(command, capture_output=True, text=True, check=False).stdout
+    nodes = []
+    for line in out.splitlines():
+        cpus, mem, gres, limit = [*line.split("|"), "", "", "", ""][:4]
+        gpus = sum(int(m) for m in re.findall(r"gpu(?::[^:(,]+)?:(\d+)", gres))
+        nodes.append(
+            {
+                "cpus": int(cpus.rstrip("+") or 0),
+                "mem_mb": int(mem.rstrip("+") or 0),
+                "gpus": gpus,
+                "time_min": _minutes(limit.strip()),
+            }
+        )
+    return nodes
+
+
+def _minutes(limit: str) -> int | None:
+    """SLURM's [days-]hours:minutes:seconds as minutes; None for "infinite"."""
+    if not limit or limit in ("infinite", "UNLIMITED"):
+        return None
+    days, _, clock = limit.rpartition("-")
+    parts = [int(p) for p in clock.split(":")]
+    while len(parts) < 3:
+        parts.insert(0, 0)
+    hours, minutes, _ = parts
+    return int(days or 0) * 24 * 60 + hours * 60 + minutes
+
+
+def unschedulable_message(
+    reason: str, launcher: dict, nodes: list[dict[str, Any]], tasks: int, job_id: str
+) -> str:
+    """Why a job pending for `reason` will never start, and the setting to change."""
+    fixes = []
+    if nodes:
+        cpus = max(n["cpus"] for n in nodes)
+        if launcher["cpus_per_task"] * tasks > cpus:
+            fixes.append(
+                f"launcher.cpus_per_task={launcher['cpus_per_task']}"
+                + (f" × {tasks} tasks" if tasks > 1 else "")
+                + f" but the partition's nodes have at most {cpus} CPUs"
+            )
+        mem = max(n["mem_mb"] for n in nodes)
+        if launcher.get("mem_gb") and launcher["mem_gb"] * 1024 > mem:
+            fixes.append(f"launcher.mem_gb={launcher['mem_gb']} but its nodes have {mem} MB")
+        gpus = max(n["gpus"] for n in nodes)
+        if launcher.get("gpus_per_node", 0) > gpus:
+            fixes.append(
+                f"launcher.gpus_per_node={launcher['gpus_per_node']} but its nodes have {gpus}"
+            )
+        if launcher.get("nodes", 1) > len(nodes):
+            fixes.append(f"launcher.nodes={launcher['nodes']} but it has {len(nodes)} nodes")
+        limits = [n["time_min"] for n in nodes if n["time_min"] is not None]
+        if limits and launcher["timeout_min"] > max(limits):
+            fixes.append(
+                f"launcher.timeout_min={launcher['timeout_min']} but its time limit is "
+                f"{max(limits)} min"
+            )
+    detail = "; ".join(fixes) or f"see `scontrol show job {job_id}`"
+    return f"SLURM will never start job {job_id} (pending: {reason}): {detail}"
+
+
 def _queued_slurm_ids() -> set[str]:
     """Job ids SLURM still holds (array tasks one per line). Needs no accounting (no sacct)."""
     out = subprocess.run(
@@ -226,14 +332,59 @@ def _finished(job: submitit.Job, queued: set[str] | None) -> bool:
     return job.paths.result_pickle.exists() or job.job_id not in queued
 
 
+class QueueWatch:
+    """Watches a stage's SLURM jobs while they wait: a job pending for a reason that cannot
+    resolve itself (`STUCK_REASONS`) for `STUCK_AFTER_S` has the stage's jobs cancelled and
+    raises `LaunchError` with the reason and the setting to change; jobs waiting for resources
+    are said to be waiting, once per change."""
+
+    def __init__(self, launcher: dict, name: str, tasks: int):
+        self.launcher, self.name, self.tasks = launcher, name, tasks
+        self.stuck_since: dict[str, float] = {}
+        self.said = ""
+
+    def check(self, queue: dict[str, tuple[str, str]], jobs: list[submitit.Job]) -> None:
+        now, waiting = time.monotonic(), {}
+        for job in jobs:
+            state, reason = queue.get(job.job_id, ("", ""))
+            if state != "PENDING":
+                self.stuck_since.pop(job.job_id, None)
+                continue
+            if reason not in STUCK_REASONS:
+                self.stuck_since.pop(job.job_id, None)
+                waiting[reason] = waiting.get(reason, 0) + 1
+                continue
+            since = self.stuck_since.setdefault(job.job_id, now)
+            if now - since >= STUCK_AFTER_S:
+                ids = sorted({j.job_id.split("_")[0] for j in jobs})
+                subprocess.run(["scancel", *ids], check=False)
+                nodes = partition_nodes(self.launcher.get("partition"))
+                raise LaunchError(
+                    f"{self.name}: "
+                    + unschedulable_message(reason, self.launcher, nodes, self.tasks, job.job_id)
+                    + "; its jobs are cancelled"
+                )
+        said = ", ".join(f"{n} for {r or 'a slot'}" for r, n in sorted(waiting.items()))
+        if said != self.said:
+            self.said = said
+            if said:
+                LOG.info("%s: jobs waiting in the SLURM queue: %s", self.name, said)
+
+
 def _collect(
-    running: list, on_done: Callable, block: bool, on_poll: Callable | None, name: str = "musweep"
+    running: list,
+    on_done: Callable,
+    block: bool,
+    on_poll: Callable | None,
+    name: str = "musweep",
+    watch: QueueWatch | None = None,
 ) -> list:
     """Report finished jobs; return those still running (waits for one when `block`)."""
     slurm = bool(running) and isinstance(running[0][1], submitit.SlurmJob)
     while True:
         still = []
-        queued = _queued_slurm_ids() if slurm else None
+        queue = slurm_queue() if slurm else None
+        queued = set(queue) if queue is not None else None
         for spec, job in running:
             if block or _finished(job, queued):
                 if queued is not None and not job.paths.result_pickle.exists():
@@ -249,6 +400,8 @@ def _collect(
                 still.append((spec, job))
         if len(still) < len(running) or not still:
             return still
+        if watch is not None and queue is not None:
+            watch.check(queue, [job for _, job in still])
         if on_poll is not None:
             on_poll()
         time.sleep(POLL_SECONDS)
