@@ -14,6 +14,7 @@ import copy
 import math
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -378,6 +379,19 @@ def resolve_hardware(cfg: DictConfig, visible_gpus: int) -> None:
 def world_size(cfg: DictConfig) -> int:
     """Processes of a data-parallel run (after `resolve_hardware`)."""
     return cfg.launcher.nodes * cfg.launcher.tasks_per_node
+
+
+def check_slurm_present(cfg: DictConfig) -> None:
+    """`launcher=slurm` needs SLURM's commands on this machine (checked when the pipeline
+    starts, not in `validate`: a config may be composed and checked anywhere)."""
+    if cfg.launcher.kind != LauncherKind.slurm:
+        return
+    missing = [c for c in ("sbatch", "squeue", "scancel", "sinfo") if shutil.which(c) is None]
+    if missing:
+        raise ValueError(
+            f"launcher=slurm but this machine has no SLURM commands ({', '.join(missing)} not "
+            "on PATH): run on a cluster's login node, or use launcher=local"
+        )
 
 
 def check_hardware(cfg: DictConfig, visible_gpus: int | None = None) -> None:
@@ -811,7 +825,8 @@ EXEMPT: dict[str, str] = {
     "tune.sampler": "an Enum: OmegaConf refuses any other value at composition",
     "tune.pruner": "an Enum: OmegaConf refuses any other value at composition",
     "tune.study_name": "any string names a study in its storage (null: the run's name)",
-    "launcher.kind": "an Enum; the process counts it allows are checked with launcher.nodes",
+    "launcher.kind": "an Enum; the process counts it allows are checked with launcher.nodes, "
+    "SLURM's presence when the pipeline starts (check_slurm_present)",
     "launcher.partition": "a SLURM name that sbatch judges (null: the cluster's default)",
     "launcher.account": "a SLURM name that sbatch judges (null: the cluster's default)",
     "launcher.qos": "a SLURM name that sbatch judges (null: the cluster's default)",

@@ -23,6 +23,7 @@ from rich.console import Console
 from sweep.config import (
     LauncherKind,
     Stage,
+    check_slurm_present,
     cuda_devices,
     plain,
     public,
@@ -80,6 +81,7 @@ def write_json(path: Path, data: Any) -> None:
 class Pipeline:
     def __init__(self, cfg: DictConfig, console: Console | None = None):
         validate(cfg)
+        check_slurm_present(cfg)
         self.cfg = copy.deepcopy(cfg)
         resolve_hardware(self.cfg, cuda_devices())  # every job trains on what is decided here
         self.run_dir = run_dir_of(cfg)

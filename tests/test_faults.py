@@ -118,8 +118,9 @@ def test_a_full_disk_is_a_clear_error_and_nothing_half_written_counts(tmp_path):
         command, capture_output=True, text=True, preexec_fn=limit_file_size(3 * 2**20)
     )
     assert full.returncode == 2, full.stderr[-2000:]
-    last = full.stderr.strip().splitlines()[-1]
-    assert last.startswith("error:") and "File too large" in last, full.stderr[-2000:]
+    lines = full.stderr.strip().splitlines()
+    assert len(lines) == 1, full.stderr[-3000:]  # one line: no trace on the console
+    assert lines[0].startswith("error:") and "File too large" in lines[0], full.stderr[-2000:]
     run_dir = tmp_path / "gpt_tiny"
     assert not list(run_dir.rglob(".*.tmp")), "a temporary file was left behind"
     assert not (run_dir / "target" / "warm.json").exists()

@@ -313,3 +313,19 @@ def test_an_escaping_run_name_on_the_command_line_is_one_line_and_writes_nothing
     assert len(lines) == 1 and lines[0].startswith("error: run_name"), proc.stderr
     assert [p.name for p in tmp_path.iterdir()] == ["runs"]  # nothing beside out_root
     assert not any(p.name == "escape" for p in tmp_path.rglob("*"))
+
+
+def test_slurm_without_slurm_is_one_line(tmp_path, monkeypatch):
+    import shutil
+
+    from sweep.config import check_slurm_present, compose_config
+    from sweep.pipeline import Pipeline
+
+    cfg = compose_config("+ladder=gpt_tiny", f"out_root={tmp_path}", "launcher=slurm")
+    real = shutil.which
+    monkeypatch.setattr(shutil, "which", lambda c: None if c == "sbatch" else real(c))
+    with pytest.raises(ValueError, match=r"launcher=slurm but this machine has no SLURM commands"):
+        check_slurm_present(cfg)
+    with pytest.raises(ValueError, match=r"\(sbatch not on PATH\)"):
+        Pipeline(cfg)  # before any job, before anything is written
+    assert not list(tmp_path.iterdir())
