@@ -64,6 +64,17 @@ def test_unknown_partition_shows_the_sbatch_error_and_submits_nothing(tmp_path):
     assert queued_ids() <= before  # no new job
 
 
+def preempt(job_id: str) -> None:
+    """What SLURM sends on preemption: TERM, then submitit's USR2. slurmd delivers each signal
+    asynchronously: a TERM still in flight would kill the `scontrol requeue` that submitit's USR2
+    handler starts, so the TERM gets a moment to land first."""
+    import time
+
+    subprocess.run(["scancel", job_id, "--signal", "SIGTERM"], check=True)
+    time.sleep(1)
+    subprocess.run(["scancel", job_id, "--signal", "USR2"], check=True)
+
+
 @pytest.mark.slow  # SLURM holds a requeued job about two minutes before it runs again
 def test_preempted_target_run_is_requeued_and_replays_the_exact_losses(tmp_path):
     """A real preemption (`scancel --signal`): submitit requeues the job, which resumes from its
@@ -109,7 +120,7 @@ def test_preempted_target_run_is_requeued_and_replays_the_exact_losses(tmp_path)
         time.sleep(0.2)
     assert checkpoint.exists(), "the job never wrote a checkpoint"
     interrupted = time.time()
-    job._interrupt()  # preemption: SIGTERM, then submitit's USR2 -> checkpoint() -> requeue
+    preempt(job.job_id)  # SIGTERM, then submitit's USR2 -> checkpoint() -> requeue
     while not job.paths.result_pickle.exists() and time.time() < deadline + 120:
         time.sleep(0.2)
     result = job.result()
@@ -163,12 +174,7 @@ def test_preempted_tune_worker_retries_its_trial_from_the_checkpoint(tmp_path):
             except Exception:
                 step = 0
             if step >= 20 and (ids := tune_job_ids()):
-                # what SLURM sends on preemption. slurmd delivers each signal asynchronously:
-                # a TERM still in flight would kill the `scontrol requeue` that submitit's USR2
-                # handler starts, so the TERM gets a moment to land first.
-                subprocess.run(["scancel", ids[0], "--signal", "SIGTERM"], check=True)
-                time.sleep(1)
-                subprocess.run(["scancel", ids[0], "--signal", "USR2"], check=True)
+                preempt(ids[0])
                 preempted.append(time.time())
                 return
             time.sleep(0.1)
