@@ -166,7 +166,7 @@ def test_preempted_tune_worker_retries_its_trial_from_the_checkpoint(tmp_path):
     ckpt = run_dir / "trials" / "0.ckpt"
     preempted: list[float] = []
 
-    def preempt() -> None:
+    def preempt_after_a_checkpoint() -> None:
         deadline = time.time() + 300
         while time.time() < deadline:
             try:
@@ -179,7 +179,7 @@ def test_preempted_tune_worker_retries_its_trial_from_the_checkpoint(tmp_path):
                 return
             time.sleep(0.1)
 
-    thread = threading.Thread(target=preempt, daemon=True)
+    thread = threading.Thread(target=preempt_after_a_checkpoint, daemon=True)
     thread.start()
     summary = Pipeline(cfg).run()
     print(f"preemption to tune done: {time.time() - preempted[0]:.1f} s")
