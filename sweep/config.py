@@ -26,9 +26,12 @@ from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from sweep.core import custom
+from sweep.core.custom import CustomConfig, frozen_options
 from sweep.core.data import DataConfig, Source, check_corpus_fits, load_corpus
 from sweep.core.hardware import Device, Execution, Precision, Strategy
 from sweep.core.model import GPTConfig
+from sweep.core.models import ModelConfig
 from sweep.core.train import OptimConfig, RunConfig, Schedule
 from sweep.grow.rc_sampling import Sampling
 from sweep.grow.warmstart import Method, SourceModel, source_config
@@ -72,6 +75,16 @@ class WandbMode(StrEnum):
     offline = auto()
     online = auto()
     disabled = auto()
+
+
+class ModelKind(StrEnum):
+    gpt = auto()  # the built-in GPT (sweep.core.model)
+    custom = auto()  # a user's model, built by model.factory (sweep.core.custom)
+
+
+class InitKind(StrEnum):
+    mup = auto()  # the tool draws every matrix by its µP role, with the tuned init scales
+    own = auto()  # the factory's init is kept (mup's rescaling of its readout applies)
 
 
 TUNABLE = ("lr", "init_std", "output_std", "alpha_in", "alpha_out", "alpha_attn", "weight_decay")
@@ -131,6 +144,20 @@ class LadderConfig:
     regret_tolerance: float = 0.005  # the relative regret µP may show at any width
     hparams: HyperParams = field(default_factory=HyperParams)
     search: dict[str, ParamRange] = field(default_factory=dict)
+
+
+@dataclass
+class ModelSection:
+    """Which model the ladder is built of. The built-in GPT takes its shapes from the ladder
+    (d_head, mlp_ratio); a custom model is `factory(width, depth, vocab_size, seq_len,
+    **options)`, made µP from the shapes `mup` infers (docs/methods.md §8)."""
+
+    kind: ModelKind = ModelKind.gpt
+    factory: str | None = None  # "package.module:function" or "path/to/file.py:function"
+    options: dict[str, Any] = field(default_factory=dict)  # more keyword arguments for it
+    readout: str | None = None  # the module giving the logits, when it is no mup.MuReadout
+    embeddings: list[str] = field(default_factory=list)  # input modules; []: every nn.Embedding
+    init: InitKind = InitKind.mup
 
 
 @dataclass
@@ -235,6 +262,7 @@ class VerifyConfig:
 @dataclass
 class PipelineConfig:
     ladder: LadderConfig = MISSING
+    model: ModelSection = field(default_factory=ModelSection)
     data: DataSection = field(default_factory=DataSection)
     tune: TuneConfig = field(default_factory=TuneConfig)
     launcher: LauncherConfig = field(default_factory=LauncherConfig)
@@ -254,6 +282,7 @@ def register_configs() -> None:
     cs.store(name="pipeline_schema", node=PipelineConfig)
     for group, node in (
         ("ladder", LadderConfig),
+        ("model", ModelSection),
         ("data", DataSection),
         ("tune", TuneConfig),
         ("launcher", LauncherConfig),
@@ -294,7 +323,13 @@ def public(cfg: DictConfig) -> dict[str, Any]:
     return container
 
 
-EXPERIMENT_SCHEMAS = {"ladder": LadderConfig, "data": DataSection, "warmstart": WarmstartConfig}
+EXPERIMENT_SCHEMAS = {
+    "ladder": LadderConfig,
+    "model": ModelSection,
+    "data": DataSection,
+    "warmstart": WarmstartConfig,
+}
+ADDED_SECTIONS = ("model",)  # sections a record of an earlier version may lack: then defaults
 
 
 def with_defaults(experiment: dict) -> dict:
@@ -303,6 +338,8 @@ def with_defaults(experiment: dict) -> dict:
     stays usable as long as nothing its results depend on has changed."""
     out = dict(experiment)
     for key, schema in EXPERIMENT_SCHEMAS.items():
+        if key not in out and key in ADDED_SECTIONS:
+            out[key] = {}
         if key in out:
             merged = OmegaConf.merge(OmegaConf.structured(schema), out[key])
             out[key] = OmegaConf.to_container(merged, enum_to_str=True)
@@ -508,11 +545,33 @@ def target_depth(cfg: DictConfig) -> int:
 
 def model_config(
     cfg: DictConfig, width: int, parametrization: str, hparams: dict, n_layer: int | None = None
-) -> GPTConfig:
+) -> ModelConfig:
     """The ladder's model at `width` (and `n_layer`, default the ladder's depth)."""
     ladder = cfg.ladder
     depth = ladder.n_layer if n_layer is None else n_layer
     base = ladder.n_layer if ladder.base_n_layer is None else ladder.base_n_layer
+    if cfg.model.kind == ModelKind.custom:
+        model = cfg.model
+        if not model.factory:
+            raise ValueError(
+                "model.factory: model=custom needs the function that builds the model, e.g. "
+                "model.factory=my_package.model:build or model.factory=path/to/model.py:build"
+            )
+        return CustomConfig(
+            factory=model.factory,
+            seq_len=ladder.seq_len,
+            n_layer=depth,
+            d_model=width,
+            parametrization=parametrization,
+            base_d_model=ladder.widths[0],
+            base_n_layer=None if base == depth else base,
+            depth_alpha=ladder.depth_alpha,
+            init=str(model.init),
+            readout=model.readout,
+            embeddings=tuple(model.embeddings),
+            options=frozen_options(OmegaConf.to_container(model.options)),
+            **{name: float(hparams[name]) for name in MODEL_HPARAMS},
+        )
     return GPTConfig(
         seq_len=ladder.seq_len,
         n_layer=depth,
@@ -689,6 +748,45 @@ def _check_ladder_shape(cfg: DictConfig) -> None:
     model_config(cfg, ladder.target, "mup", dict(ladder.hparams), target_depth(cfg))
 
 
+def tunable(cfg: DictConfig) -> tuple[str, ...]:
+    """The HPs that change the ladder's model: all of TUNABLE for the GPT; for a custom model
+    the multipliers its factory takes or the tool applies, the init scales under init=mup."""
+    if cfg.model.kind != ModelKind.custom:
+        return TUNABLE
+    model = model_config(cfg, cfg.ladder.widths[0], "mup", dict(cfg.ladder.hparams))
+    changes = custom.tunable(model) | {"lr", "weight_decay"}
+    return tuple(name for name in TUNABLE if name in changes)
+
+
+def unused_search(cfg: DictConfig) -> list[str]:
+    """Search ranges of HPs that do not change this model (the search leaves them out)."""
+    return [name for name in cfg.ladder.search if name not in tunable(cfg)]
+
+
+def _check_model(cfg: DictConfig) -> None:
+    """A custom model that imports, builds at the base width, maps token ids to logits of the
+    vocabulary, has width dimensions, an identifiable readout, and CompleteP's keyword when its
+    depth changes (its µP itself is judged by the coordinate check before the first stage)."""
+    if cfg.model.kind != ModelKind.custom:
+        for name in ("factory", "readout"):
+            if cfg.model[name] is not None:
+                raise ValueError(f"model.{name} applies to model=custom only")
+        return
+    ladder = cfg.ladder
+    base = model_config(cfg, ladder.widths[0], "mup", dict(ladder.hparams))
+    custom.check_custom(base)
+    for depth in {target_depth(cfg), ladder.n_layer}:
+        config = model_config(cfg, ladder.widths[0], "mup", dict(ladder.hparams), depth)
+        if config.n_layer != config.depth_base and not custom.takes(
+            config.factory, custom.DEPTH_KEYWORD
+        ):
+            raise ValueError(
+                f"model.factory: a model {depth} deep with HPs tuned at depth "
+                f"{config.depth_base} needs CompleteP's branch multiplier; let the factory "
+                f"take {custom.DEPTH_KEYWORD}= (multiply each residual branch by it)"
+            )
+
+
 def _check_lr_grid(cfg: DictConfig) -> None:
     ladder = cfg.ladder
     if ladder.lr_span < 1 or ladder.lr_max_points < 2 * ladder.lr_span + 1:
@@ -781,6 +879,10 @@ FIELD_CHECKS: dict[str, Check] = {
     "ladder.regret_tolerance": positive(),
     **{f"ladder.hparams.{name}": domain for name, domain in HPARAM_DOMAINS.items()},
     "ladder.search": _check_search,
+    "model.factory": _check_model,
+    "model.options": _check_model,
+    "model.readout": _check_model,
+    "model.embeddings": _check_model,
     "tune.n_trials": positive(),
     "tune.n_startup_trials": at_least(0),
     "tune.storage": _check_storage,
@@ -821,6 +923,8 @@ FIELD_CHECKS: dict[str, Check] = {
 
 # Fields whose every value (of their type) is valid, and why.
 EXEMPT: dict[str, str] = {
+    "model.kind": "an Enum: OmegaConf refuses any other value at composition",
+    "model.init": "an Enum: both inits build every model (init=own keeps the factory's)",
     "ladder.schedule": "an Enum: OmegaConf refuses any other value at composition",
     "tune.sampler": "an Enum: OmegaConf refuses any other value at composition",
     "tune.pruner": "an Enum: OmegaConf refuses any other value at composition",

@@ -29,6 +29,7 @@ from sweep.config import (
     public,
     public_url,
     resolve_hardware,
+    unused_search,
     validate,
     with_defaults,
 )
@@ -39,6 +40,7 @@ from sweep.edges.launch import cancel_leftover_jobs, run_jobs
 from sweep.edges.report import write_report
 from sweep.edges.tracking import latest_steps, log_report, wandb_settings
 from sweep.stages.handoff import tuned_record, tuned_yaml
+from sweep.stages.model_check import check_model, check_widths
 from sweep.stages.plan import measured_step_seconds, plan, plan_record
 from sweep.stages.report import measured_coord_checks
 from sweep.stages.target import target_job, target_specs
@@ -62,7 +64,8 @@ from sweep.stages.verify import (
 )
 from sweep.summary import build_summary
 
-EXPERIMENT_KEYS = ("ladder", "data", "seed", "warmstart")  # what the results on disk depend on
+# what the results on disk depend on
+EXPERIMENT_KEYS = ("ladder", "model", "data", "seed", "warmstart")
 TUNE_ROUNDS = 3
 
 
@@ -95,6 +98,7 @@ class Pipeline:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._check_writable()
         self._check_same_experiment()
+        self._check_model()
         self.study()  # an unreachable tune.storage fails here, before any job
         if self.cfg.launcher.kind == LauncherKind.slurm:
             cancelled = cancel_leftover_jobs(self.run_dir / "jobs")
@@ -136,6 +140,20 @@ class Pipeline:
             probe.unlink()
         except OSError as e:
             raise StageError(f"the run folder {self.run_dir} is not writable: {e}") from e
+
+    def _check_model(self) -> None:
+        """The model's µP, judged by a coordinate check before any job (`stages.model_check`)."""
+        worst = check_model(self.cfg, self.run_dir)["worst"]
+        self.console.print(
+            f"model check: µP holds over widths {check_widths(self.cfg)} (largest slope "
+            f"{worst['worst_slope']:.2f}, {worst['module']}; refused above {worst['threshold']})"
+        )
+        unused = unused_search(self.cfg)
+        if unused:
+            self.console.print(
+                f"the search leaves out {', '.join(unused)}: the model does not take "
+                f"{'it' if len(unused) == 1 else 'them'} (docs/methods.md §8)"
+            )
 
     def _check_same_experiment(self) -> None:
         """Refuse to mix results: a run folder holds one ladder, data, seed and warm start.

@@ -21,6 +21,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from sweep.core.data import DataConfig, Source, load_corpus
 from sweep.core.hardware import Device, Execution, Precision, resolve_device, resolve_precision
 from sweep.core.model import GPTConfig
+from sweep.core.models import describe
 from sweep.core.train import OptimConfig, RunConfig, train
 from sweep.stages.handoff import run_from_record
 
@@ -120,9 +121,7 @@ def run_single(args: argparse.Namespace, console: Console) -> int:
     out.mkdir(parents=True, exist_ok=True)
     console.print(f"[bold]data[/] {corpus.description}")
     console.print(
-        f"[bold]model[/] {model.parametrization} d_model={model.d_model} "
-        f"(base {model.base_width}) heads={model.n_heads}x{model.head_size} "
-        f"layers={model.n_layer}; lr={optim.lr:g}, {run.steps} steps of "
+        f"[bold]model[/] {describe(model)}; lr={optim.lr:g}, {run.steps} steps of "
         f"{run.batch_size}x{model.seq_len} tokens; {execution.device}, {execution.precision}"
     )
 

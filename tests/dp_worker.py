@@ -17,18 +17,26 @@ import torch
 import torch.distributed as dist
 
 from sweep.core import distributed as D
+from sweep.core.custom import CustomConfig
 from sweep.core.data import DataConfig, load_corpus
 from sweep.core.hardware import Execution, World
-from sweep.core.model import GPT, GPTConfig
+from sweep.core.model import GPTConfig
+from sweep.core.models import build_model
 from sweep.core.train import OptimConfig, RunConfig, make_optimizer, train
 
 GROUP_KEYS = ("names", "role", "lr_mult", "lr", "weight_decay", "eps")
 
 
 def run_config(spec: dict) -> RunConfig:
-    model = GPTConfig(
-        d_model=spec["width"], base_d_model=16, d_head=8, seq_len=32, n_layer=2, vocab_size=256
-    )
+    if spec.get("factory"):  # a custom model: base shapes from mup, frozen into the model
+        model = CustomConfig(
+            factory=spec["factory"], d_model=spec["width"], base_d_model=16, seq_len=32,
+            options=(("head_dim", 8),),
+        )  # fmt: skip
+    else:
+        model = GPTConfig(
+            d_model=spec["width"], base_d_model=16, d_head=8, seq_len=32, n_layer=2, vocab_size=256
+        )
     return RunConfig(
         model=model,
         optim=OptimConfig(lr=spec.get("lr", 1e-2), warmup_steps=2, weight_decay=0.1),
@@ -43,7 +51,7 @@ def run_config(spec: dict) -> RunConfig:
 def groups_and_shapes(run: RunConfig, world: World) -> tuple[list[dict], dict[str, list[int]]]:
     """The optimizer's groups and the parameter shapes of the model wrapped for `world`."""
     torch.manual_seed(run.seed)
-    module = D.wrap(GPT(run.model), world, torch.device("cpu"))
+    module = D.wrap(build_model(run.model), world, torch.device("cpu"))
     optimizer = make_optimizer(D.unwrapped(module), run.optim)
     groups = [{key: group[key] for key in GROUP_KEYS} for group in optimizer.param_groups]
     shapes = {name: list(p.shape) for name, p in D.unwrapped(module).named_parameters()}

@@ -17,6 +17,7 @@ import pytest
 from sweep.config import EXEMPT, FIELD_CHECKS, PipelineConfig, compose_config, validate
 
 ROOT = Path(__file__).resolve().parents[1]
+LLAMA = ROOT / "examples" / "llama.py:build"
 LADDERS = ["gpt_tiny", "gpt_small", "gpt_medium", "gpt_deep"]
 
 
@@ -105,6 +106,11 @@ BAD: list[tuple[str, object]] = [
     ("ladder.search", ["ladder.search.lr.low=0.1", "ladder.search.lr.high=0.01"]),
     ("ladder.search", ["ladder.search.lr.low=0"]),
     ("ladder.search", ["ladder.search.init_std.log=false", "ladder.search.init_std.low=-1"]),
+    ("model.factory", ["model=custom", "model.factory=no_such_package.model:build"]),
+    ("model.factory", ["model.factory=some_package.model:build"]),  # model=gpt takes none
+    ("model.options", ["model=custom", f"model.factory={LLAMA}", "+model.options.heads=4"]),
+    ("model.readout", ["model=custom", f"model.factory={LLAMA}", "model.readout=lm_head"]),
+    ("model.embeddings", ["model=custom", f"model.factory={LLAMA}", "model.embeddings=[tok]"]),
     ("tune.n_trials", 0),
     ("tune.n_startup_trials", -1),
     ("tune.storage", "nodatabase"),

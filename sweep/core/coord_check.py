@@ -16,7 +16,8 @@ import numpy as np
 import torch
 
 from sweep.core.data import Corpus, train_batch
-from sweep.core.model import GPT, GPTConfig, lm_loss
+from sweep.core.model import lm_loss
+from sweep.core.models import ModelConfig, build_model, config_of, tracked_modules
 from sweep.core.train import OptimConfig, make_optimizer
 
 DEFAULT_THRESHOLD = 0.25  # the largest slope µP may show; SP reaches about 1 within a few steps
@@ -69,16 +70,8 @@ class CoordCheck:
         }
 
 
-def tracked_modules(model: GPT) -> dict[str, torch.nn.Module]:
-    """Modules whose outputs the check follows: embedding, each attention, MLP and block, logits."""
-    tracked = {"embedding": model.wte}
-    for i, block in enumerate(model.blocks):
-        tracked |= {f"block{i}.attn": block.attn, f"block{i}.mlp": block.mlp, f"block{i}": block}
-    return tracked | {"logits": model}
-
-
 def record_scales(
-    model: GPT,
+    model: torch.nn.Module,
     corpus: Corpus,
     optim: OptimConfig,
     steps: int,
@@ -98,7 +91,7 @@ def record_scales(
     optimizer = make_optimizer(model, optim)
     try:
         for step in range(steps):
-            x, y = train_batch(corpus.train, step, seed, batch_size, model.cfg.seq_len)
+            x, y = train_batch(corpus.train, step, seed, batch_size, config_of(model).seq_len)
             loss = lm_loss(model, x.to(device), y.to(device))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -110,7 +103,7 @@ def record_scales(
 
 
 def coord_check(
-    base: GPTConfig,
+    base: ModelConfig,
     widths: list[int],
     optim: OptimConfig,
     corpus: Corpus,
@@ -125,11 +118,13 @@ def coord_check(
         raise ValueError(f"widths must be at least 3 strictly increasing values, got {widths}")
     per_width = []
     for width in widths:
-        cfg = replace(base, d_model=width, base_d_model=widths[0])
+        cfg = replace(base.at_width(widths[0]), d_model=width)
         runs = []
         for seed in seeds:
             torch.manual_seed(seed)
-            runs.append(record_scales(GPT(cfg), corpus, optim, steps, batch_size, seed, device))
+            runs.append(
+                record_scales(build_model(cfg), corpus, optim, steps, batch_size, seed, device)
+            )
         per_width.append({name: np.mean([r[name] for r in runs], axis=0) for name in runs[0]})
     modules = list(per_width[0])
     scales = np.array([[w[name] for w in per_width] for name in modules])  # (module, width, step)

@@ -4,11 +4,17 @@
 N counts every parameter except the token and position embeddings (a lookup costs nothing): the
 block matrices, the readout (a d × vocab product whether or not it is tied to the embedding), and
 the RMSNorm gains (a per-coordinate multiply, negligible but counted).
+
+A custom model (`sweep.core.custom`) counts N from its parameters the same way (every parameter
+outside its embedding tables, a tied readout included) and its attention as 6·L·T·d, the
+formula for attention d wide: its heads are the model's own.
 """
 
 from __future__ import annotations
 
+from sweep.core import custom
 from sweep.core.model import GPTConfig
+from sweep.core.models import ModelConfig, is_builtin
 
 
 def non_embedding_params(cfg: GPTConfig) -> int:
@@ -17,12 +23,14 @@ def non_embedding_params(cfg: GPTConfig) -> int:
     return cfg.n_layer * per_layer + d + d * cfg.vocab_size  # + final gain + readout
 
 
-def flops_per_token(cfg: GPTConfig) -> int:
+def flops_per_token(cfg: ModelConfig) -> int:
     """Forward + backward FLOPs of one training token."""
+    if not is_builtin(cfg):
+        return 6 * custom.non_embedding_params(cfg) + 6 * cfg.n_layer * cfg.seq_len * cfg.d_model
     # q·k over the key size and the weighted sum over the value size: 6·L·T·d when both are d
     attention = 3 * cfg.n_layer * cfg.seq_len * cfg.n_heads * (cfg.d_key + cfg.d_value)
     return 6 * non_embedding_params(cfg) + attention
 
 
-def training_flops(cfg: GPTConfig, tokens: int) -> int:
+def training_flops(cfg: ModelConfig, tokens: int) -> int:
     return flops_per_token(cfg) * tokens

@@ -19,12 +19,12 @@ import numpy as np
 import torch
 
 from sweep.core import distributed as D
-from sweep.core import parametrization as P
 from sweep.core.checkpoint import load_checkpoint, save_checkpoint
 from sweep.core.data import Corpus, check_corpus_fits, train_batch, val_batches
 from sweep.core.flops import flops_per_token, training_flops
 from sweep.core.hardware import ON_CPU, SINGLE, Execution, Precision, World, mfu, peak_flops
-from sweep.core.model import GPT, GPTConfig, lm_loss
+from sweep.core.model import lm_loss
+from sweep.core.models import ModelConfig, build_model, param_groups
 
 
 class Schedule(StrEnum):
@@ -75,7 +75,7 @@ class RunConfig:
     """What a run computes. Where and how it runs (device, precision, processes) is the
     `sweep.core.hardware.Execution` and `World` handed to `train` beside it."""
 
-    model: GPTConfig
+    model: ModelConfig
     optim: OptimConfig = field(default_factory=OptimConfig)
     steps: int = 200
     batch_size: int = 16  # the global batch: split over processes, then into micro-batches
@@ -134,8 +134,11 @@ def lr_factor(step: int, optim: OptimConfig, total_steps: int) -> float:
     return optim.min_lr_ratio + (1.0 - optim.min_lr_ratio) * cosine
 
 
-def make_optimizer(model: GPT, optim: OptimConfig, fused: bool = False) -> torch.optim.AdamW:
-    groups = P.param_groups(model, optim.lr, optim.weight_decay, optim.eps, optim.scale_eps)
+def make_optimizer(
+    model: torch.nn.Module, optim: OptimConfig, fused: bool = False
+) -> torch.optim.AdamW:
+    """AdamW over a model built by `sweep.core.models.build_model`, with its µP groups."""
+    groups = param_groups(model, optim.lr, optim.weight_decay, optim.eps, optim.scale_eps)
     return torch.optim.AdamW(groups, lr=optim.lr, betas=(optim.beta1, optim.beta2), fused=fused)
 
 
@@ -204,7 +207,7 @@ def train(
     on_progress: ProgressCallback | None = None,
     checkpoint_path: str | Path | None = None,
     checkpoint_every: int = 0,
-) -> tuple[RunResult, GPT]:
+) -> tuple[RunResult, torch.nn.Module]:
     """Train one model; resume from `checkpoint_path` if it holds this run's checkpoint.
 
     `init_state` (a warm start) replaces the fresh init before step 0. With `checkpoint_path`,
@@ -223,7 +226,7 @@ def train(
     micro, n_micro = micro_batches(run, execution, world)
     device = _device(execution)
     torch.manual_seed(run.seed)
-    model = GPT(cfg)  # the init is drawn on the CPU: the same weights on any device
+    model = build_model(cfg)  # the init is drawn on the CPU: the same weights on any device
     if init_state is not None:
         model.load_state_dict(init_state)
     module = D.wrap(model.to(device), world, device)

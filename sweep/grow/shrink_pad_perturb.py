@@ -1,6 +1,7 @@
 """Shrink-pad-perturb (docs/methods.md §4; Ash & Adams, arXiv 1910.08475; arXiv 2411.07340):
 θ_tgt = pad0(λ·θ_src) + σ·θ_init, a warm start that keeps part of the source and adds fresh µP
-noise. Pure, no I/O."""
+noise. The GPT pads through `sweep.grow.pad`, a custom model along its inferred width dimensions
+(`sweep.grow.pad_inferred`). Pure, no I/O."""
 
 from __future__ import annotations
 
@@ -8,15 +9,16 @@ import math
 
 import torch
 
-from sweep.core.model import GPTConfig
-from sweep.grow.pad import check_growth, grow_state
+from sweep.core.models import ModelConfig, is_builtin
+from sweep.grow.pad import grow_state
+from sweep.grow.pad_inferred import grow_inferred
 from sweep.grow.state import State, check_state, fresh_init
 
 
 def shrink_pad_perturb(
     src_state: State,
-    src_cfg: GPTConfig,
-    tgt_cfg: GPTConfig,
+    src_cfg: ModelConfig,
+    tgt_cfg: ModelConfig,
     *,
     shrink: float,
     perturb: float,
@@ -32,10 +34,10 @@ def shrink_pad_perturb(
         raise ValueError(f"warmstart.shrink must be in [0, 1], got {shrink}")
     if not 0.0 <= perturb < math.inf:
         raise ValueError(f"warmstart.perturb must be >= 0 and finite, got {perturb}")
-    check_growth(src_cfg, tgt_cfg)
     check_state(src_state, src_cfg)
+    pad = grow_state if is_builtin(src_cfg) else grow_inferred  # each checks the growth
     with torch.no_grad():
-        grown = grow_state({k: shrink * v for k, v in src_state.items()}, src_cfg, tgt_cfg)
+        grown = pad({k: shrink * v for k, v in src_state.items()}, src_cfg, tgt_cfg)
         if perturb == 0.0:
             return grown
         init = fresh_init(tgt_cfg, seed)

@@ -1,24 +1,19 @@
-"""State dicts of `GPT`: their shapes, a check that one fits a config, a seeded fresh init,
-and block names. Shared by every growth operator; pure, no I/O."""
+"""State dicts of any model (`sweep.core.models`): their shapes, a check that one fits a config,
+a seeded fresh init, and block names. Shared by every growth operator; pure, no I/O."""
 
 from __future__ import annotations
 
 import torch
 
-from sweep.core.model import GPT, GPTConfig
+from sweep.core import models
+from sweep.core.models import ModelConfig, state_shapes
 
 State = dict[str, torch.Tensor]
+__all__ = ["State", "block_of", "check_state", "fresh_init", "state_shapes"]
 
 
-def state_shapes(cfg: GPTConfig) -> dict[str, tuple[int, ...]]:
-    """Parameter shapes of `GPT(cfg)`, built on the meta device (no memory, no RNG draws)."""
-    with torch.device("meta"):
-        model = GPT(cfg)
-    return {name: tuple(t.shape) for name, t in model.state_dict().items()}
-
-
-def check_state(state: dict[str, torch.Tensor], cfg: GPTConfig) -> None:
-    """ValueError unless `state` has exactly the keys and shapes of `GPT(cfg)`."""
+def check_state(state: dict[str, torch.Tensor], cfg: ModelConfig) -> None:
+    """ValueError unless `state` has exactly the keys and shapes of the model of `cfg`."""
     shapes = state_shapes(cfg)
     missing, unexpected = sorted(shapes.keys() - state.keys()), sorted(state.keys() - shapes.keys())
     if missing or unexpected:
@@ -34,12 +29,13 @@ def check_state(state: dict[str, torch.Tensor], cfg: GPTConfig) -> None:
             )
 
 
-def fresh_init(cfg: GPTConfig, seed: int) -> dict[str, torch.Tensor]:
-    """State of `GPT(cfg)` built under `torch.manual_seed(seed)`; the global RNG is restored."""
+def fresh_init(cfg: ModelConfig, seed: int) -> dict[str, torch.Tensor]:
+    """State of the model of `cfg` built under `torch.manual_seed(seed)`; the global RNG is
+    restored."""
     devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
-        return GPT(cfg).state_dict()
+        return models.build_model(cfg).state_dict()
 
 
 def block_of(name: str) -> tuple[int, str] | None:

@@ -11,7 +11,11 @@ Pure functions on state dicts and configs; `sweep.stages.target` trains the sour
   in width as `function_preserving`. Not function-preserving.
 - `cold`: nothing to grow; the target starts from a fresh µP init.
 
-Every method returns a state for `GPT(target)`: the target's µP config, multipliers and
+A custom model (`sweep.core.custom`) grows by `shrink_pad_perturb` along the width dimensions
+mup infers (`sweep.grow.pad_inferred`) or starts cold; the other methods need the GPT's heads
+and blocks and refuse it.
+
+Every method returns a state for the target's model: the target's µP config, multipliers and
 optimizer, with the proxy's tuned HPs unchanged; the grown tensors are rescaled for the
 target's width-dependent multipliers by the operators themselves.
 """
@@ -21,7 +25,7 @@ from __future__ import annotations
 from dataclasses import replace
 from enum import StrEnum, auto
 
-from sweep.core.model import GPTConfig
+from sweep.core.models import ModelConfig, is_builtin
 from sweep.grow.function_preserving import expand
 from sweep.grow.rc_sampling import resample_width
 from sweep.grow.shrink_pad_perturb import shrink_pad_perturb
@@ -46,10 +50,23 @@ class SourceModel(StrEnum):
     proxy = auto()
 
 
-def source_config(target: GPTConfig, method: str, width: int, stack_factor: int) -> GPTConfig:
+ANY_MODEL = (Method.shrink_pad_perturb, Method.cold)  # the methods that need no architecture
+
+
+def check_method(target: ModelConfig, method: str) -> None:
+    if not is_builtin(target) and method not in ANY_MODEL:
+        raise ValueError(
+            f"warmstart.method={method} needs the built-in GPT's architecture (its heads and "
+            "blocks); a custom model grows by warmstart.method=shrink_pad_perturb or starts "
+            "cold (warmstart=cold)"
+        )
+
+
+def source_config(target: ModelConfig, method: str, width: int, stack_factor: int) -> ModelConfig:
     """The model a method grows from: the target's config at the source width (and, for `stack`,
     at 1/stack_factor of its depth, with CompleteP's base still the depth the HPs were tuned at,
     so the shallower source trains with the tuned HPs carried to its depth)."""
+    check_method(target, method)
     cfg = target.at_width(width)
     if method == Method.stack:
         if stack_factor < 2 or target.n_layer % stack_factor:
@@ -64,8 +81,8 @@ def source_config(target: GPTConfig, method: str, width: int, stack_factor: int)
 def warm_start(
     method: str,
     state: State,
-    source: GPTConfig,
-    target: GPTConfig,
+    source: ModelConfig,
+    target: ModelConfig,
     *,
     shrink: float,
     perturb: float,
@@ -73,7 +90,8 @@ def warm_start(
     noise: float,
     seed: int,
 ) -> State:
-    """The target's initial state grown from `state` (of `GPT(source)`) by `method`."""
+    """The target's initial state grown from `state` (of the source's model) by `method`."""
+    check_method(target, method)
     if method == Method.shrink_pad_perturb:
         return shrink_pad_perturb(state, source, target, shrink=shrink, perturb=perturb, seed=seed)
     if method == Method.function_preserving:

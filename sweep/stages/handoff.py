@@ -18,8 +18,8 @@ import yaml
 from omegaconf import DictConfig
 
 from sweep.config import data_config, run_config, target_depth
-from sweep.core import parametrization as P
-from sweep.core.model import GPT, GPTConfig
+from sweep.core import models
+from sweep.core.models import ModelConfig
 from sweep.core.train import OptimConfig, RunConfig
 
 FORMAT = "musweep-tuned 1"
@@ -40,7 +40,7 @@ def tuned_record(cfg: DictConfig, tuned: dict[str, float]) -> dict[str, Any]:
         "target": {
             "width": ladder.target,
             "n_layer": target_depth(cfg),
-            "multipliers": multipliers(run.model),
+            "multipliers": models.multipliers(run.model),
             "parameters": parameter_rules(run.model, run.optim),
         },
         "run": run.to_dict(),
@@ -48,41 +48,26 @@ def tuned_record(cfg: DictConfig, tuned: dict[str, float]) -> dict[str, Any]:
     }
 
 
-def multipliers(cfg: GPTConfig) -> dict[str, float]:
-    """The forward multipliers µP applies at this width and depth."""
-    return {
-        "embedding_output": P.input_multiplier(cfg),
-        "readout": P.readout_multiplier(cfg),
-        "attention_logit_scale": P.attention_scale(cfg),
-        "residual_branch": P.residual_multiplier(cfg),
-        "width_multiplier_m": P.width_mult(cfg),
-        "depth_multiplier": P.depth_mult(cfg),
-    }
-
-
-def parameter_rules(model_cfg: GPTConfig, optim: OptimConfig) -> dict[str, dict[str, Any]]:
+def parameter_rules(model_cfg: ModelConfig, optim: OptimConfig) -> dict[str, dict[str, Any]]:
     """Per parameter (blocks collapsed to `blocks.*`): role, peak Adam LR, decoupled weight
-    decay, ε and init std, as the µP rules give them at this width and depth."""
-    with torch.device("meta"):
-        model = GPT(model_cfg)
-    groups = P.param_groups(model, optim.lr, optim.weight_decay, optim.eps, optim.scale_eps)
+    decay, ε and init std (null: the vector or factory init kept), as µP gives them here."""
+    with torch.random.fork_rng(devices=[]):
+        model = models.build_model(model_cfg)
+    groups = models.param_groups(model, optim.lr, optim.weight_decay, optim.eps, optim.scale_eps)
     shapes = {name: p.shape for name, p in model.named_parameters()}
     rules: dict[str, dict[str, Any]] = {}
     for group in groups:
-        role = P.Role(group["role"])
         for name in group["names"]:
-            key = re.sub(r"^blocks\.\d+\.", "blocks.*.", name)
+            key = re.sub(r"(^|\.)(blocks|layers|h)\.\d+\.", r"\1\2.*.", name)
             if key in rules:
                 continue
-            shape = shapes[name]
-            std = 1.0 if role is P.Role.VECTOR else P.init_std(model_cfg, name, role, shape[-1])
             rules[key] = {
-                "role": str(role),
-                "shape": list(shape),
+                "role": group["role"],
+                "shape": list(shapes[name]),
                 "lr": group["lr"],
                 "weight_decay": group["weight_decay"],
                 "eps": group["eps"],
-                "init_std": std,
+                "init_std": models.init_std(model, name),
             }
     return rules
 
@@ -93,7 +78,9 @@ def run_from_record(record: dict[str, Any]) -> RunConfig:
         raise ValueError(f"not a musweep tuned file (format {record.get('format')!r})")
     run = dict(record["run"])
     return RunConfig(
-        model=GPTConfig(**run.pop("model")), optim=OptimConfig(**run.pop("optim")), **run
+        model=models.model_from_dict(run.pop("model")),
+        optim=OptimConfig(**run.pop("optim")),
+        **run,
     )
 
 

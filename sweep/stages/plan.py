@@ -24,7 +24,7 @@ from omegaconf import DictConfig
 from sweep.config import RUN_STAGES, Stage, data_config, execution, run_config, target_depth
 from sweep.core.data import load_corpus
 from sweep.core.flops import training_flops
-from sweep.core.model import GPTConfig
+from sweep.core.models import ModelConfig
 from sweep.core.parametrization import PARAMETRIZATIONS
 from sweep.core.train import RunConfig, train
 from sweep.stages.target import KINDS, source_checkpoint, source_run
@@ -194,7 +194,7 @@ def plan_verify(
 def measured_step_seconds(cfg: DictConfig, steps: int = 3) -> StepSeconds:
     """Seconds per training step of a run's model, measured here once per shape (a warm-up
     step, then `steps` timed ones; cached by model shape)."""
-    cache: dict[GPTConfig, float] = {}
+    cache: dict[ModelConfig, float] = {}
     corpus = load_corpus(data_config(cfg))
 
     def step_seconds(run: RunConfig) -> float:

@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
 
-from sweep.config import Pruner, Sampler, data_config, execution, public, run_config
+from sweep.config import Pruner, Sampler, data_config, execution, public, run_config, tunable
 from sweep.core.data import load_corpus
 from sweep.core.train import train
 from sweep.edges.tracking import code_version, live_progress, log_result, run_link, wandb_run
@@ -113,10 +113,13 @@ BOUND_MARGIN = 0.02  # a value this close to a bound (as a fraction of its range
 
 
 def search_space(cfg: DictConfig, study: optuna.Study) -> dict[str, dict[str, Any]]:
-    """The ladder's search ranges, with the bounds this study has widened."""
+    """The ladder's search ranges of the HPs that change its model (`config.tunable`), with the
+    bounds this study has widened."""
+    names = tunable(cfg)
     space = {
         name: {"low": float(r.low), "high": float(r.high), "log": bool(r.log)}
         for name, r in cfg.ladder.search.items()
+        if name in names
     }
     return space | study.user_attrs.get("search", {})
 

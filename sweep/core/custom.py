@@ -1,0 +1,451 @@
+"""A user's model, made µP from the shapes `mup` infers (docs/methods.md §8).
+
+The user writes a factory, `build(width, depth, vocab_size, seq_len, **keywords) -> nn.Module`,
+mapping token ids (B, T) to logits (B, T, vocab_size). The tool builds it at the µP base width
+and at twice that width; `mup`'s `set_base_shapes` compares the two and marks every dimension
+that changed as a width dimension. From those shapes each parameter gets a role:
+
+| parameter                                   | role   | init (init=mup)        | Adam LR         |
+|---------------------------------------------|--------|------------------------|-----------------|
+| two width dimensions                        | hidden | σ / sqrt(fan_in)       | η / m_fan_in    |
+| the readout's weight (`mup.MuReadout`, or   | output | σ_out / sqrt(fan_in_b) | η               |
+|   `model.readout`, or width fan-in only)    |        |   (SP: / sqrt(fan_in)) |                 |
+| one width dimension otherwise (embeddings)  | input  | σ_in                   | η               |
+| vectors (gains, biases), fixed-size tensors | vector | the factory's          | η, no decay     |
+
+m_fan_in is the parameter's own fan-in width multiplier (mup's `width_mult`), so the LRs are
+`mup.MuAdamW`'s; decoupled weight decay is × m_fan_in on hidden matrices (lr·wd constant), as
+there. CompleteP's depth factors multiply the hidden LR and decay as for the built-in GPT.
+
+Forward multipliers: the factory takes `alpha_in`, `alpha_out`, `alpha_attn` and CompleteP's
+`residual_multiplier` if its signature names them. Otherwise the tool applies α_in to the
+embeddings' outputs and α_out to the readout (a `MuReadout`'s `output_mult`, or a forward hook
+on the `model.readout` module together with µP's 1/m); α_attn needs the factory. A `MuReadout`'s
+width multiplier is frozen to a number at build time, so `torch.compile` and FSDP, which do not
+carry mup's `infshape` attribute, see the same model (microsoft/mup#60).
+
+In SP the same factory is built with every width multiplier 1: no µP rule, the readout at
+1/sqrt(fan_in). Pure: building calls only the user's factory.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib
+import importlib.util
+import inspect
+import math
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from mup import MuReadout, set_base_shapes
+from mup.infshape import InfShape
+from torch import nn
+
+from sweep.core.parametrization import PARAMETRIZATIONS, Role
+
+MULTIPLIERS = ("alpha_in", "alpha_out", "alpha_attn")  # tuned forward multipliers
+TOOL_APPLIED = ("alpha_in", "alpha_out")  # applied by the tool when the factory does not take them
+INIT_HPARAMS = ("init_std", "input_std", "output_std")  # the tool's init (init=mup) reads them
+INITS = ("mup", "own")  # the tool draws every matrix by its role, or keeps the factory's init
+DEPTH_KEYWORD = "residual_multiplier"
+
+
+@dataclass(frozen=True)
+class CustomConfig:
+    """A user model at one width and depth: the factory, and what the tool passes to it."""
+
+    factory: str  # "package.module:function" or "path/to/file.py:function"
+    vocab_size: int = 256
+    seq_len: int = 128
+    n_layer: int = 2
+    d_model: int = 64  # the width passed to the factory
+    parametrization: str = "mup"
+    base_d_model: int | None = None  # the µP base width; None: d_model
+    base_n_layer: int | None = None  # CompleteP's base depth; None: n_layer
+    depth_alpha: float = 1.0
+    init: str = "mup"
+    init_std: float = 1.0
+    input_std: float = 1.0
+    output_std: float = 1.0
+    alpha_in: float = 1.0
+    alpha_out: float = 1.0
+    alpha_attn: float = 1.0
+    readout: str | None = None  # the module whose output is the logits, if not a MuReadout
+    embeddings: tuple[str, ...] = ()  # input modules; (): every nn.Embedding
+    options: tuple[tuple[str, Any], ...] = ()  # more keyword arguments for the factory
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "seq_len", "n_layer", "d_model"):
+            if getattr(self, name) <= 0:
+                raise ValueError(
+                    f"model.{name} must be a positive integer, got {getattr(self, name)}"
+                )
+        if self.parametrization not in PARAMETRIZATIONS:
+            raise ValueError(
+                f"model.parametrization must be one of {PARAMETRIZATIONS}, "
+                f"got {self.parametrization!r}"
+            )
+        if self.init not in INITS:
+            raise ValueError(f"model.init must be one of {INITS}, got {self.init!r}")
+        if self.d_model < self.base_width:
+            raise ValueError(
+                f"model.d_model ({self.d_model}) must be at least the µP base width "
+                f"({self.base_width})"
+            )
+
+    @property
+    def base_width(self) -> int:
+        return self.d_model if self.base_d_model is None else self.base_d_model
+
+    @property
+    def depth_base(self) -> int:
+        return self.n_layer if self.base_n_layer is None else self.base_n_layer
+
+    def at_width(self, d_model: int) -> CustomConfig:
+        return replace(self, d_model=d_model, base_d_model=self.base_width)
+
+    def to_dict(self) -> dict:
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        return out | {"embeddings": list(self.embeddings), "options": dict(self.options)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> CustomConfig:
+        data = dict(data)
+        data["embeddings"] = tuple(data.get("embeddings") or ())
+        data["options"] = frozen_options(data.get("options") or {})
+        return cls(**data)
+
+
+def frozen_options(options: dict) -> tuple[tuple[str, Any], ...]:
+    """Factory keywords as a hashable, ordered tuple (lists become tuples)."""
+    return tuple(
+        (str(k), tuple(v) if isinstance(v, list) else v) for k, v in sorted(options.items())
+    )
+
+
+# --- the factory ------------------------------------------------------------------------------
+
+
+@functools.cache
+def load_factory(spec: str) -> Callable[..., nn.Module]:
+    """The function named by `model.factory`; ValueError saying what to change if it cannot be."""
+    target, sep, attr = spec.rpartition(":")
+    if not sep or not target or not attr.isidentifier():
+        raise ValueError(
+            f"model.factory must be 'package.module:function' or 'path/to/file.py:function', "
+            f"got {spec!r}"
+        )
+    try:
+        if target.endswith(".py"):
+            path = Path(target)
+            if not path.is_file():
+                raise ValueError(f"model.factory: no file {target}")
+            name = "musweep_model_" + hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
+            module = sys.modules.get(name)
+            if module is None:
+                loader = importlib.util.spec_from_file_location(name, path)
+                module = importlib.util.module_from_spec(loader)
+                sys.modules[name] = module
+                try:
+                    loader.loader.exec_module(module)
+                except BaseException:
+                    del sys.modules[name]
+                    raise
+        else:
+            module = importlib.import_module(target)
+    except ValueError:
+        raise
+    except Exception as e:  # the user's module failed to import: say which and why
+        raise ValueError(
+            f"model.factory: cannot import {target} ({type(e).__name__}: {e}); make it "
+            "importable by the jobs (installed, or on PYTHONPATH) or give its file path"
+        ) from e
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        raise ValueError(f"model.factory: {target} has no function {attr!r}")
+    return factory
+
+
+def factory_keywords(spec: str) -> set[str] | None:
+    """The keyword names the factory takes; None when it takes any (**kwargs)."""
+    parameters = inspect.signature(load_factory(spec)).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return None
+    return {p.name for p in parameters}
+
+
+def takes(spec: str, keyword: str) -> bool:
+    names = factory_keywords(spec)
+    return names is None or keyword in names
+
+
+def tunable(cfg: CustomConfig) -> set[str]:
+    """The model HPs that change this model: what the factory takes, what the tool applies."""
+    names = {m for m in MULTIPLIERS if m in TOOL_APPLIED or takes(cfg.factory, m)}
+    return names | (set(INIT_HPARAMS) if cfg.init == "mup" else set())
+
+
+def residual_multiplier(cfg: CustomConfig) -> float:
+    """CompleteP's (L_base / L)^α (docs/methods.md §1)."""
+    return (cfg.n_layer / cfg.depth_base) ** -cfg.depth_alpha
+
+
+def call_factory(cfg: CustomConfig, width: int) -> nn.Module:
+    """The factory's model at `width` and the config's depth, as the factory initialises it."""
+    keywords = dict(cfg.options)
+    for name in keywords:
+        if name in (*MULTIPLIERS, DEPTH_KEYWORD, "width", "depth", "vocab_size", "seq_len"):
+            raise ValueError(f"model.options.{name}: musweep sets {name} itself")
+        if not takes(cfg.factory, name):
+            raise ValueError(
+                f"model.options.{name}: the factory {cfg.factory} takes no keyword {name!r} "
+                f"(it takes {', '.join(sorted(factory_keywords(cfg.factory)))})"
+            )
+    keywords |= {m: getattr(cfg, m) for m in MULTIPLIERS if takes(cfg.factory, m)}
+    if takes(cfg.factory, DEPTH_KEYWORD):
+        keywords[DEPTH_KEYWORD] = residual_multiplier(cfg)
+    elif cfg.n_layer != cfg.depth_base:
+        raise ValueError(
+            f"model.factory: a model {cfg.n_layer} deep with its HPs tuned at depth "
+            f"{cfg.depth_base} needs CompleteP's branch multiplier; let the factory take "
+            f"{DEPTH_KEYWORD}= (multiply each residual branch by it)"
+        )
+    try:
+        model = load_factory(cfg.factory)(
+            width=width, depth=cfg.n_layer, vocab_size=cfg.vocab_size, seq_len=cfg.seq_len,
+            **keywords,
+        )  # fmt: skip
+    except Exception as e:
+        raise ValueError(
+            f"model.factory {cfg.factory} raised {type(e).__name__} at width {width}: {e}"
+        ) from e
+    if not isinstance(model, nn.Module):
+        raise ValueError(
+            f"model.factory {cfg.factory} returned a {type(model).__name__}, not a torch.nn.Module"
+        )
+    return model
+
+
+# --- shapes and roles -------------------------------------------------------------------------
+
+
+def shape_key(cfg: CustomConfig) -> CustomConfig:
+    """`cfg` with every tuned value at its default: what the model's shapes depend on."""
+    neutral = {name: 1.0 for name in (*MULTIPLIERS, *INIT_HPARAMS)}
+    return replace(cfg, parametrization="mup", **neutral)
+
+
+@functools.cache
+def _shapes_at(cfg: CustomConfig, width: int) -> dict[str, tuple[int, ...]]:
+    with torch.random.fork_rng(devices=[]):
+        model = call_factory(cfg, width)
+    return {name: tuple(p.shape) for name, p in model.named_parameters()}
+
+
+def base_shapes(cfg: CustomConfig) -> dict[str, InfShape]:
+    """mup's base shapes: the model at the base width against the model at twice that width."""
+    key = replace(shape_key(cfg), d_model=cfg.base_width, base_d_model=None)
+    base, delta = _shapes_at(key, cfg.base_width), _shapes_at(key, 2 * cfg.base_width)
+    if base.keys() != delta.keys():
+        changed = sorted(base.keys() ^ delta.keys())[:4]
+        raise ValueError(
+            f"model.factory: the model's parameters are named differently at widths "
+            f"{cfg.base_width} and {2 * cfg.base_width} (e.g. {changed}); the same parameters "
+            "must exist at every width"
+        )
+    if base == delta:
+        raise ValueError(
+            f"model.factory ignores width: every parameter has the same shape at widths "
+            f"{cfg.base_width} and {2 * cfg.base_width}; build the model `width` wide"
+        )
+    from mup.shape import _zip_infshape_dict, clear_dims
+
+    return clear_dims(_zip_infshape_dict(base, delta))
+
+
+def _modules_named(model: nn.Module, names: list[str], field: str) -> list[nn.Module]:
+    modules = dict(model.named_modules())
+    for name in names:
+        if name not in modules:
+            near = [n for n in modules if n and n.split(".")[-1] == name.split(".")[-1]][:3]
+            hint = f"; did you mean {', '.join(near)}?" if near else ""
+            raise ValueError(f"model.{field}: the model has no module {name!r}{hint}")
+    return [modules[name] for name in names]
+
+
+def readout_modules(model: nn.Module, cfg: CustomConfig) -> list[nn.Module]:
+    """The readout: every `mup.MuReadout`, or the module `model.readout` names."""
+    if cfg.readout is not None:
+        (module,) = _modules_named(model, [cfg.readout], "readout")
+        if not isinstance(getattr(module, "weight", None), torch.Tensor):
+            raise ValueError(f"model.readout: module {cfg.readout!r} has no weight matrix")
+        return [module]
+    return [m for m in model.modules() if isinstance(m, MuReadout)]
+
+
+def embedding_modules(model: nn.Module, cfg: CustomConfig) -> list[nn.Module]:
+    if cfg.embeddings:
+        return _modules_named(model, list(cfg.embeddings), "embeddings")
+    return [m for m in model.modules() if isinstance(m, nn.Embedding)]
+
+
+def roles(model: nn.Module, cfg: CustomConfig) -> dict[str, tuple[Role, float]]:
+    """Every parameter's role and fan-in width multiplier (1 in SP), by name (module table)."""
+    shapes = base_shapes(cfg)
+    readouts = {id(m.weight) for m in readout_modules(model, cfg)}
+    embeddings = {id(p) for m in embedding_modules(model, cfg) for p in m.parameters()}
+    out = {}
+    for name, p in model.named_parameters():
+        if name not in shapes:
+            raise ValueError(f"model.factory: parameter {name} is not in the base model")
+        inf = InfShape(shapes[name])
+        n = inf.ninf()
+        if p.ndim < 2 or n == 0:
+            role = Role.VECTOR
+        elif n == 2:
+            role = Role.HIDDEN
+        elif id(p) in embeddings:
+            role = Role.INPUT  # a readout tied to the embedding keeps the embedding's init
+        elif id(p) in readouts or inf[1].isinf():
+            role = Role.OUTPUT
+        else:
+            role = Role.INPUT
+        if n > 2:
+            raise ValueError(f"model.factory: parameter {name} has {n} width dimensions (µP: 2)")
+        mult = fan_in_mult(cfg, inf, p) if role in (Role.HIDDEN, Role.OUTPUT) else 1.0
+        out[name] = (role, mult)
+    return out
+
+
+def fan_in_mult(cfg: CustomConfig, inf: InfShape, p: torch.Tensor) -> float:
+    """A matrix's fan-in width multiplier (mup's `width_mult`); 1 in SP or for a fixed fan-in."""
+    if cfg.parametrization != "mup" or p.ndim < 2 or not inf[1].isinf():
+        return 1.0
+    return p.shape[1] / inf[1].base_dim
+
+
+def unidentified_readouts(model: nn.Module, cfg: CustomConfig) -> list[str]:
+    """Linear layers from a width to a fixed size (readout-shaped) that are no declared readout."""
+    shapes = base_shapes(cfg)
+    declared = {id(m) for m in readout_modules(model, cfg)}
+    found = []
+    for name, module in model.named_modules():
+        weight = getattr(module, "weight", None)
+        if not isinstance(module, nn.Linear) or id(module) in declared or weight is None:
+            continue
+        key = next((n for n, p in model.named_parameters() if p is weight), None)
+        if key is not None and [d.isinf() for d in shapes[key]] == [False, True]:
+            found.append(name)
+    return found
+
+
+# --- the µP model -----------------------------------------------------------------------------
+
+
+class Scale:
+    """A forward hook multiplying a module's output by a constant."""
+
+    def __init__(self, factor: float):
+        self.factor = factor
+
+    def __call__(self, _module: nn.Module, _inputs: Any, output: torch.Tensor) -> torch.Tensor:
+        return output * self.factor
+
+
+def init_std(cfg: CustomConfig, role: Role, shape: tuple[int, ...], mult: float) -> float:
+    """The tool's init (init=mup) of a matrix by its role; `mult` its fan-in multiplier."""
+    fan_in = math.prod(shape[1:])
+    if role is Role.INPUT:
+        return cfg.input_std
+    if role is Role.HIDDEN:
+        return cfg.init_std / math.sqrt(fan_in)
+    if role is Role.OUTPUT:
+        return cfg.output_std / math.sqrt(fan_in / mult)  # µP: the base fan-in; SP: the fan-in
+    raise ValueError(f"role {role} has no init std (vectors keep the factory's init)")
+
+
+def build_custom(cfg: CustomConfig) -> nn.Module:
+    """The user's model at `cfg.d_model`, with µP's (or SP's) init and forward multipliers."""
+    model = call_factory(cfg, cfg.d_model)
+    shapes = base_shapes(cfg)
+    if cfg.parametrization == "mup":
+        set_base_shapes(model, shapes, rescale_params=cfg.init == "own", do_assert=False)
+    else:
+        set_base_shapes(model, None, rescale_params=False, do_assert=False)
+    by_name = roles(model, cfg)
+    for module in readout_modules(model, cfg):
+        inf = InfShape(shapes.get(_name_of(model, module.weight), ()))
+        mult = fan_in_mult(cfg, inf, module.weight) if len(inf) == 2 else 1.0
+        alpha = 1.0 if takes(cfg.factory, "alpha_out") else cfg.alpha_out
+        if isinstance(module, MuReadout):
+            module.width_mult = functools.partial(float, mult)  # a number: compile, FSDP
+            module.output_mult = module.output_mult if alpha == 1.0 else alpha
+        else:
+            module.register_forward_hook(Scale(alpha / mult))
+    if not takes(cfg.factory, "alpha_in") and cfg.alpha_in != 1.0:
+        for module in embedding_modules(model, cfg):
+            module.register_forward_hook(Scale(cfg.alpha_in))
+    if cfg.init == "mup":
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                role, mult = by_name[name]
+                if role is not Role.VECTOR:
+                    p.normal_(0.0, init_std(cfg, role, tuple(p.shape), mult))
+    return model
+
+
+def _name_of(model: nn.Module, tensor: torch.Tensor) -> str:
+    return next((n for n, p in model.named_parameters() if p is tensor), "")
+
+
+@functools.cache
+def _non_embedding_params(cfg: CustomConfig) -> int:
+    with torch.random.fork_rng(devices=[]):
+        model = call_factory(cfg, cfg.d_model)
+    embeddings = {id(p) for m in embedding_modules(model, cfg) for p in m.parameters()}
+    readouts = {id(m.weight) for m in readout_modules(model, cfg)}
+    counted = (p for p in model.parameters() if id(p) not in embeddings or id(p) in readouts)
+    return sum(p.numel() for p in counted)
+
+
+def non_embedding_params(cfg: CustomConfig) -> int:
+    """Parameters outside the embedding tables (a readout tied to one counts: it multiplies)."""
+    return _non_embedding_params(shape_key(cfg))
+
+
+def check_custom(cfg: CustomConfig) -> None:
+    """ValueError, one line naming what to change, for a model the pipeline cannot use: a
+    factory that does not import or build, logits of the wrong shape, no width dimension, a
+    readout that cannot be identified. (Whether its µP holds is the coordinate check's call.)"""
+    model = build_custom(cfg.at_width(cfg.base_width))
+    tokens = torch.randint(0, cfg.vocab_size, (2, min(cfg.seq_len, 8)))
+    with torch.no_grad():
+        try:
+            logits = model(tokens)
+        except Exception as e:
+            raise ValueError(
+                f"model.factory: the model fails on token ids of shape (2, {tokens.size(1)}): "
+                f"{type(e).__name__}: {e}"
+            ) from e
+    expected = (2, tokens.size(1), cfg.vocab_size)
+    if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != expected:
+        got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise ValueError(
+            f"model.factory: the model must map token ids (B, T) to logits (B, T, vocab_size) "
+            f"= {expected}, got {got}"
+        )
+    by_name = roles(model, cfg)
+    if not readout_modules(model, cfg) and not unidentified_readouts(model, cfg):
+        outputs = [name for name, (role, _) in by_name.items() if role is Role.OUTPUT]
+        if not outputs:
+            raise ValueError(
+                "model.readout: cannot identify the readout (no mup.MuReadout, no linear layer "
+                "from the width to the vocabulary); use mup.MuReadout or MuSharedReadout, or "
+                "name its module with model.readout=<name>"
+            )

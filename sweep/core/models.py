@@ -1,0 +1,187 @@
+"""The model interface: every stage builds, optimises and measures a model through these
+functions, whichever model it is.
+
+Two kinds of model config implement it: `GPTConfig`, the built-in GPT whose µP rules are
+written out in `sweep.core.parametrization`, and `CustomConfig`, a user's factory made µP from
+the shapes `mup` infers (`sweep.core.custom`). Both are frozen, hashable and serialisable, and
+answer `d_model`, `base_width`, `n_layer`, `depth_base`, `seq_len`, `vocab_size`,
+`parametrization`, `at_width` and `to_dict`. Pure: no files.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from sweep.core import custom as C
+from sweep.core import parametrization as P
+from sweep.core.custom import CustomConfig
+from sweep.core.model import GPT, GPTConfig
+
+ModelConfig = GPTConfig | CustomConfig
+CONFIG_ATTRIBUTE = "_musweep_config"  # the config a custom model was built from
+
+
+def is_builtin(cfg: ModelConfig) -> bool:
+    return isinstance(cfg, GPTConfig)
+
+
+def build_model(cfg: ModelConfig) -> nn.Module:
+    """The model at its width and depth, initialised from the global RNG (on the CPU)."""
+    if is_builtin(cfg):
+        return GPT(cfg)
+    model = C.build_custom(cfg)
+    object.__setattr__(model, CONFIG_ATTRIBUTE, cfg)  # not a submodule, not in the state dict
+    return model
+
+
+def config_of(model: nn.Module) -> ModelConfig:
+    if isinstance(model, GPT):
+        return model.cfg
+    cfg = getattr(model, CONFIG_ATTRIBUTE, None)
+    if cfg is None:
+        raise ValueError("the model was not built by sweep.core.models.build_model")
+    return cfg
+
+
+def model_from_dict(data: dict[str, Any]) -> ModelConfig:
+    """A model config from its `to_dict` (a run record, a checkpoint, a tuned file)."""
+    if data.get("factory"):
+        return CustomConfig.from_dict(data)
+    return GPTConfig(**{k: v for k, v in data.items() if k != "factory"})
+
+
+def param_groups(
+    model: nn.Module, lr: float, weight_decay: float, eps: float, scale_eps: bool = False
+) -> list[dict]:
+    """AdamW groups with the µP (or SP) LR, weight decay and ε multipliers of every parameter;
+    each keeps its `lr_mult` (for the schedule), `role` and parameter `names`."""
+    cfg = config_of(model)
+    if is_builtin(cfg):
+        return P.param_groups(model, lr, weight_decay, eps, scale_eps)
+    depth = cfg.n_layer / cfg.depth_base
+    groups: dict[tuple[P.Role, float], dict] = {}
+    by_name = _roles(model)
+    for name, p in model.named_parameters():
+        role, mult = key = by_name[name]
+        if key not in groups:
+            hidden = role is P.Role.HIDDEN
+            lr_mult = depth ** (cfg.depth_alpha - 1.0) / mult if hidden else 1.0
+            if role is P.Role.VECTOR:
+                wd_mult = 0.0
+            else:
+                wd_mult = mult * depth ** (1.0 - cfg.depth_alpha) if hidden else 1.0
+            groups[key] = {
+                "params": [],
+                "names": [],
+                "role": str(role),
+                "lr_mult": lr_mult,
+                "lr": lr * lr_mult,
+                "weight_decay": weight_decay * wd_mult,
+                "eps": eps / mult if scale_eps and hidden else eps,
+            }
+        groups[key]["params"].append(p)
+        groups[key]["names"].append(name)
+    return list(groups.values())
+
+
+def _roles(model: nn.Module) -> dict[str, tuple[P.Role, float]]:
+    return C.roles(model, config_of(model))
+
+
+def parameter_roles(model: nn.Module) -> dict[str, P.Role]:
+    """The µP role of every parameter, by name."""
+    cfg = config_of(model)
+    if is_builtin(cfg):
+        return {name: P.role_of(name, p) for name, p in model.named_parameters()}
+    return {name: role for name, (role, _) in _roles(model).items()}
+
+
+def init_std(model: nn.Module, name: str) -> float | None:
+    """The std a matrix parameter is drawn with (None: a vector, or the factory's own init)."""
+    cfg = config_of(model)
+    p = dict(model.named_parameters())[name]
+    if is_builtin(cfg):
+        role = P.role_of(name, p)
+        return None if role is P.Role.VECTOR else P.init_std(cfg, name, role, p.shape[-1])
+    role, mult = _roles(model)[name]
+    if role is P.Role.VECTOR or cfg.init == "own":
+        return None
+    return C.init_std(cfg, role, tuple(p.shape), mult)
+
+
+def tracked_modules(model: nn.Module) -> dict[str, nn.Module]:
+    """The modules whose outputs the coordinate check follows, and the logits (the model).
+
+    The GPT: embedding, each attention, MLP and block. A custom model: every module that holds
+    parameters of its own (linear layers, embeddings, norms), by its name.
+    """
+    if isinstance(model, GPT):
+        tracked = {"embedding": model.wte}
+        for i, block in enumerate(model.blocks):
+            tracked |= {
+                f"block{i}.attn": block.attn,
+                f"block{i}.mlp": block.mlp,
+                f"block{i}": block,
+            }
+        return tracked | {"logits": model}
+    tracked = {
+        name: module
+        for name, module in model.named_modules()
+        if name and any(True for _ in module.parameters(recurse=False))
+    }
+    return tracked | {"logits": model}
+
+
+def state_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """Shapes of the model's state dict; the GPT is built on the meta device (no memory)."""
+    if is_builtin(cfg):
+        with torch.device("meta"):
+            model = GPT(cfg)
+    else:
+        with torch.random.fork_rng(devices=[]):
+            model = build_model(cfg)
+    return {name: tuple(t.shape) for name, t in model.state_dict().items()}
+
+
+def describe(cfg: ModelConfig) -> str:
+    """One line for logs: which model, at which width and depth."""
+    if is_builtin(cfg):
+        return (
+            f"GPT {cfg.parametrization} d_model={cfg.d_model} (base {cfg.base_width}) "
+            f"heads={cfg.n_heads}x{cfg.head_size} layers={cfg.n_layer}"
+        )
+    return (
+        f"{cfg.factory} {cfg.parametrization} width={cfg.d_model} (base {cfg.base_width}) "
+        f"layers={cfg.n_layer}"
+    )
+
+
+def width_multiplier(cfg: ModelConfig) -> float:
+    return cfg.d_model / cfg.base_width if cfg.parametrization == "mup" else 1.0
+
+
+def depth_multiplier(cfg: ModelConfig) -> float:
+    return cfg.n_layer / cfg.depth_base
+
+
+def multipliers(cfg: ModelConfig) -> dict[str, float]:
+    """The forward multipliers µP and CompleteP apply at this width and depth."""
+    if is_builtin(cfg):
+        return {
+            "embedding_output": P.input_multiplier(cfg),
+            "readout": P.readout_multiplier(cfg),
+            "attention_logit_scale": P.attention_scale(cfg),
+            "residual_branch": P.residual_multiplier(cfg),
+            "width_multiplier_m": P.width_mult(cfg),
+            "depth_multiplier": P.depth_mult(cfg),
+        }
+    return {
+        "embedding_output": cfg.alpha_in,
+        "readout": cfg.alpha_out / width_multiplier(cfg),
+        "residual_branch": C.residual_multiplier(cfg),
+        "width_multiplier_m": width_multiplier(cfg),
+        "depth_multiplier": depth_multiplier(cfg),
+    } | ({"alpha_attn": cfg.alpha_attn} if C.takes(cfg.factory, "alpha_attn") else {})

@@ -1,0 +1,362 @@
+"""A user's model through the pipeline: µP from the shapes mup infers, checked before any job.
+
+The Llama-style example (mup's MuReadout, 1/d attention) gets exactly `mup.MuAdamW`'s LRs; the
+nanoGPT-style one is made µP by naming its readout; a plain readout or an init that ignores
+fan-in is refused by the coordinate check with the module and the fix; every bad factory is one
+line before any job; the inferred padding grows a Llama exactly; both examples run the whole
+pipeline.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import mup
+import pytest
+import torch
+
+from sweep.config import compose_config, validate
+from sweep.core.custom import CustomConfig, roles
+from sweep.core.models import build_model, param_groups
+from sweep.core.parametrization import Role
+from sweep.core.train import OptimConfig, RunConfig, train
+from sweep.grow.pad_inferred import grow_inferred, pad_blocks
+from sweep.grow.shrink_pad_perturb import shrink_pad_perturb
+from sweep.pipeline import Pipeline
+from sweep.stages.model_check import REFUSE_SLOPE, check_model
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+LLAMA = f"{EXAMPLES / 'llama.py'}:build"
+NANOGPT = f"{EXAMPLES / 'nanogpt.py'}:build"
+FAST = [
+    "tune.n_trials=3",
+    "tune.n_startup_trials=2",
+    "tune.widen_trials=0",
+    "ladder.lr_max_points=3",
+    "ladder.noise_seeds=0",
+    "verify.max_runs=2",
+]
+
+
+def load_example(name: str):
+    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def llama(width: int, **kw) -> CustomConfig:
+    return CustomConfig(factory=LLAMA, d_model=width, base_d_model=32, seq_len=32, **kw)
+
+
+@pytest.mark.parametrize("options", [{}, {"kv_group": 2}])
+def test_llama_lrs_and_decays_are_mup_muadamw_s(options):
+    example = load_example("llama")
+    base, delta = example.build(32, 2, 256, 32, **options), example.build(64, 2, 256, 32, **options)
+    reference = example.build(128, 2, 256, 32, **options)
+    mup.set_base_shapes(reference, base, delta=delta)
+    theirs = mup.MuAdamW(reference.parameters(), lr=3e-3, weight_decay=0.1)
+    name_of = {id(p): n for n, p in reference.named_parameters()}
+    expected = {
+        name_of[id(p)]: (g["lr"], g["weight_decay"])
+        for g in theirs.param_groups
+        for p in g["params"]
+    }
+
+    cfg = llama(128, options=tuple(options.items()))
+    ours = {
+        n: (g["lr"], g["weight_decay"])
+        for g in param_groups(build_model(cfg), 3e-3, 0.1, 1e-8)
+        for n in g["names"]
+    }
+    assert ours.keys() == expected.keys()
+    by_role = roles(build_model(cfg), cfg)
+    for name, (lr, wd) in expected.items():
+        assert ours[name][0] == pytest.approx(lr, rel=1e-12), name
+        if by_role[name][0] is not Role.VECTOR:  # vectors take no decay here (as the GPT's gains)
+            assert ours[name][1] == pytest.approx(wd, rel=1e-12), name
+    assert by_role["head.weight"] == (Role.OUTPUT, 4.0)
+    assert by_role["blocks.0.attn.q.weight"] == (Role.HIDDEN, 4.0)
+    assert by_role["embed.weight"] == (Role.INPUT, 1.0)
+
+
+def test_sp_is_the_same_factory_without_mup_rules():
+    sp = llama(128, parametrization="sp")
+    groups = param_groups(build_model(sp), 3e-3, 0.0, 1e-8)
+    assert {g["lr"] for g in groups} == {3e-3}
+    torch.manual_seed(0)
+    mup_model, sp_model = build_model(llama(128)), build_model(sp)
+    assert mup_model.head.width_mult() == 4.0 and sp_model.head.width_mult() == 1.0
+    # µP's readout is drawn at the base fan-in; SP's at its own
+    assert mup_model.head.weight.std().item() == pytest.approx(1 / math.sqrt(32), rel=0.05)
+    assert sp_model.head.weight.std().item() == pytest.approx(1 / math.sqrt(128), rel=0.05)
+
+
+def test_the_tool_applies_alpha_out_to_a_named_plain_readout():
+    cfg = CustomConfig(factory=NANOGPT, d_model=64, base_d_model=32, seq_len=32, readout="lm_head")
+    idx = torch.randint(0, 256, (2, 16))
+    torch.manual_seed(0)
+    one = build_model(cfg)(idx)
+    torch.manual_seed(0)
+    three = build_model(CustomConfig(**{**cfg.__dict__, "alpha_out": 3.0}))(idx)
+    torch.testing.assert_close(three, 3 * one)
+    torch.manual_seed(0)
+    unnamed = build_model(CustomConfig(**{**cfg.__dict__, "readout": None}))(idx)
+    torch.testing.assert_close(unnamed, 2 * one)  # µP's 1/m at twice the base width
+
+
+def test_the_readout_needs_no_infshape_once_built():
+    torch.manual_seed(0)
+    model = build_model(llama(64))
+    idx = torch.randint(0, 256, (2, 16))
+    before = model(idx)
+    for p in model.parameters():  # what compile's fake tensors and FSDP's DTensors lose
+        del p.infshape
+    torch.testing.assert_close(model(idx), before)
+
+
+@pytest.mark.slow
+def test_a_compiled_custom_model_trains_like_the_eager_one(corpus):
+    from sweep.core.hardware import Execution
+
+    run = RunConfig(
+        model=llama(64),
+        optim=OptimConfig(lr=3e-3),
+        steps=6,
+        batch_size=4,
+        eval_every=3,
+        eval_batches=2,
+    )
+    eager, _ = train(run, corpus)
+    compiled, _ = train(run, corpus, execution=Execution(compile=True))
+    for (_, a), (_, b) in zip(eager.train_loss, compiled.train_loss, strict=True):
+        assert a == pytest.approx(b, rel=1e-3)
+
+
+def test_a_custom_model_trains_and_resumes_deterministically(corpus, tmp_path):
+    run = RunConfig(
+        model=llama(64),
+        optim=OptimConfig(lr=3e-3, warmup_steps=2),
+        steps=8,
+        batch_size=4,
+        eval_every=4,
+        eval_batches=2,
+    )
+    whole, _ = train(run, corpus)
+    assert whole.train_loss[-1][1] < whole.train_loss[0][1]
+    again, _ = train(run, corpus)
+    assert again.train_loss == whole.train_loss
+    ckpt = tmp_path / "run.ckpt"
+    train(
+        RunConfig(**{**run.__dict__, "steps": 8}), corpus, checkpoint_path=ckpt, checkpoint_every=4
+    )
+    resumed, _ = train(run, corpus, checkpoint_path=ckpt)
+    assert resumed.val_loss == whole.val_loss
+
+
+def test_inferred_padding_grows_a_llama_into_the_same_function():
+    src, tgt = llama(32), llama(64)
+    torch.manual_seed(0)
+    source = build_model(src)
+    state = {k: v.clone() for k, v in source.state_dict().items()}
+    grown = build_model(tgt)
+    grown.load_state_dict(grow_inferred(state, src, tgt))
+    idx = torch.randint(0, 256, (2, 16))
+    torch.testing.assert_close(grown(idx), source(idx), rtol=1e-4, atol=1e-4)
+    perturbed = shrink_pad_perturb(state, src, tgt, shrink=0.8, perturb=0.3, seed=1)
+    assert {k: tuple(v.shape) for k, v in perturbed.items()} == {
+        k: tuple(v.shape) for k, v in grown.state_dict().items()
+    }
+
+
+def test_fused_blocks_are_padded_block_by_block():
+    qkv = torch.arange(6.0).repeat_interleave(2).reshape(6, 2)  # (3·2, 2): q, k, v of width 2
+    grown = pad_blocks(qkv, (12, 4), 2, 4)
+    for block in range(3):
+        torch.testing.assert_close(
+            grown[4 * block : 4 * block + 2, :2], qkv[2 * block : 2 * block + 2]
+        )
+        assert not grown[4 * block + 2 : 4 * block + 4].any()
+    assert not grown[:, 2:].any()
+
+
+def check_cfg(tmp_path, *overrides):
+    return compose_config(
+        f"out_root={tmp_path}", "+ladder=gpt_tiny", "logger=none", "model=custom", *overrides
+    )
+
+
+def test_the_examples_pass_the_model_check(tmp_path):
+    for factory, extra in (
+        (LLAMA, ["+model.options.head_dim=8"]),
+        (NANOGPT, ["model.readout=lm_head", "+model.options.head_dim=8"]),
+    ):
+        cfg = check_cfg(tmp_path, f"model.factory={factory}", *extra)
+        validate(cfg)
+        record = check_model(cfg, tmp_path)
+        assert record["offenders"] == [] and record["worst"]["worst_slope"] <= REFUSE_SLOPE
+
+
+@pytest.mark.parametrize(
+    ("overrides", "words"),
+    [
+        ([], ["lm_head", "plain linear readout", "model.readout=lm_head"]),
+        (
+            ["model.readout=lm_head", "model.init=own"],
+            ["at init", "ignores fan-in", "model.init=mup"],
+        ),
+    ],
+)
+def test_a_broken_model_is_refused_by_the_check_naming_module_and_fix(tmp_path, overrides, words):
+    cfg = check_cfg(tmp_path, f"model.factory={NANOGPT}", "+model.options.head_dim=8", *overrides)
+    validate(cfg)  # it builds and maps tokens to logits: only the coordinate check can tell
+    with pytest.raises(ValueError) as refused:
+        check_model(cfg, tmp_path)
+    message = str(refused.value)
+    assert "\n" not in message and message.startswith("model: µP does not hold")
+    for word in words:
+        assert word in message
+    saved = json.loads((tmp_path / "model_check.json").read_text())
+    assert saved["offenders"][0]["slope"] > REFUSE_SLOPE  # kept: a rerun does not measure again
+
+
+BAD_FACTORIES = """
+import torch
+from torch import nn
+from mup import MuReadout
+
+def not_a_module(width, depth, vocab_size, seq_len):
+    return "a model"
+
+class Fixed(nn.Module):
+    def __init__(self, vocab_size):
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, 32)
+        self.head = MuReadout(32, vocab_size)
+    def forward(self, idx):
+        return self.head(self.embed(idx))
+
+def ignores_width(width, depth, vocab_size, seq_len):
+    return Fixed(vocab_size)
+
+class Model(nn.Module):
+    def __init__(self, width, vocab_out):
+        super().__init__()
+        self.embed = nn.Embedding(256, width)
+        self.hidden = nn.Linear(width, width)
+        self.head = MuReadout(width, vocab_out)
+    def forward(self, idx):
+        return self.head(self.hidden(self.embed(idx)))
+
+def wrong_vocabulary(width, depth, vocab_size, seq_len):
+    return Model(width, vocab_size + 1)
+
+class Tied(nn.Module):
+    def __init__(self, width, vocab_size):
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, width)
+        self.hidden = nn.Linear(width, width)
+    def forward(self, idx):
+        return self.hidden(self.embed(idx)) @ self.embed.weight.T
+
+def functional_readout(width, depth, vocab_size, seq_len):
+    return Tied(width, vocab_size)
+
+def raises(width, depth, vocab_size, seq_len):
+    raise RuntimeError("out of ideas")
+"""
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["model.factory=null"], "model=custom needs the function"),
+        (["model.factory=no_such_package.model:build"], "cannot import no_such_package.model"),
+        (["model.factory=missing.py:build"], "no file missing.py"),
+        (["model.factory=BAD:nothing_here"], "has no function 'nothing_here'"),
+        (["model.factory=builds_a_model"], "must be 'package.module:function'"),
+        (["model.factory=BAD:not_a_module"], "returned a str, not a torch.nn.Module"),
+        (["model.factory=BAD:ignores_width"], "ignores width"),
+        (
+            ["model.factory=BAD:wrong_vocabulary"],
+            "logits (B, T, vocab_size) = (2, 8, 256), got (2, 8, 257)",
+        ),
+        (["model.factory=BAD:functional_readout"], "cannot identify the readout"),
+        (["model.factory=BAD:raises"], "raised RuntimeError at width 32: out of ideas"),
+        ([f"model.factory={LLAMA}", "model.readout=lm_head"], "no module 'lm_head'"),
+        (
+            [f"model.factory={LLAMA}", "+model.options.heads=4"],
+            "takes no keyword 'heads'",
+        ),
+        (
+            [f"model.factory={NANOGPT}", "ladder.target_n_layer=4"],
+            "needs CompleteP's branch multiplier",
+        ),
+        (
+            [f"model.factory={LLAMA}", "warmstart=function_preserving"],
+            "needs the built-in GPT's architecture",
+        ),
+    ],
+)
+def test_a_bad_model_is_one_line_before_any_job(tmp_path, overrides, message):
+    bad = tmp_path / "bad_factories.py"
+    bad.write_text(BAD_FACTORIES)
+    overrides = [o.replace("BAD", str(bad)) for o in overrides]
+    cfg = check_cfg(tmp_path, *overrides)
+    with pytest.raises(ValueError) as refused:
+        validate(cfg)
+    assert message in str(refused.value)
+    assert "\n" not in str(refused.value)
+
+
+def test_the_search_leaves_out_what_the_model_does_not_take(tmp_path):
+    from sweep.config import tunable, unused_search
+
+    nano = check_cfg(tmp_path, f"model.factory={NANOGPT}", "model.readout=lm_head")
+    assert "alpha_attn" not in tunable(nano) and {"alpha_in", "alpha_out", "init_std"} <= set(
+        tunable(nano)
+    )
+    assert unused_search(nano) == ["alpha_attn"]
+    own = check_cfg(tmp_path, f"model.factory={LLAMA}", "model.init=own")
+    assert unused_search(own) == ["init_std"]
+
+
+@pytest.mark.parametrize(
+    ("name", "overrides"),
+    [
+        (
+            "llama",
+            [f"model.factory={LLAMA}", "+model.options.head_dim=8", "+model.options.kv_group=2"],
+        ),
+        (
+            "nanogpt",
+            [f"model.factory={NANOGPT}", "model.readout=lm_head", "+model.options.head_dim=8"],
+        ),
+    ],
+)
+def test_each_example_runs_the_whole_pipeline(tmp_path, corpus, name, overrides):
+    cfg = compose_config(
+        f"out_root={tmp_path}",
+        "+ladder=gpt_tiny",
+        "model=custom",
+        f"run_name={name}",
+        *overrides,
+        *FAST,
+    )
+    summary = Pipeline(cfg).run()
+    assert summary["tune"]["n_trials"] == 3
+    transfer = summary["transfer"]
+    for p in ("mup", "sp"):
+        assert set(transfer[p]["optimum_log2_lr"]) == {"32", "64"}
+    assert transfer["verdict"]
+    assert math.isfinite(summary["verify"]["regret"])
+    warm, cold = summary["target"]["warm"], summary["target"]["cold"]
+    assert math.isfinite(warm["final_val_loss"]) and math.isfinite(cold["final_val_loss"])
+    assert warm["val_curve"][0][1] < cold["val_curve"][0][1]  # the source's training carried over
+    assert (tmp_path / name / "report" / "report.html").exists()
+    assert json.loads((tmp_path / name / "model_check.json").read_text())["offenders"] == []
+    tuned = (tmp_path / name / "tuned.yaml").read_text()
+    assert "factory:" in tuned and ("blocks.*." in tuned or "h.*." in tuned)
