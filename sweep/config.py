@@ -150,7 +150,7 @@ class LadderConfig:
 class ModelSection:
     """Which model the ladder is built of. The built-in GPT takes its shapes from the ladder
     (d_head, mlp_ratio); a custom model is `factory(width, depth, vocab_size, seq_len,
-    **options)`, made µP from the shapes `mup` infers (docs/methods.md §8)."""
+    **options)`, made µP from the shapes `mup` infers (docs/methods.md §10)."""
 
     kind: ModelKind = ModelKind.gpt
     factory: str | None = None  # "package.module:function" or "path/to/file.py:function"

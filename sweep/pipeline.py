@@ -152,7 +152,7 @@ class Pipeline:
         if unused:
             self.console.print(
                 f"the search leaves out {', '.join(unused)}: the model does not take "
-                f"{'it' if len(unused) == 1 else 'them'} (docs/methods.md §8)"
+                f"{'it' if len(unused) == 1 else 'them'} (docs/methods.md §10)"
             )
 
     def _check_same_experiment(self) -> None:

@@ -7,6 +7,8 @@ FLOPs each stage spent. `summary.json`, the console table and the report all rea
 
 from __future__ import annotations
 
+import contextlib
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -15,9 +17,10 @@ import numpy as np
 import optuna
 from omegaconf import DictConfig
 
-from sweep.config import world_size
+from sweep.config import ModelKind, model_config, tunable, world_size
 from sweep.core.metrics import run_verdict
 from sweep.core.records import read_record
+from sweep.stages.model_check import CHECK_FILE
 from sweep.stages.report import coord_check_summary, read_coord_checks
 from sweep.stages.target import KINDS, cold_run_flops, target_summary
 from sweep.stages.transfer import next_runs, read_results, transfer_summary
@@ -43,7 +46,8 @@ def build_summary(cfg: DictConfig, run_dir: Path, study: optuna.Study) -> dict[s
             "widths": list(cfg.ladder.widths),
             "proxy": cfg.ladder.widths[0],
             "target": cfg.ladder.target,
-        }
+        },
+        "model": model_summary(cfg, run_dir),
     }
     cost, target_flops = {}, cold_run_flops(cfg)
     if study.get_trials(deepcopy=False):
@@ -79,6 +83,18 @@ def build_summary(cfg: DictConfig, run_dir: Path, study: optuna.Study) -> dict[s
     summary["cost"] = cost
     summary["hardware"] = hardware_summary(cfg, study)
     return summary
+
+
+def model_summary(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """Which model, which HPs its search could change, and the pre-flight check's verdict."""
+    model = model_config(cfg, cfg.ladder.widths[0], "mup", dict(cfg.ladder.hparams))
+    out: dict[str, Any] = {"kind": str(cfg.model.kind), "tunable": list(tunable(cfg))}
+    if cfg.model.kind != ModelKind.gpt:
+        out |= {"factory": model.factory, "init": model.init, "readout": model.readout}
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        record = json.loads((run_dir / CHECK_FILE).read_text())
+        out["check"] = record["worst"] | {"widths": record["widths"]}
+    return out
 
 
 def hardware_summary(cfg: DictConfig, study: optuna.Study) -> dict[str, Any]:

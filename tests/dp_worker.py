@@ -31,7 +31,7 @@ def run_config(spec: dict) -> RunConfig:
     if spec.get("factory"):  # a custom model: base shapes from mup, frozen into the model
         model = CustomConfig(
             factory=spec["factory"], d_model=spec["width"], base_d_model=16, seq_len=32,
-            options=(("head_dim", 8),),
+            options=(("head_dim", 8),), readout=spec.get("readout"),
         )  # fmt: skip
     else:
         model = GPTConfig(

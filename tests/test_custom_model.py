@@ -358,5 +358,13 @@ def test_each_example_runs_the_whole_pipeline(tmp_path, corpus, name, overrides)
     assert warm["val_curve"][0][1] < cold["val_curve"][0][1]  # the source's training carried over
     assert (tmp_path / name / "report" / "report.html").exists()
     assert json.loads((tmp_path / name / "model_check.json").read_text())["offenders"] == []
+    model = summary["model"]
+    assert model["kind"] == "custom" and model["factory"].endswith(f"{name}.py:build")
+    assert model["check"]["worst_slope"] <= REFUSE_SLOPE and model["check"]["widths"][0] == 32
+    assert ("alpha_attn" in model["tunable"]) == (name == "llama")  # nanoGPT takes no α_attn
+    assert set(summary["tune"]["best_params"]) == set(model["tunable"]) - {
+        "output_std",
+        "weight_decay",
+    }
     tuned = (tmp_path / name / "tuned.yaml").read_text()
     assert "factory:" in tuned and ("blocks.*." in tuned or "h.*." in tuned)

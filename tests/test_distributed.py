@@ -95,19 +95,32 @@ def test_two_processes_train_the_model_one_process_trains(text, tmp_path, strate
     assert hidden["lr_mult"] == pytest.approx(16 / 32)  # η/m at twice the base width
 
 
-@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
-def test_a_custom_mup_model_keeps_its_base_shapes_under_data_parallelism(text, tmp_path, strategy):
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+@pytest.mark.parametrize(
+    ("strategy", "example", "readout", "hidden_lr_mults"),
+    [
+        # η / (fan-in multiplier): 1/2 for the attention, 40/88 for SwiGLU's rounded hidden size
+        ("ddp", "llama", None, [40 / 88, 1 / 2]),
+        ("fsdp", "llama", None, [40 / 88, 1 / 2]),
+        ("fsdp", "nanogpt", "lm_head", [1 / 2]),  # tied embeddings, blocks under transformer.h
+    ],
+)
+def test_a_custom_mup_model_keeps_its_base_shapes_under_data_parallelism(
+    text, tmp_path, strategy, example, readout, hidden_lr_mults
+):
     """mup's infshape does not survive FSDP's DTensors; the built model no longer needs it."""
-    llama = Path(__file__).resolve().parents[1] / "examples" / "llama.py"
-    spec = text | {"width": 32, "steps": 8, "strategy": strategy, "factory": f"{llama}:build"}
+    factory = f"{EXAMPLES / example}.py:build"
+    spec = text | {"width": 32, "steps": 8, "strategy": strategy, "factory": factory}
+    spec |= {"readout": readout}
     one = run_world(1, spec | {"out": str(tmp_path / "one.json")}, tmp_path)
     two = run_world(2, spec | {"out": str(tmp_path / "two.json")}, tmp_path)
     assert losses(one, "train_loss")[-1] < losses(one, "train_loss")[0]
     assert_same_losses(one, two)
     assert two["groups"] == one["groups"]
     hidden = [g for g in two["groups"] if g["role"] == "hidden"]
-    # η / (fan-in multiplier): 1/2 for the attention, 40/88 for SwiGLU's rounded hidden size
-    assert sorted(g["lr_mult"] for g in hidden) == pytest.approx([40 / 88, 1 / 2])
+    assert sorted(g["lr_mult"] for g in hidden) == pytest.approx(hidden_lr_mults)
 
 
 def test_micro_batches_under_data_parallelism_keep_the_losses(text, tmp_path):

@@ -1,4 +1,4 @@
-"""A user's model, made µP from the shapes `mup` infers (docs/methods.md §8).
+"""A user's model, made µP from the shapes `mup` infers (docs/methods.md §10).
 
 The user writes a factory, `build(width, depth, vocab_size, seq_len, **keywords) -> nn.Module`,
 mapping token ids (B, T) to logits (B, T, vocab_size). The tool builds it at the µP base width

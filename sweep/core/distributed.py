@@ -33,12 +33,21 @@ def wrap(model: nn.Module, world: World, device: torch.device) -> nn.Module:
     if world.strategy == Strategy.fsdp:
         from torch.distributed.fsdp import fully_shard
 
-        for block in model.blocks:
+        for block in repeated_blocks(model):
             fully_shard(block)
         fully_shard(model)
         return model
     ids = [device.index] if device.type == "cuda" else None
     return nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+
+def repeated_blocks(model: nn.Module) -> list[nn.Module]:
+    """The children of the model's outermost `nn.ModuleList`s: its transformer blocks, whatever
+    they are called (FSDP2 shards each on its own, so one block's weights gather at a time)."""
+    blocks: list[nn.Module] = []
+    for child in model.children():
+        blocks += list(child) if isinstance(child, nn.ModuleList) else repeated_blocks(child)
+    return blocks
 
 
 def unwrapped(module: nn.Module) -> nn.Module:

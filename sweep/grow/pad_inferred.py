@@ -1,5 +1,5 @@
 """pad0 for any model: a trained state in the leading block of a wider model's, along the width
-dimensions `mup` infers (docs/methods.md §8). Pure, no I/O.
+dimensions `mup` infers (docs/methods.md §10). Pure, no I/O.
 
 The built-in GPT grows through `sweep.grow.pad`, which knows its heads and rescales exactly; a
 custom model grows here from its shapes alone:
