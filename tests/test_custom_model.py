@@ -119,19 +119,31 @@ def test_the_readout_needs_no_infshape_once_built():
 
 
 @pytest.mark.slow
-def test_a_compiled_custom_model_trains_like_the_eager_one(corpus):
+@pytest.mark.parametrize(
+    "model",
+    [
+        llama(64),
+        CustomConfig(
+            factory=NANOGPT,
+            d_model=64,
+            base_d_model=32,
+            seq_len=32,
+            readout="lm_head",
+            alpha_in=2.0,
+        ),
+    ],
+    ids=["llama", "nanogpt"],
+)
+def test_a_compiled_custom_model_trains_like_the_eager_one(corpus, model):
+    """MuReadout's frozen width multiplier and the tool's hooks compile (microsoft/mup#60)."""
     from sweep.core.hardware import Execution
 
     run = RunConfig(
-        model=llama(64),
-        optim=OptimConfig(lr=3e-3),
-        steps=6,
-        batch_size=4,
-        eval_every=3,
-        eval_batches=2,
+        model=model, optim=OptimConfig(lr=3e-3), steps=6, batch_size=4, eval_every=3, eval_batches=2
     )
     eager, _ = train(run, corpus)
     compiled, _ = train(run, corpus, execution=Execution(compile=True))
+    assert compiled.train_loss[-1][1] < compiled.train_loss[0][1]
     for (_, a), (_, b) in zip(eager.train_loss, compiled.train_loss, strict=True):
         assert a == pytest.approx(b, rel=1e-3)
 
