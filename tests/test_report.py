@@ -204,18 +204,18 @@ def test_the_coordinate_check_states_what_was_measured(tmp_path):
     summary = with_coord_check(full_summary(), coord_checks(0.05, 1.1))
     out = write_report(summary, tmp_path, coord_checks=coord_checks(0.05, 1.1))
     text = html.unescape(out["report"].read_text(encoding="utf-8"))
-    assert "µP worst slope 0.050 at block0.mlp, step 1 ≤ 0.25: pass" in text
-    assert "SP worst slope 1.100 at block0.mlp, step 1 > 0.25: FAIL" in text
+    assert "µP worst slope 0.050 at block0.mlp, step 1 ≤ 0.4: pass" in text
+    assert "SP worst slope 1.100 at block0.mlp, step 1 > 0.4: FAIL" in text
     assert summary["verdict"] == summary["transfer"]["verdict"]  # a passing µP check adds nothing
 
 
 def test_a_failing_mup_coordinate_check_leads_the_verdict(tmp_path):
     summary = with_coord_check(full_summary(), coord_checks(0.6, 1.1))
-    assert summary["verdict"].startswith("the µP coordinate check FAILS (worst slope 0.60 > 0.25")
+    assert summary["verdict"].startswith("the µP coordinate check FAILS (worst slope 0.60 > 0.4")
     assert summary["verdict"].endswith(summary["transfer"]["verdict"])
     rows = dict(summary_rows(summary))
     assert rows["verdict"] == summary["verdict"]
-    assert rows["µP coord check worst slope"].endswith("> 0.25: FAIL")
+    assert rows["µP coord check worst slope"].endswith("> 0.4: FAIL")
     text = html.unescape(write_report(summary, tmp_path)["report"].read_text(encoding="utf-8"))
     assert summary["verdict"] in text
 

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from mup import MuReadout, set_base_shapes
+from mup import MuReadout, make_base_shapes, set_base_shapes
 from mup.infshape import InfShape
 from torch import nn
 
@@ -264,9 +264,7 @@ def base_shapes(cfg: CustomConfig) -> dict[str, InfShape]:
             f"model.factory ignores width: every parameter has the same shape at widths "
             f"{cfg.base_width} and {2 * cfg.base_width}; build the model `width` wide"
         )
-    from mup.shape import _zip_infshape_dict, clear_dims
-
-    return clear_dims(_zip_infshape_dict(base, delta))
+    return make_base_shapes(base, delta)
 
 
 def _modules_named(model: nn.Module, names: list[str], field: str) -> list[nn.Module]:

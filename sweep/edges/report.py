@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sweep.core.coord_check import CoordCheck
+from sweep.core.coord_check import DEFAULT_THRESHOLD, CoordCheck
 from sweep.edges import figures
 from sweep.edges.summary_table import PARAM_LABELS, coord_check_text, summary_rows
 
@@ -40,7 +40,9 @@ def _coord_check(inputs: ReportInputs, path: Path) -> str:
     checks = inputs.summary.get("coord_check") or {}
     if not inputs.coord_checks:
         raise Skipped("No coordinate check (the report stage computes it).")
-    figures.plot_coord_check(inputs.coord_checks, path, threshold=checks.get("threshold", 0.25))
+    figures.plot_coord_check(
+        inputs.coord_checks, path, threshold=checks.get("threshold", DEFAULT_THRESHOLD)
+    )
     measured = "; ".join(
         f"{PARAM_LABELS[kind]} worst slope {coord_check_text(checks[kind])}"
         for kind in ("mup", "sp")

@@ -18,15 +18,13 @@ from omegaconf import DictConfig
 from sweep.config import data_config, model_config
 from sweep.core import custom
 from sweep.core.atomic import write_atomic
-from sweep.core.coord_check import CoordCheck, coord_check
+from sweep.core.coord_check import DEFAULT_THRESHOLD, CoordCheck, coord_check
 from sweep.core.data import load_corpus
 from sweep.core.models import ModelConfig, build_model, is_builtin
 from sweep.core.train import OptimConfig
 from sweep.stages.report import COORD_CHECK_LR
 
-# Sound µP models measure slopes up to about 0.3 here (finite widths, a few steps); a broken
-# rule gives 0.5 (an init that ignores fan-in, a readout without 1/m) to 1 and more.
-REFUSE_SLOPE = 0.4
+REFUSE_SLOPE = DEFAULT_THRESHOLD  # the report's coordinate check judges by the same slope
 CHECK_STEPS = 6
 CHECK_FILE = "model_check.json"
 
