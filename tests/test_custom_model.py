@@ -17,6 +17,7 @@ from pathlib import Path
 import mup
 import pytest
 import torch
+import yaml
 
 from sweep.config import compose_config, validate
 from sweep.core.custom import CustomConfig, roles
@@ -26,6 +27,7 @@ from sweep.core.train import OptimConfig, RunConfig, train
 from sweep.grow.pad_inferred import grow_inferred, pad_blocks
 from sweep.grow.shrink_pad_perturb import shrink_pad_perturb
 from sweep.pipeline import Pipeline
+from sweep.stages.handoff import run_from_record
 from sweep.stages.model_check import REFUSE_SLOPE, check_model
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -378,5 +380,12 @@ def test_each_example_runs_the_whole_pipeline(tmp_path, corpus, name, overrides)
         "output_std",
         "weight_decay",
     }
-    tuned = (tmp_path / name / "tuned.yaml").read_text()
-    assert "factory:" in tuned and ("blocks.*." in tuned or "h.*." in tuned)
+    tuned = yaml.safe_load((tmp_path / name / "tuned.yaml").read_text())
+    run = run_from_record(tuned)  # what `sweep.single --from tuned.yaml` trains
+    assert isinstance(run.model, CustomConfig) and run.model.d_model == 128
+    assert run.model.factory == model["factory"] and run.optim.lr == tuned["proxy"]["hparams"]["lr"]
+    rules = tuned["target"]["parameters"]
+    assert any(".*." in key for key in rules)  # the blocks collapsed, whatever their name
+    assert {rule["role"] for rule in rules.values()} == {"input", "hidden", "vector", "output"} - (
+        {"output"} if name == "nanogpt" else set()
+    )  # nanoGPT's readout is its (tied) embedding

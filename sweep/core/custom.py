@@ -122,11 +122,11 @@ class CustomConfig:
         return cls(**data)
 
 
-def frozen_options(options: dict) -> tuple[tuple[str, Any], ...]:
-    """Factory keywords as a hashable, ordered tuple (lists become tuples)."""
-    return tuple(
-        (str(k), tuple(v) if isinstance(v, list) else v) for k, v in sorted(options.items())
-    )
+def frozen_options(options: dict | list) -> tuple[tuple[str, Any], ...]:
+    """Factory keywords (a dict, or the (key, value) pairs a record stores) as a hashable,
+    ordered tuple; list values become tuples."""
+    pairs = options.items() if isinstance(options, dict) else options
+    return tuple((str(k), tuple(v) if isinstance(v, list) else v) for k, v in sorted(pairs))
 
 
 # --- the factory ------------------------------------------------------------------------------
