@@ -106,9 +106,11 @@ def test_the_plan_counts_what_the_run_then_does(tmp_path):
     assert cost["verify_flops"] <= verify["max_flops"]
 
 
-def test_stage_lines_when_not_on_a_terminal(caplog):
+def test_stage_lines_when_not_on_a_terminal(caplog, monkeypatch):
     console = Console(file=io.StringIO(), force_terminal=False)
     display = StageDisplay(console)
+    clock = iter(range(0, 1000, 7))  # every poll seconds later: the time alone makes no line
+    monkeypatch.setattr("sweep.edges.console.time.monotonic", lambda: float(next(clock)))
     with caplog.at_level(logging.INFO, logger="musweep"), display:
         task = display.add_task("tune", total=20)
         display.update(task, completed=5, msg="best val loss [nan]")

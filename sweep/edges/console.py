@@ -48,7 +48,7 @@ class _Stage:
     completed: float
     msg: str
     started: float = field(default_factory=time.monotonic)
-    logged: str = ""
+    logged: tuple = ()  # (count, total, message) of the last line: a new one only on change
 
 
 class StageDisplay:
@@ -111,12 +111,12 @@ class StageDisplay:
         if self.bars is not None:
             return
         stage = self.stages[task]
-        line = stage_line(
-            stage.name, stage.completed, stage.total, stage.msg, time.monotonic() - stage.started
-        )
-        if line != stage.logged:  # nothing new: no line
-            stage.logged = line
-            LOG.info(line)
+        state = (stage.completed, stage.total, stage.msg)
+        if state == stage.logged:  # nothing new (the clock alone moved): no line
+            return
+        stage.logged = state
+        elapsed = time.monotonic() - stage.started
+        LOG.info(stage_line(stage.name, stage.completed, stage.total, stage.msg, elapsed))
 
 
 def stage_line(name: str, completed: float, total: float | None, msg: str, elapsed: float) -> str:
