@@ -20,7 +20,7 @@ import torch
 import yaml
 
 from sweep.config import compose_config, validate
-from sweep.core.custom import CustomConfig, roles
+from sweep.core.custom import CustomConfig, check_custom, roles
 from sweep.core.models import build_model, param_groups
 from sweep.core.parametrization import Role
 from sweep.core.train import OptimConfig, RunConfig, train
@@ -281,6 +281,9 @@ def functional_readout(width, depth, vocab_size, seq_len):
 
 def raises(width, depth, vocab_size, seq_len):
     raise RuntimeError("out of ideas")
+
+def other_names(d_model, n_layer, vocab_size, seq_len):
+    return Model(d_model, vocab_size)
 """
 
 
@@ -294,10 +297,9 @@ def raises(width, depth, vocab_size, seq_len):
         (["model.factory=builds_a_model"], "must be 'package.module:function'"),
         (["model.factory=BAD:not_a_module"], "returned a str, not a torch.nn.Module"),
         (["model.factory=BAD:ignores_width"], "ignores width"),
-        (
-            ["model.factory=BAD:wrong_vocabulary"],
-            "logits (B, T, vocab_size) = (2, 8, 256), got (2, 8, 257)",
-        ),
+        (["model.factory=BAD:wrong_vocabulary"], "(B, T, vocab_size) = (2, 8, 256)"),
+        (["model.factory=BAD:wrong_vocabulary"], "got (2, 8, 257)"),
+        (["model.factory=BAD:other_names"], "must take width, depth, vocab_size, seq_len"),
         (["model.factory=BAD:functional_readout"], "cannot identify the readout"),
         (["model.factory=BAD:raises"], "raised RuntimeError at width 32: out of ideas"),
         ([f"model.factory={LLAMA}", "model.readout=lm_head"], "no module 'lm_head'"),
@@ -389,3 +391,36 @@ def test_each_example_runs_the_whole_pipeline(tmp_path, corpus, name, overrides)
     assert {rule["role"] for rule in rules.values()} == {"input", "hidden", "vector", "output"} - (
         {"output"} if name == "nanogpt" else set()
     )  # nanoGPT's readout is its (tied) embedding
+
+
+TUPLE_FACTORY = """
+import importlib.util
+from torch import nn
+
+spec = importlib.util.spec_from_file_location("llama_example", {llama!r})
+llama = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(llama)
+
+
+class WithLoss(nn.Module):
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, idx):
+        return self.inner(idx), None  # nanoGPT's (logits, loss)
+
+
+def build(width, depth, vocab_size, seq_len):
+    return WithLoss(llama.build(width, depth, vocab_size, seq_len))
+"""
+
+
+def test_a_model_returning_logits_and_loss_is_taken_at_its_logits(tmp_path):
+    path = tmp_path / "with_loss.py"
+    path.write_text(TUPLE_FACTORY.format(llama=str(EXAMPLES / "llama.py")))
+    cfg = CustomConfig(factory=f"{path}:build", d_model=64, base_d_model=32, seq_len=32)
+    check_custom(cfg)
+    torch.manual_seed(0)
+    logits = build_model(cfg)(torch.randint(0, 256, (2, 16)))
+    assert isinstance(logits, torch.Tensor) and logits.shape == (2, 16, 256)

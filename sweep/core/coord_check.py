@@ -82,12 +82,17 @@ def record_scales(
     seed: int,
     device: str = "cpu",
 ) -> dict[str, list[float]]:
-    """Mean |output| of every tracked module in the forward pass before each of `steps` updates."""
+    """Mean |output| of every tracked module in the forward pass before each of `steps` updates
+    (averaged over the calls of a module called several times a pass; a module whose output is
+    no tensor is left out)."""
     seen: dict[str, list[float]] = {name: [] for name in tracked_modules(model)}
+
+    def record(name: str, output: object) -> None:
+        if isinstance(output, torch.Tensor) and output.is_floating_point():
+            seen[name].append(output.detach().abs().mean().item())
+
     hooks = [
-        module.register_forward_hook(
-            lambda _m, _i, out, name=name: seen[name].append(out.detach().abs().mean().item())
-        )
+        module.register_forward_hook(lambda _m, _i, out, name=name: record(name, out))
         for name, module in tracked_modules(model).items()
     ]
     model.to(device)
@@ -102,7 +107,11 @@ def record_scales(
     finally:
         for hook in hooks:
             hook.remove()
-    return seen
+    return {
+        name: np.asarray(values).reshape(steps, -1).mean(axis=1).tolist()
+        for name, values in seen.items()
+        if values and len(values) % steps == 0
+    }
 
 
 def coord_check(

@@ -196,11 +196,20 @@ def residual_multiplier(cfg: CustomConfig) -> float:
     return (cfg.n_layer / cfg.depth_base) ** -cfg.depth_alpha
 
 
+REQUIRED = ("width", "depth", "vocab_size", "seq_len")  # what every factory is called with
+
+
 def call_factory(cfg: CustomConfig, width: int) -> nn.Module:
     """The factory's model at `width` and the config's depth, as the factory initialises it."""
+    missing = [name for name in REQUIRED if not takes(cfg.factory, name)]
+    if missing:
+        raise ValueError(
+            f"model.factory: {cfg.factory} must take {', '.join(REQUIRED)} as keywords "
+            f"(it takes {', '.join(sorted(factory_keywords(cfg.factory))) or 'none'})"
+        )
     keywords = dict(cfg.options)
     for name in keywords:
-        if name in (*MULTIPLIERS, DEPTH_KEYWORD, "width", "depth", "vocab_size", "seq_len"):
+        if name in (*MULTIPLIERS, DEPTH_KEYWORD, *REQUIRED):
             raise ValueError(f"model.options.{name}: musweep sets {name} itself")
         if not takes(cfg.factory, name):
             raise ValueError(
@@ -346,6 +355,18 @@ def unidentified_readouts(model: nn.Module, cfg: CustomConfig) -> list[str]:
 # --- the µP model -----------------------------------------------------------------------------
 
 
+def logits_of(output: Any) -> Any:
+    """The logits of a model's output: the tensor itself, the first element of a tuple or list
+    (nanoGPT's `(logits, loss)`), or an output object's `.logits` (Hugging Face's)."""
+    if isinstance(output, (tuple, list)) and output:
+        return output[0]
+    return getattr(output, "logits", output)
+
+
+def _logits_only(_module: nn.Module, _inputs: Any, output: Any) -> Any:
+    return logits_of(output)
+
+
 class Scale:
     """A forward hook multiplying a module's output by a constant."""
 
@@ -371,6 +392,7 @@ def init_std(cfg: CustomConfig, role: Role, shape: tuple[int, ...], mult: float)
 def build_custom(cfg: CustomConfig) -> nn.Module:
     """The user's model at `cfg.d_model`, with µP's (or SP's) init and forward multipliers."""
     model = call_factory(cfg, cfg.d_model)
+    model.register_forward_hook(_logits_only)
     shapes = base_shapes(cfg)
     if cfg.parametrization == "mup":
         set_base_shapes(model, shapes, rescale_params=cfg.init == "own", do_assert=False)
@@ -436,7 +458,7 @@ def check_custom(cfg: CustomConfig) -> None:
         got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
         raise ValueError(
             f"model.factory: the model must map token ids (B, T) to logits (B, T, vocab_size) "
-            f"= {expected}, got {got}"
+            f"= {expected} (or a tuple or an output object holding them), got {got}"
         )
     by_name = roles(model, cfg)
     if not readout_modules(model, cfg) and not unidentified_readouts(model, cfg):
