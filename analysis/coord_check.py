@@ -1,6 +1,7 @@
 """Coordinate check from the command line: µP and SP over a width ladder, a figure and a table.
 
     python -m analysis.coord_check --widths 64 128 256 512 --out coord_check.png
+    python -m analysis.coord_check --factory examples/llama.py:build --widths 32 64 128 256
 
 The computation is `sweep.core.coord_check`; the figure is the report's (`sweep.edges.figures`).
 """
@@ -12,6 +13,7 @@ import sys
 from pathlib import Path
 
 from sweep.core.coord_check import DEFAULT_THRESHOLD, coord_check
+from sweep.core.custom import CustomConfig
 from sweep.core.data import DataConfig, load_corpus
 from sweep.core.model import GPTConfig
 from sweep.core.train import OptimConfig
@@ -29,6 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD)
+    parser.add_argument("--factory", default=None, help="a custom model (as model.factory)")
+    parser.add_argument("--readout", default=None, help="its readout module (as model.readout)")
     parser.add_argument("--out", default="coord_check.png")
     args = parser.parse_args(argv)
 
@@ -36,13 +40,13 @@ def main(argv: list[str] | None = None) -> int:
     optim = OptimConfig(lr=args.lr, schedule="constant")
     checks = []
     for parametrization in ("mup", "sp"):
-        base = GPTConfig(
-            n_layer=args.layers,
-            d_head=args.d_head,
-            seq_len=args.seq_len,
-            d_model=args.widths[0],
-            parametrization=parametrization,
-        )
+        shape = {"n_layer": args.layers, "seq_len": args.seq_len, "d_model": args.widths[0]}
+        if args.factory:
+            base = CustomConfig(
+                factory=args.factory, readout=args.readout, parametrization=parametrization, **shape
+            )
+        else:
+            base = GPTConfig(d_head=args.d_head, parametrization=parametrization, **shape)
         checks.append(
             coord_check(
                 base,
@@ -57,9 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     plot_coord_check(checks, Path(args.out))
 
     mup, sp = checks
-    print(f"{'module':<14}{'µP max slope':>14}{'SP max slope':>14}")
+    width = max(14, *(len(name) + 2 for name in mup.modules))
+    print(f"{'module':<{width}}{'µP max slope':>14}{'SP max slope':>14}")
     for i, name in enumerate(mup.modules):
-        print(f"{name:<14}{mup.slopes[i].max():>14.3f}{sp.slopes[i].max():>14.3f}")
+        print(f"{name:<{width}}{mup.slopes[i].max():>14.3f}{sp.slopes[i].max():>14.3f}")
     for check in checks:
         module, step, slope = check.worst()
         print(f"{check.parametrization}: worst slope {slope:.3f} ({module}, step {step})")
