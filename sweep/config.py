@@ -775,9 +775,13 @@ def _check_model(cfg: DictConfig) -> None:
     ladder = cfg.ladder
     base = model_config(cfg, ladder.widths[0], "mup", dict(ladder.hparams))
     custom.check_custom(base)
+    hparams = dict(ladder.hparams)
+    custom.check_builds_at(base, list(ladder.widths))  # every width the jobs will build
+    target = model_config(cfg, ladder.target, "mup", hparams, target_depth(cfg))
+    custom.check_builds_at(target, [ladder.target, source_width(cfg)])
     for depth in {target_depth(cfg), ladder.n_layer}:
         config = model_config(cfg, ladder.widths[0], "mup", dict(ladder.hparams), depth)
-        if config.n_layer != config.depth_base and not custom.takes(
+        if config.n_layer != config.depth_base and not custom.names(
             config.factory, custom.DEPTH_KEYWORD
         ):
             raise ValueError(

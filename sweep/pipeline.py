@@ -22,6 +22,7 @@ from rich.console import Console
 
 from sweep.config import (
     LauncherKind,
+    ModelKind,
     Stage,
     check_slurm_present,
     cuda_devices,
@@ -33,6 +34,7 @@ from sweep.config import (
     validate,
     with_defaults,
 )
+from sweep.core import custom
 from sweep.core.atomic import write_atomic
 from sweep.core.records import read_record, write_record
 from sweep.edges.console import StageDisplay, print_plan, print_summary
@@ -163,18 +165,27 @@ class Pipeline:
         """
         saved = self.run_dir / "experiment.yaml"
         current = {k: self.container[k] for k in EXPERIMENT_KEYS}
+        if self.cfg.model.kind == ModelKind.custom:  # the model's code, not only its name
+            current["model_source"] = custom.source_digest(self.cfg.model.factory)
         if not saved.exists():
             write_atomic(saved, OmegaConf.to_yaml(current).encode())
             (self.run_dir / "config.yaml").write_text(OmegaConf.to_yaml(public(self.cfg)))
             return
         try:
-            same = with_defaults(OmegaConf.to_container(OmegaConf.load(saved))) == current
+            stored = with_defaults(OmegaConf.to_container(OmegaConf.load(saved)))
         except Exception:  # a field this version no longer has, or an unreadable file
-            same = False
-        if not same:
+            stored = None
+        if stored != current:
+            source = "model_source"
+            edited = stored is not None and {**stored, source: None} == {**current, source: None}
+            what = (
+                f"results of the model {self.cfg.model.factory} before its source file changed"
+                if edited
+                else f"results of a different experiment (see {saved})"
+            )
             raise StageError(
-                f"{self.run_dir} holds results of a different experiment (see {saved}); "
-                "choose another run_name or out_root, or delete that folder"
+                f"{self.run_dir} holds {what}; choose another run_name or out_root, or delete "
+                "that folder"
             )
 
     def launch(

@@ -34,6 +34,10 @@ def settle_paths(cfg: DictConfig, hydra_cfg: DictConfig) -> None:
         for section, key in (("data", "path"), ("data", "cache_dir"), ("logger", "dir")):
             if cfg[section].get(key):
                 cfg[section][key] = to_absolute_path(cfg[section][key])
+        factory = cfg.model.get("factory")
+        if factory and factory.rpartition(":")[0].endswith(".py"):  # a file: found from any job
+            path, _, name = factory.rpartition(":")
+            cfg.model.factory = f"{to_absolute_path(path)}:{name}"
         multirun = hydra_cfg.mode == RunMode.MULTIRUN
         if multirun and cfg.run_name is None and not OmegaConf.is_missing(cfg, "ladder"):
             cfg.run_name = f"{cfg.ladder.name}/{job_folder(hydra_cfg)}"

@@ -20,13 +20,14 @@ import torch
 import yaml
 
 from sweep.config import compose_config, validate
+from sweep.core import custom as C
 from sweep.core.custom import CustomConfig, check_custom, roles
 from sweep.core.models import build_model, param_groups
 from sweep.core.parametrization import Role
 from sweep.core.train import OptimConfig, RunConfig, train
-from sweep.grow.pad_inferred import grow_inferred, pad_blocks
+from sweep.grow.pad_inferred import function_gap, grow_inferred, pad_blocks
 from sweep.grow.shrink_pad_perturb import shrink_pad_perturb
-from sweep.pipeline import Pipeline
+from sweep.pipeline import Pipeline, StageError
 from sweep.stages.handoff import run_from_record
 from sweep.stages.model_check import REFUSE_SLOPE, check_model
 
@@ -424,3 +425,136 @@ def test_a_model_returning_logits_and_loss_is_taken_at_its_logits(tmp_path):
     torch.manual_seed(0)
     logits = build_model(cfg)(torch.randint(0, 256, (2, 16)))
     assert isinstance(logits, torch.Tensor) and logits.shape == (2, 16, 256)
+
+
+READOUTS = """
+import torch
+from torch import nn
+from mup import MuReadout
+
+
+class Biased(nn.Module):
+    def __init__(self, width, vocab_size):
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, width)
+        self.hidden = nn.Linear(width, width, bias=False)
+        self.out = nn.Linear(width, vocab_size, bias=True)
+
+    def forward(self, idx):
+        return self.out(self.hidden(self.embed(idx)))
+
+
+def biased(width, depth, vocab_size, seq_len):
+    return Biased(width, vocab_size)
+
+
+class Mu(nn.Module):
+    def __init__(self, width, vocab_size, **readout):
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, width)
+        self.hidden = nn.Linear(width, width, bias=False)
+        self.head = MuReadout(width, vocab_size, bias=False, **readout)
+
+    def forward(self, idx):
+        return self.head(self.hidden(self.embed(idx)))
+
+
+def own_multiplier(width, depth, vocab_size, seq_len):
+    return Mu(width, vocab_size, output_mult=2.0)
+
+
+def zero_readout(width, depth, vocab_size, seq_len):
+    return Mu(width, vocab_size, readout_zero_init=True)
+
+
+def forwards(width, depth, vocab_size, seq_len, **kwargs):
+    return Mu(width, vocab_size)  # takes anything, uses none of it
+"""
+
+
+@pytest.fixture
+def readouts(tmp_path) -> str:
+    path = tmp_path / "readouts.py"
+    path.write_text(READOUTS)
+    return str(path)
+
+
+def test_a_named_readout_s_bias_is_not_scaled_with_width(readouts):
+    cfg = CustomConfig(factory=f"{readouts}:biased", d_model=128, base_d_model=32, readout="out")
+    model = build_model(cfg)
+    with torch.no_grad():
+        model.out.weight.zero_()
+        model.out.bias.fill_(1.0)
+    logits = model(torch.randint(0, 256, (2, 8)))
+    torch.testing.assert_close(logits, torch.ones_like(logits))  # as MuReadout: only W·x / m
+
+
+def test_alpha_out_multiplies_a_readout_s_own_multiplier(readouts):
+    idx = torch.randint(0, 256, (2, 8))
+    out = {}
+    for alpha in (1.0, 1.5):
+        torch.manual_seed(0)
+        model = build_model(
+            CustomConfig(
+                factory=f"{readouts}:own_multiplier", d_model=64, base_d_model=32, alpha_out=alpha
+            )
+        )
+        assert model.head.output_mult == 2.0 * alpha
+        out[alpha] = model(idx)
+    torch.testing.assert_close(out[1.5], 1.5 * out[1.0])
+
+
+def test_a_zero_initialised_mureadout_stays_zero(readouts):
+    model = build_model(
+        CustomConfig(factory=f"{readouts}:zero_readout", d_model=64, base_d_model=32)
+    )
+    assert not model.head.weight.any() and model.hidden.weight.any()
+
+
+def test_multipliers_reach_a_factory_only_by_name(readouts):
+    """A factory taking **kwargs may drop them: the tool applies α_in and α_out itself and
+    does not tune α_attn, which only a factory that names it could apply."""
+    cfg = CustomConfig(factory=f"{readouts}:forwards", d_model=64, base_d_model=32)
+    assert "alpha_attn" not in C.tunable(cfg) and {"alpha_in", "alpha_out"} <= C.tunable(cfg)
+    idx = torch.randint(0, 256, (2, 8))
+    torch.manual_seed(0)
+    one = build_model(cfg)(idx)
+    torch.manual_seed(0)
+    three = build_model(CustomConfig(**{**cfg.__dict__, "alpha_out": 3.0}))(idx)
+    torch.testing.assert_close(three, 3 * one)
+
+
+def test_a_target_width_the_factory_cannot_build_is_one_line(tmp_path):
+    cfg = check_cfg(tmp_path, f"model.factory={LLAMA}", "ladder.target=136")  # head_dim 16
+    with pytest.raises(ValueError, match="raised ValueError at width 136: width 136 must be"):
+        validate(cfg)
+
+
+def test_nested_options_are_one_line(tmp_path):
+    cfg = check_cfg(tmp_path, f"model.factory={LLAMA}", "+model.options.head_dim={a: 1}")
+    with pytest.raises(ValueError, match=r"model.options.head_dim: a factory keyword must be"):
+        validate(cfg)
+
+
+def test_an_edited_model_file_is_not_mixed_with_its_old_results(tmp_path):
+    factory = tmp_path / "model.py"
+    factory.write_text((EXAMPLES / "llama.py").read_text())
+    cfg = check_cfg(
+        tmp_path, f"model.factory={factory}:build", "+model.options.head_dim=8", "stages=[plan]"
+    )
+    Pipeline(cfg).run()
+    factory.write_text(factory.read_text() + "\n# tuned the norm's eps\n")
+    C.load_factory.cache_clear()
+    with pytest.raises(StageError, match="before its source file changed"):
+        Pipeline(cfg).run()
+
+
+def test_pad_reports_how_exactly_it_kept_the_function():
+    src, tgt = llama(32), llama(64)
+    torch.manual_seed(0)
+    state = build_model(src).state_dict()
+    assert function_gap(state, src, tgt) < 1e-4
+    nano = CustomConfig(factory=NANOGPT, d_model=32, base_d_model=32, seq_len=32, readout="lm_head")
+    torch.manual_seed(0)
+    gap = function_gap(build_model(nano).state_dict(), nano, nano.at_width(64))
+    assert gap > 1e-3  # a LayerNorm's mean moves with the zero coordinates

@@ -18,9 +18,10 @@ m_fan_in is the parameter's own fan-in width multiplier (mup's `width_mult`), so
 there. CompleteP's depth factors multiply the hidden LR and decay as for the built-in GPT.
 
 Forward multipliers: the factory takes `alpha_in`, `alpha_out`, `alpha_attn` and CompleteP's
-`residual_multiplier` if its signature names them. Otherwise the tool applies α_in to the
-embeddings' outputs and α_out to the readout (a `MuReadout`'s `output_mult`, or a forward hook
-on the `model.readout` module together with µP's 1/m); α_attn needs the factory. A `MuReadout`'s
+`residual_multiplier` if its signature names them (not through **kwargs, which may drop them).
+Otherwise the tool applies α_in to the embeddings' outputs and α_out to the readout (times a
+`MuReadout`'s `output_mult`, or, with µP's 1/m, on the input of the `model.readout` module
+through a pre-hook, as MuReadout does); α_attn needs the factory. A `MuReadout`'s
 width multiplier is frozen to a number at build time, so `torch.compile` and FSDP, which do not
 carry mup's `infshape` attribute, see the same model (microsoft/mup#60).
 
@@ -126,7 +127,16 @@ def frozen_options(options: dict | list) -> tuple[tuple[str, Any], ...]:
     """Factory keywords (a dict, or the (key, value) pairs a record stores) as a hashable,
     ordered tuple; list values become tuples."""
     pairs = options.items() if isinstance(options, dict) else options
-    return tuple((str(k), tuple(v) if isinstance(v, list) else v) for k, v in sorted(pairs))
+    out = []
+    for key, value in sorted(pairs):
+        items = value if isinstance(value, (list, tuple)) else [value]
+        if not all(isinstance(v, (bool, int, float, str)) or v is None for v in items):
+            raise ValueError(
+                f"model.options.{key}: a factory keyword must be a number, a string, a boolean, "
+                f"null or a list of them; got {value!r}"
+            )
+        out.append((str(key), tuple(value) if isinstance(value, (list, tuple)) else value))
+    return tuple(out)
 
 
 # --- the factory ------------------------------------------------------------------------------
@@ -172,6 +182,17 @@ def load_factory(spec: str) -> Callable[..., nn.Module]:
     return factory
 
 
+def source_digest(spec: str) -> str:
+    """A hash of the source file that defines the factory ('' when it has none): results of a
+    model whose code has changed are not mixed with the old model's."""
+    factory = load_factory(spec)
+    try:
+        path = inspect.getsourcefile(factory)
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16] if path else ""
+    except (OSError, TypeError):
+        return ""
+
+
 def factory_keywords(spec: str) -> set[str] | None:
     """The keyword names the factory takes; None when it takes any (**kwargs)."""
     parameters = inspect.signature(load_factory(spec)).parameters.values()
@@ -181,14 +202,22 @@ def factory_keywords(spec: str) -> set[str] | None:
 
 
 def takes(spec: str, keyword: str) -> bool:
+    """Whether the factory accepts `keyword` (named, or through **kwargs)."""
     names = factory_keywords(spec)
     return names is None or keyword in names
 
 
+def names(spec: str, keyword: str) -> bool:
+    """Whether the factory names `keyword` in its signature. The tuned multipliers and
+    CompleteP's multiplier reach a factory only so: one that passed them on through **kwargs to
+    something that ignores them would tune nothing, silently."""
+    return keyword in inspect.signature(load_factory(spec)).parameters
+
+
 def tunable(cfg: CustomConfig) -> set[str]:
     """The model HPs that change this model: what the factory takes, what the tool applies."""
-    names = {m for m in MULTIPLIERS if m in TOOL_APPLIED or takes(cfg.factory, m)}
-    return names | (set(INIT_HPARAMS) if cfg.init == "mup" else set())
+    changed = {m for m in MULTIPLIERS if m in TOOL_APPLIED or names(cfg.factory, m)}
+    return changed | (set(INIT_HPARAMS) if cfg.init == "mup" else set())
 
 
 def residual_multiplier(cfg: CustomConfig) -> float:
@@ -216,8 +245,8 @@ def call_factory(cfg: CustomConfig, width: int) -> nn.Module:
                 f"model.options.{name}: the factory {cfg.factory} takes no keyword {name!r} "
                 f"(it takes {', '.join(sorted(factory_keywords(cfg.factory)))})"
             )
-    keywords |= {m: getattr(cfg, m) for m in MULTIPLIERS if takes(cfg.factory, m)}
-    if takes(cfg.factory, DEPTH_KEYWORD):
+    keywords |= {m: getattr(cfg, m) for m in MULTIPLIERS if names(cfg.factory, m)}
+    if names(cfg.factory, DEPTH_KEYWORD):
         keywords[DEPTH_KEYWORD] = residual_multiplier(cfg)
     elif cfg.n_layer != cfg.depth_base:
         raise ValueError(
@@ -250,11 +279,29 @@ def shape_key(cfg: CustomConfig) -> CustomConfig:
     return replace(cfg, parametrization="mup", **neutral)
 
 
+def skeleton(build: Callable[[], nn.Module]) -> nn.Module:
+    """A model built for its shapes only: on the meta device (no memory, no data), or on the CPU
+    for a factory that cannot build there; the global RNG is left as it was either way."""
+    with torch.random.fork_rng(devices=[]):
+        try:
+            with torch.device("meta"):
+                return build()
+        except ValueError:
+            raise
+        except Exception:  # e.g. a factory reading a value back (.item()) while it builds
+            return build()
+
+
 @functools.cache
 def _shapes_at(cfg: CustomConfig, width: int) -> dict[str, tuple[int, ...]]:
-    with torch.random.fork_rng(devices=[]):
-        model = call_factory(cfg, width)
+    model = skeleton(lambda: call_factory(cfg, width))
     return {name: tuple(p.shape) for name, p in model.named_parameters()}
+
+
+def check_builds_at(cfg: CustomConfig, widths: list[int]) -> None:
+    """ValueError naming the width unless the factory builds the model at each (shapes only)."""
+    for width in widths:
+        _shapes_at(shape_key(cfg), width)
 
 
 def base_shapes(cfg: CustomConfig) -> dict[str, InfShape]:
@@ -331,10 +378,11 @@ def roles(model: nn.Module, cfg: CustomConfig) -> dict[str, tuple[Role, float]]:
 
 
 def fan_in_mult(cfg: CustomConfig, inf: InfShape, p: torch.Tensor) -> float:
-    """A matrix's fan-in width multiplier (mup's `width_mult`); 1 in SP or for a fixed fan-in."""
-    if cfg.parametrization != "mup" or p.ndim < 2 or not inf[1].isinf():
+    """A matrix's width multiplier as mup's `width_mult` reads it, along its last width
+    dimension (the fan-in of a hidden matrix or a readout); 1 in SP or without one."""
+    if cfg.parametrization != "mup" or p.ndim < 2 or inf.main_idx is None:
         return 1.0
-    return p.shape[1] / inf[1].base_dim
+    return p.shape[inf.main_idx] / inf[inf.main_idx].base_dim
 
 
 def unidentified_readouts(model: nn.Module, cfg: CustomConfig) -> list[str]:
@@ -367,14 +415,25 @@ def _logits_only(_module: nn.Module, _inputs: Any, output: Any) -> Any:
     return logits_of(output)
 
 
-class Scale:
-    """A forward hook multiplying a module's output by a constant."""
+class ScaleOutput:
+    """A forward hook multiplying a module's output by a constant (α_in on an embedding)."""
 
     def __init__(self, factor: float):
         self.factor = factor
 
     def __call__(self, _module: nn.Module, _inputs: Any, output: torch.Tensor) -> torch.Tensor:
         return output * self.factor
+
+
+class ScaleInput:
+    """A forward pre-hook multiplying a module's input by a constant: the readout's α_out/m,
+    applied where `mup.MuReadout` applies it (before the matmul, so a bias stays unscaled)."""
+
+    def __init__(self, factor: float):
+        self.factor = factor
+
+    def __call__(self, _module: nn.Module, args: tuple) -> tuple:
+        return (args[0] * self.factor, *args[1:])
 
 
 def init_std(cfg: CustomConfig, role: Role, shape: tuple[int, ...], mult: float) -> float:
@@ -394,28 +453,33 @@ def build_custom(cfg: CustomConfig) -> nn.Module:
     model = call_factory(cfg, cfg.d_model)
     model.register_forward_hook(_logits_only)
     shapes = base_shapes(cfg)
+    # mup's rescaling of the factory's init: biases of width fan-in × sqrt(m), as PyTorch draws
+    # them at 1/sqrt(fan_in); the tool's init (init=mup) then redraws every matrix
     if cfg.parametrization == "mup":
-        set_base_shapes(model, shapes, rescale_params=cfg.init == "own", do_assert=False)
+        set_base_shapes(model, shapes, rescale_params=True, do_assert=False)
     else:
         set_base_shapes(model, None, rescale_params=False, do_assert=False)
     by_name = roles(model, cfg)
+    keep = set()  # a MuReadout drawn at zero keeps its zeros
     for module in readout_modules(model, cfg):
         inf = InfShape(shapes.get(_name_of(model, module.weight), ()))
         mult = fan_in_mult(cfg, inf, module.weight) if len(inf) == 2 else 1.0
-        alpha = 1.0 if takes(cfg.factory, "alpha_out") else cfg.alpha_out
+        alpha = 1.0 if names(cfg.factory, "alpha_out") else cfg.alpha_out
         if isinstance(module, MuReadout):
             module.width_mult = functools.partial(float, mult)  # a number: compile, FSDP
-            module.output_mult = module.output_mult if alpha == 1.0 else alpha
+            module.output_mult *= alpha
+            if module.readout_zero_init:
+                keep.add(id(module.weight))
         else:
-            module.register_forward_hook(Scale(alpha / mult))
-    if not takes(cfg.factory, "alpha_in") and cfg.alpha_in != 1.0:
+            module.register_forward_pre_hook(ScaleInput(alpha / mult))
+    if not names(cfg.factory, "alpha_in") and cfg.alpha_in != 1.0:
         for module in embedding_modules(model, cfg):
-            module.register_forward_hook(Scale(cfg.alpha_in))
+            module.register_forward_hook(ScaleOutput(cfg.alpha_in))
     if cfg.init == "mup":
         with torch.no_grad():
             for name, p in model.named_parameters():
                 role, mult = by_name[name]
-                if role is not Role.VECTOR:
+                if role is not Role.VECTOR and id(p) not in keep:
                     p.normal_(0.0, init_std(cfg, role, tuple(p.shape), mult))
     return model
 
@@ -426,8 +490,7 @@ def _name_of(model: nn.Module, tensor: torch.Tensor) -> str:
 
 @functools.cache
 def _non_embedding_params(cfg: CustomConfig) -> int:
-    with torch.random.fork_rng(devices=[]):
-        model = call_factory(cfg, cfg.d_model)
+    model = skeleton(lambda: call_factory(cfg, cfg.d_model))
     embeddings = {id(p) for m in embedding_modules(model, cfg) for p in m.parameters()}
     readouts = {id(m.weight) for m in readout_modules(model, cfg)}
     counted = (p for p in model.parameters() if id(p) not in embeddings or id(p) in readouts)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from torch import nn
 
 from sweep.core import custom as C
@@ -100,12 +99,13 @@ def parameter_roles(model: nn.Module) -> dict[str, P.Role]:
 
 
 def init_std(model: nn.Module, name: str) -> float | None:
-    """The std a matrix parameter is drawn with (None: a vector, or the factory's own init)."""
+    """The std a parameter is drawn with (the GPT's gains: 1.0, their constant value); None
+    where a custom model keeps the factory's init (its vectors; everything under init=own)."""
     cfg = config_of(model)
     p = dict(model.named_parameters())[name]
     if is_builtin(cfg):
         role = P.role_of(name, p)
-        return None if role is P.Role.VECTOR else P.init_std(cfg, name, role, p.shape[-1])
+        return 1.0 if role is P.Role.VECTOR else P.init_std(cfg, name, role, p.shape[-1])
     role, mult = _roles(model)[name]
     if role is P.Role.VECTOR or cfg.init == "own":
         return None
@@ -135,15 +135,15 @@ def tracked_modules(model: nn.Module) -> dict[str, nn.Module]:
     return tracked | {"logits": model}
 
 
+def skeleton_model(cfg: ModelConfig) -> nn.Module:
+    """The model for its shapes, groups and rules only: built on the meta device (no memory, no
+    RNG draws; a factory that cannot build there is built on the CPU)."""
+    return C.skeleton(lambda: build_model(cfg))
+
+
 def state_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
-    """Shapes of the model's state dict; the GPT is built on the meta device (no memory)."""
-    if is_builtin(cfg):
-        with torch.device("meta"):
-            model = GPT(cfg)
-    else:
-        with torch.random.fork_rng(devices=[]):
-            model = build_model(cfg)
-    return {name: tuple(t.shape) for name, t in model.state_dict().items()}
+    """Shapes of the model's state dict."""
+    return {name: tuple(t.shape) for name, t in skeleton_model(cfg).state_dict().items()}
 
 
 def describe(cfg: ModelConfig) -> str:
@@ -184,4 +184,4 @@ def multipliers(cfg: ModelConfig) -> dict[str, float]:
         "residual_branch": C.residual_multiplier(cfg),
         "width_multiplier_m": width_multiplier(cfg),
         "depth_multiplier": depth_multiplier(cfg),
-    } | ({"alpha_attn": cfg.alpha_attn} if C.takes(cfg.factory, "alpha_attn") else {})
+    } | ({"alpha_attn": cfg.alpha_attn} if C.names(cfg.factory, "alpha_attn") else {})

@@ -13,7 +13,6 @@ import re
 from dataclasses import asdict
 from typing import Any
 
-import torch
 import yaml
 from omegaconf import DictConfig
 
@@ -51,8 +50,7 @@ def tuned_record(cfg: DictConfig, tuned: dict[str, float]) -> dict[str, Any]:
 def parameter_rules(model_cfg: ModelConfig, optim: OptimConfig) -> dict[str, dict[str, Any]]:
     """Per parameter (blocks collapsed to `blocks.*`): role, peak Adam LR, decoupled weight
     decay, ε and init std (null: the vector or factory init kept), as µP gives them here."""
-    with torch.random.fork_rng(devices=[]):
-        model = models.build_model(model_cfg)
+    model = models.skeleton_model(model_cfg)
     groups = models.param_groups(model, optim.lr, optim.weight_decay, optim.eps, optim.scale_eps)
     shapes = {name: p.shape for name, p in model.named_parameters()}
     rules: dict[str, dict[str, Any]] = {}

@@ -87,6 +87,8 @@ def check_model(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     model = model_config(cfg, widths[0], "mup", dict(cfg.ladder.hparams))
     path = run_dir / CHECK_FILE
     key = {"model": model.to_dict(), "widths": widths, "seed": cfg.seed}
+    if not is_builtin(model):  # a fixed model file is measured again
+        key["source"] = custom.source_digest(model.factory)
     try:
         record = json.loads(path.read_text())
         if {k: record[k] for k in key} != json.loads(json.dumps(key)):
