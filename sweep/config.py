@@ -31,7 +31,7 @@ from sweep.core.custom import CustomConfig, frozen_options
 from sweep.core.data import DataConfig, Source, check_corpus_fits, load_corpus
 from sweep.core.hardware import Device, Execution, Precision, Strategy
 from sweep.core.model import GPTConfig
-from sweep.core.models import ModelConfig
+from sweep.core.models import ModelConfig, source_digest
 from sweep.core.train import OptimConfig, RunConfig, Schedule
 from sweep.grow.rc_sampling import Sampling
 from sweep.grow.warmstart import Method, SourceModel, source_config
@@ -756,6 +756,11 @@ def tunable(cfg: DictConfig) -> tuple[str, ...]:
     model = model_config(cfg, cfg.ladder.widths[0], "mup", dict(cfg.ladder.hparams))
     changes = custom.tunable(model) | {"lr", "weight_decay"}
     return tuple(name for name in TUNABLE if name in changes)
+
+
+def model_source(cfg: DictConfig) -> str:
+    """A hash of the ladder's model's source file ('' for the built-in GPT)."""
+    return source_digest(model_config(cfg, cfg.ladder.widths[0], "mup", dict(cfg.ladder.hparams)))
 
 
 def unused_search(cfg: DictConfig) -> list[str]:

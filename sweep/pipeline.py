@@ -22,10 +22,10 @@ from rich.console import Console
 
 from sweep.config import (
     LauncherKind,
-    ModelKind,
     Stage,
     check_slurm_present,
     cuda_devices,
+    model_source,
     plain,
     public,
     public_url,
@@ -34,7 +34,6 @@ from sweep.config import (
     validate,
     with_defaults,
 )
-from sweep.core import custom
 from sweep.core.atomic import write_atomic
 from sweep.core.records import read_record, write_record
 from sweep.edges.console import StageDisplay, print_plan, print_summary
@@ -165,8 +164,8 @@ class Pipeline:
         """
         saved = self.run_dir / "experiment.yaml"
         current = {k: self.container[k] for k in EXPERIMENT_KEYS}
-        if self.cfg.model.kind == ModelKind.custom:  # the model's code, not only its name
-            current["model_source"] = custom.source_digest(self.cfg.model.factory)
+        if source := model_source(self.cfg):  # a custom model's code, not only its name
+            current["model_source"] = source
         if not saved.exists():
             write_atomic(saved, OmegaConf.to_yaml(current).encode())
             (self.run_dir / "config.yaml").write_text(OmegaConf.to_yaml(public(self.cfg)))

@@ -25,8 +25,9 @@ from sweep.core.custom import CustomConfig, check_custom, roles
 from sweep.core.models import build_model, param_groups
 from sweep.core.parametrization import Role
 from sweep.core.train import OptimConfig, RunConfig, train
-from sweep.grow.pad_inferred import function_gap, grow_inferred, pad_blocks
+from sweep.grow.pad_inferred import grow_inferred, pad_blocks
 from sweep.grow.shrink_pad_perturb import shrink_pad_perturb
+from sweep.grow.warmstart import pad_function_gap
 from sweep.pipeline import Pipeline, StageError
 from sweep.stages.handoff import run_from_record
 from sweep.stages.model_check import REFUSE_SLOPE, check_model
@@ -553,8 +554,8 @@ def test_pad_reports_how_exactly_it_kept_the_function():
     src, tgt = llama(32), llama(64)
     torch.manual_seed(0)
     state = build_model(src).state_dict()
-    assert function_gap(state, src, tgt) < 1e-4
+    assert pad_function_gap(state, src, tgt) < 1e-4
     nano = CustomConfig(factory=NANOGPT, d_model=32, base_d_model=32, seq_len=32, readout="lm_head")
     torch.manual_seed(0)
-    gap = function_gap(build_model(nano).state_dict(), nano, nano.at_width(64))
+    gap = pad_function_gap(build_model(nano).state_dict(), nano, nano.at_width(64))
     assert gap > 1e-3  # a LayerNorm's mean moves with the zero coordinates

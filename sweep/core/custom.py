@@ -502,6 +502,23 @@ def non_embedding_params(cfg: CustomConfig) -> int:
     return _non_embedding_params(shape_key(cfg))
 
 
+def refusal_hint(cfg: CustomConfig, steps: list[int]) -> str | None:
+    """What to change in a model whose outputs grow with width at these steps (0: the init)."""
+    model = build_custom(cfg)
+    unnamed = unidentified_readouts(model, cfg)
+    if unnamed and cfg.readout is None:
+        return (
+            f"{unnamed[0]} is a plain linear readout: make it a mup.MuReadout, or name it with "
+            f"model.readout={unnamed[0]} so that musweep applies µP's 1/width to it"
+        )
+    if cfg.init == "own" and 0 in steps:
+        return (
+            "the factory's init ignores fan-in: let musweep draw it (model.init=mup), or draw "
+            "each matrix with std ∝ 1/sqrt(fan_in)"
+        )
+    return None
+
+
 def check_custom(cfg: CustomConfig) -> None:
     """ValueError, one line naming what to change, for a model the pipeline cannot use: a
     factory that does not import or build, logits of the wrong shape, no width dimension, a

@@ -185,3 +185,14 @@ def multipliers(cfg: ModelConfig) -> dict[str, float]:
         "width_multiplier_m": width_multiplier(cfg),
         "depth_multiplier": depth_multiplier(cfg),
     } | ({"alpha_attn": cfg.alpha_attn} if C.names(cfg.factory, "alpha_attn") else {})
+
+
+def source_digest(cfg: ModelConfig) -> str:
+    """A hash of a custom model's source file ('' for the built-in GPT, which is this package)."""
+    return "" if is_builtin(cfg) else C.source_digest(cfg.factory)
+
+
+def refusal_hint(cfg: ModelConfig, steps: list[int]) -> str | None:
+    """The likely fix for a model the coordinate check refused at `steps`, read off the model
+    (None when nothing specific shows)."""
+    return None if is_builtin(cfg) else C.refusal_hint(cfg, steps)

@@ -80,24 +80,6 @@ def rescaled_names(cfg: CustomConfig) -> tuple[set[str], set[str]]:
     return readout_names, gain_names
 
 
-def function_gap(src_state: State, src_cfg: CustomConfig, tgt_cfg: CustomConfig) -> float:
-    """How far pad0 is from preserving the source's function: max |Δ logits| / mean |logits| of
-    the grown model against the source on a fixed batch. About 1e-6 when the shapes tell the
-    whole structure (the Llama example); large when they cannot (fused parts of other sizes than
-    the width, a LayerNorm's mean), which a warm start survives but should be known."""
-    from sweep.core.models import build_model
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        idx = torch.randint(0, src_cfg.vocab_size, (2, min(src_cfg.seq_len, 16)))
-        source, grown = build_model(src_cfg), build_model(tgt_cfg)
-    source.load_state_dict(src_state)
-    grown.load_state_dict(grow_inferred(src_state, src_cfg, tgt_cfg))
-    with torch.no_grad():
-        a, b = source(idx).float(), grown(idx).float()
-    return float((a - b).abs().max() / a.abs().mean().clamp_min(1e-12))
-
-
 def grow_inferred(src_state: State, src_cfg: CustomConfig, tgt_cfg: CustomConfig) -> State:
     """pad0 of every source tensor to the target's shape, rescaled as the module docstring says.
     New tensors; `src_state` is untouched."""

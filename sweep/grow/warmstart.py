@@ -25,8 +25,12 @@ from __future__ import annotations
 from dataclasses import replace
 from enum import StrEnum, auto
 
-from sweep.core.models import ModelConfig, is_builtin
+import torch
+
+from sweep.core.models import ModelConfig, build_model, is_builtin
 from sweep.grow.function_preserving import expand
+from sweep.grow.pad import grow_state
+from sweep.grow.pad_inferred import grow_inferred
 from sweep.grow.rc_sampling import resample_width
 from sweep.grow.shrink_pad_perturb import shrink_pad_perturb
 from sweep.grow.stack import stack_layers
@@ -76,6 +80,24 @@ def source_config(target: ModelConfig, method: str, width: int, stack_factor: in
             )
         cfg = replace(cfg, n_layer=target.n_layer // stack_factor, base_n_layer=target.depth_base)
     return cfg
+
+
+def pad_function_gap(state: State, source: ModelConfig, target: ModelConfig) -> float:
+    """How far pad0, the padding under shrink-pad-perturb, is from keeping the source's
+    function: max |Δ logits| / mean |logits| of the padded model against the source on a fixed
+    batch. Round-off for the GPT and for a custom model whose shapes tell its whole structure
+    (the Llama example); large when they cannot (fused parts of other sizes than the width, a
+    LayerNorm's mean), which a warm start survives but a user should know."""
+    pad = grow_state if is_builtin(source) else grow_inferred
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        idx = torch.randint(0, source.vocab_size, (2, min(source.seq_len, 16)))
+        before, after = build_model(source), build_model(target)
+    before.load_state_dict(state)
+    after.load_state_dict(pad(state, source, target))
+    with torch.no_grad():
+        a, b = before(idx).float(), after(idx).float()
+    return float((a - b).abs().max() / a.abs().mean().clamp_min(1e-12))
 
 
 def warm_start(

@@ -16,11 +16,10 @@ from typing import Any
 from omegaconf import DictConfig
 
 from sweep.config import data_config, model_config
-from sweep.core import custom
 from sweep.core.atomic import write_atomic
 from sweep.core.coord_check import DEFAULT_THRESHOLD, CoordCheck, coord_check
 from sweep.core.data import load_corpus
-from sweep.core.models import ModelConfig, build_model, is_builtin
+from sweep.core.models import ModelConfig, refusal_hint, source_digest
 from sweep.core.train import OptimConfig
 from sweep.stages.report import COORD_CHECK_LR
 
@@ -48,23 +47,10 @@ def offenders(check: CoordCheck, threshold: float = REFUSE_SLOPE) -> list[dict[s
     return sorted(found, key=lambda o: -o["slope"])
 
 
-def suggested_fix(model: ModelConfig, bad: list[dict[str, Any]]) -> str:
-    if not is_builtin(model):
-        unnamed = custom.unidentified_readouts(build_model(model), model)
-        if unnamed and model.readout is None:
-            return (
-                f"{unnamed[0]} is a plain linear readout: make it a mup.MuReadout, or name it "
-                f"with model.readout={unnamed[0]} so that musweep applies µP's 1/width to it"
-            )
-        if model.init == "own" and any(o["step"] == 0 for o in bad):
-            return (
-                "the factory's init ignores fan-in: let musweep draw it (model.init=mup), or "
-                "draw each matrix with std ∝ 1/sqrt(fan_in)"
-            )
-    return (
-        "check that hidden matrices are drawn with std ∝ 1/sqrt(fan_in), attention logits are "
-        "scaled by 1/head_dim, and the readout is a mup.MuReadout (or named in model.readout)"
-    )
+GENERIC_FIX = (
+    "check that hidden matrices are drawn with std ∝ 1/sqrt(fan_in), attention logits are "
+    "scaled by 1/head_dim, and the readout is a mup.MuReadout (or named in model.readout)"
+)
 
 
 def when(step: int) -> str:
@@ -77,7 +63,7 @@ def refusal(model: ModelConfig, record: dict[str, Any]) -> str:
     return (
         f"model: µP does not hold, outputs grow with width {record['widths']} (slope of "
         f"log mean |x| against log width, above {record['threshold']}: {listed}); "
-        f"{suggested_fix(model, bad)}"
+        f"{refusal_hint(model, [o['step'] for o in bad]) or GENERIC_FIX}"
     )
 
 
@@ -87,8 +73,8 @@ def check_model(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     model = model_config(cfg, widths[0], "mup", dict(cfg.ladder.hparams))
     path = run_dir / CHECK_FILE
     key = {"model": model.to_dict(), "widths": widths, "seed": cfg.seed}
-    if not is_builtin(model):  # a fixed model file is measured again
-        key["source"] = custom.source_digest(model.factory)
+    if source := source_digest(model):  # a fixed model file is measured again
+        key["source"] = source
     try:
         record = json.loads(path.read_text())
         if {k: record[k] for k in key} != json.loads(json.dumps(key)):

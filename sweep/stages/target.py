@@ -35,13 +35,11 @@ from sweep.core.checkpoint import load_checkpoint
 from sweep.core.data import load_corpus
 from sweep.core.flops import training_flops
 from sweep.core.hardware import SINGLE, World
-from sweep.core.models import is_builtin
 from sweep.core.speedup import speedup
 from sweep.core.train import RunConfig, RunResult, train
 from sweep.edges.distributed import process_group
 from sweep.edges.tracking import live_progress, log_result, wandb_run
-from sweep.grow.pad_inferred import function_gap
-from sweep.grow.warmstart import Method, source_config, warm_start
+from sweep.grow.warmstart import Method, pad_function_gap, source_config, warm_start
 
 KINDS = ("warm", "cold")
 # the settings each method reads, recorded beside its result
@@ -132,8 +130,8 @@ def warm_init(
         "source_layers": source_run.model.n_layer,
         **{name: ws[name] for name in METHOD_SETTINGS.get(ws.method, ())},
     }
-    if not is_builtin(target.model):  # padding by inferred shapes: how exact it was
-        info["pad_function_gap"] = function_gap(source, source_run.model, target.model)
+    if ws.method == Method.shrink_pad_perturb:  # how exactly its padding kept the function
+        info["pad_function_gap"] = pad_function_gap(source, source_run.model, target.model)
     return state, source_result, info
 
 
@@ -233,7 +231,7 @@ def target_summary(
         }
     summary["flops"] = sum(run["result"]["flops"] + run["source_flops"] for run in runs.values())
     gap = runs.get("warm", {}).get("warmstart", {}).get("pad_function_gap")
-    if gap is not None:  # a custom model: how exactly pad0 kept the source's function
+    if gap is not None:  # how exactly shrink-pad-perturb's padding kept the source's function
         summary["pad_function_gap"] = gap
     if "warm" in runs and "cold" in runs:
         warm, cold = runs["warm"], runs["cold"]
