@@ -28,7 +28,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 from sweep.core import custom
 from sweep.core.custom import CustomConfig, frozen_options
-from sweep.core.data import DataConfig, Source, check_corpus_fits, load_corpus
+from sweep.core.data import BYTE_VOCAB, DataConfig, Source, check_corpus_fits, load_corpus
 from sweep.core.hardware import Device, Execution, Precision, Strategy
 from sweep.core.model import GPTConfig
 from sweep.core.models import ModelConfig, source_digest
@@ -546,8 +546,10 @@ def target_depth(cfg: DictConfig) -> int:
 def model_config(
     cfg: DictConfig, width: int, parametrization: str, hparams: dict, n_layer: int | None = None
 ) -> ModelConfig:
-    """The ladder's model at `width` (and `n_layer`, default the ladder's depth)."""
+    """The ladder's model at `width` (and `n_layer`, default the ladder's depth), with the
+    corpus's vocabulary (at least the 256 bytes)."""
     ladder = cfg.ladder
+    vocab = max(BYTE_VOCAB, load_corpus(data_config(cfg)).vocab_size)
     depth = ladder.n_layer if n_layer is None else n_layer
     base = ladder.n_layer if ladder.base_n_layer is None else ladder.base_n_layer
     if cfg.model.kind == ModelKind.custom:
@@ -559,6 +561,7 @@ def model_config(
             )
         return CustomConfig(
             factory=model.factory,
+            vocab_size=vocab,
             seq_len=ladder.seq_len,
             n_layer=depth,
             d_model=width,
@@ -573,6 +576,7 @@ def model_config(
             **{name: float(hparams[name]) for name in MODEL_HPARAMS},
         )
     return GPTConfig(
+        vocab_size=vocab,
         seq_len=ladder.seq_len,
         n_layer=depth,
         d_model=width,

@@ -559,3 +559,28 @@ def test_pad_reports_how_exactly_it_kept_the_function():
     torch.manual_seed(0)
     gap = pad_function_gap(build_model(nano).state_dict(), nano, nano.at_width(64))
     assert gap > 1e-3  # a LayerNorm's mean moves with the zero coordinates
+
+
+@pytest.mark.parametrize(
+    "model", [[], ["model=custom", f"model.factory={LLAMA}"]], ids=["gpt", "llama"]
+)
+def test_a_token_file_of_a_wider_vocabulary_sizes_the_model(tmp_path, corpus, model):
+    """Token ids up to 999: every model of the ladder reads and predicts 1000 tokens."""
+    import numpy as np
+
+    from sweep.config import data_config, model_config, run_config
+    from sweep.core.data import load_corpus
+
+    (tmp_path / "ids.bin").write_bytes((np.arange(60_000) % 1000).astype(np.uint16).tobytes())
+    cfg = compose_config(
+        f"out_root={tmp_path}",
+        "+ladder=gpt_tiny",
+        "data=tokens",
+        f"data.path={tmp_path / 'ids.bin'}",
+        *model,
+    )
+    validate(cfg)
+    assert model_config(cfg, 64, "mup", dict(cfg.ladder.hparams)).vocab_size == 1000
+    run = run_config(cfg, 32, "mup", dict(cfg.ladder.hparams), steps=2, seed=0)
+    result, _ = train(run, load_corpus(data_config(cfg)))
+    assert result.status == "completed"
