@@ -357,12 +357,14 @@ def help_text() -> str:
         f"  {group + ':':<11}{', '.join(choices(group))}"
         for group in sorted(p.name for p in config_dir().iterdir() if p.is_dir())
     )
-    return f"""musweep: tune a GPT's hyperparameters on a µP proxy with Optuna, check that they
-transfer across widths (µP against SP) and at the target, and train the target warm-started.
+    return f"""musweep: tune a language model's hyperparameters on a µP proxy with Optuna, check
+that they transfer across widths (µP against SP) and at the target, and train the target
+warm-started. The model is the built-in GPT or yours (model=custom model.factory=...).
 
   python -m sweep.run +ladder=NAME [group=option ...] [key=value ...]
   musweep +ladder=NAME ...                      (the same command)
   musweep -m +ladder=NAME seed=0,1              (one run folder per job)
+  musweep +ladder=NAME model=custom model.factory=path/to/model.py:build
 
 Config groups (group=option; +ladder= is required):
 {groups}
