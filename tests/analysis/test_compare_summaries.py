@@ -1,4 +1,4 @@
-"""The summary diff finds every changed leaf, treats NaN as equal, and can ignore machine figures."""
+"""The summary diff finds every changed leaf, treats NaN as equal, and can leave out throughput."""
 
 import json
 import math
