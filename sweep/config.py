@@ -133,6 +133,7 @@ class LadderConfig:
     eval_batches: int = RunConfig.eval_batches
     warmup_steps: int = OptimConfig.warmup_steps
     schedule: Schedule = Schedule[OptimConfig.schedule]
+    decay_fraction: float = OptimConfig.decay_fraction  # schedule=wsd: the decaying share
     # The transfer and verify checks' LR grids: centred on the tuned LR, lr_resolution apart in
     # log2, lr_span points each side to start with, grown on the side where the best point sits
     # at the edge until the optimum is bracketed or a width holds lr_max_points points.
@@ -608,6 +609,7 @@ def run_config(
         weight_decay=float(hparams["weight_decay"]),
         warmup_steps=ladder.warmup_steps,
         schedule=str(ladder.schedule),
+        decay_fraction=float(ladder.decay_fraction),
     )
     return RunConfig(
         model=model_config(cfg, width, parametrization, hparams, n_layer),
@@ -886,6 +888,7 @@ FIELD_CHECKS: dict[str, Check] = {
     "ladder.eval_every": positive(),
     "ladder.eval_batches": positive(),
     "ladder.warmup_steps": at_least(0),
+    "ladder.decay_fraction": Domain(lambda v: 0 < v <= 1, "in (0, 1]"),
     "ladder.lr_resolution": Domain(lambda v: v > 0, "> 0 (a step in log2)"),
     "ladder.lr_span": _check_lr_grid,
     "ladder.lr_max_points": _check_lr_grid,

@@ -111,6 +111,8 @@ BAD: list[tuple[str, object]] = [
     ("model.options", ["model=custom", f"model.factory={LLAMA}", "+model.options.heads=4"]),
     ("model.readout", ["model=custom", f"model.factory={LLAMA}", "model.readout=lm_head"]),
     ("model.embeddings", ["model=custom", f"model.factory={LLAMA}", "model.embeddings=[tok]"]),
+    ("ladder.decay_fraction", 0),
+    ("ladder.decay_fraction", 1.5),
     ("tune.n_trials", 0),
     ("tune.n_startup_trials", -1),
     ("tune.storage", "nodatabase"),

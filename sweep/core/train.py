@@ -28,10 +28,14 @@ from sweep.core.models import ModelConfig, build_model, param_groups
 
 
 class Schedule(StrEnum):
-    """The LR after warmup: held constant, or cosine-decayed to `min_lr_ratio`·η."""
+    """The LR after warmup: held constant, cosine-decayed to `min_lr_ratio`·η, or
+    warmup-stable-decay: held, then decayed linearly to `min_lr_ratio`·η over the run's last
+    `decay_fraction` (a WSD run branched from a longer one's stable phase is a run of its own
+    length: `train(..., branch_from=...)`)."""
 
     constant = auto()
     cosine = auto()
+    wsd = auto()
 
 
 # Called after every evaluation with (step, validation loss); returning True stops the run
@@ -56,6 +60,7 @@ class OptimConfig:
     schedule: str = "cosine"  # after warmup: "constant" or cosine decay to min_lr_ratio·η
     min_lr_ratio: float = 0.1
     grad_clip: float = 0.0  # global gradient-norm clip; 0 disables
+    decay_fraction: float = 0.2  # wsd: the share of the run's steps spent decaying
 
     def __post_init__(self) -> None:
         if not self.lr > 0:
@@ -68,6 +73,8 @@ class OptimConfig:
         for name in ("weight_decay", "eps", "grad_clip", "min_lr_ratio"):
             if getattr(self, name) < 0:
                 raise ValueError(f"optim.{name} must be >= 0, got {getattr(self, name)}")
+        if not 0.0 < self.decay_fraction <= 1.0:
+            raise ValueError(f"optim.decay_fraction must be in (0, 1], got {self.decay_fraction}")
 
 
 @dataclass(frozen=True)
@@ -129,6 +136,14 @@ def lr_factor(step: int, optim: OptimConfig, total_steps: int) -> float:
         return (step + 1) / optim.warmup_steps
     if optim.schedule == Schedule.constant:
         return 1.0
+    if optim.schedule == Schedule.wsd:
+        decay_start = max(
+            optim.warmup_steps, total_steps - round(optim.decay_fraction * total_steps)
+        )
+        if step < decay_start:
+            return 1.0
+        progress = (step - decay_start) / max(1, total_steps - decay_start)
+        return 1.0 - (1.0 - optim.min_lr_ratio) * min(1.0, progress)
     progress = (step - optim.warmup_steps) / max(1, total_steps - optim.warmup_steps)
     cosine = 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
     return optim.min_lr_ratio + (1.0 - optim.min_lr_ratio) * cosine
@@ -190,10 +205,38 @@ def micro_batches(run: RunConfig, execution: Execution, world: World) -> tuple[i
     return micro, rows // micro
 
 
-def _same_run(saved: dict, run: RunConfig) -> bool:
-    """A checkpoint's run against this one (fields that moved to `Execution` are not compared)."""
+def _saved_run(saved: dict) -> dict:
+    """A checkpoint's run as this version writes it: fields that moved to `Execution` dropped,
+    optimizer fields added since with their defaults (the run they describe is the same)."""
     moved = ("device", "compile")
-    return {k: v for k, v in saved.items() if k not in moved} == run.to_dict()
+    out = {k: v for k, v in saved.items() if k not in moved}
+    if isinstance(out.get("optim"), dict):
+        out["optim"] = asdict(OptimConfig()) | out["optim"]
+    return out
+
+
+def _same_run(saved: dict, run: RunConfig) -> bool:
+    """A checkpoint's run against this one."""
+    return _saved_run(saved) == run.to_dict()
+
+
+def branch_point(saved: dict, step: int, run: RunConfig) -> None:
+    """ValueError unless a checkpoint of `saved`'s run at `step` can start `run`: the two runs
+    differ in their length only, and their LR schedules agree on every step before `step`."""
+    other = _saved_run(saved)
+    mine = run.to_dict()
+    if {k: v for k, v in other.items() if k != "steps"} != {
+        k: v for k, v in mine.items() if k != "steps"
+    }:
+        raise ValueError("a run branches only from a run that differs from it in length")
+    optim, longer = run.optim, int(other["steps"])
+    if step > run.steps or any(
+        lr_factor(t, optim, longer) != lr_factor(t, optim, run.steps) for t in range(step)
+    ):
+        raise ValueError(
+            f"cannot branch at step {step}: the {longer}-step run's LR schedule differs from "
+            f"this {run.steps}-step run's before it (branch from its stable phase)"
+        )
 
 
 def train(
@@ -207,12 +250,16 @@ def train(
     on_progress: ProgressCallback | None = None,
     checkpoint_path: str | Path | None = None,
     checkpoint_every: int = 0,
+    branch_from: str | Path | None = None,
 ) -> tuple[RunResult, torch.nn.Module]:
     """Train one model; resume from `checkpoint_path` if it holds this run's checkpoint.
 
     `init_state` (a warm start) replaces the fresh init before step 0. With `checkpoint_path`,
     a checkpoint is written every `checkpoint_every` steps (0: never mid-run) and at the end, so
-    calling `train` again on a finished run returns its result without training. Under a `world`
+    calling `train` again on a finished run returns its result without training. `branch_from`,
+    a checkpoint of a run that differs from this one only in length, taken where their LR
+    schedules still agree (a WSD run's stable phase), starts this run at that step instead of
+    step 0; this run's own checkpoint, once it has one, takes precedence. Under a `world`
     of several processes every process calls `train` alike; they train one model on their rows
     of each batch, see the same losses, and only the main process writes the checkpoint.
     """
@@ -241,13 +288,19 @@ def train(
         "steps_timed": 0,
     }
 
-    if checkpoint_path is not None and Path(checkpoint_path).exists():
-        ckpt = load_checkpoint(checkpoint_path)
-        if not _same_run(ckpt["run"], run):
+    own = checkpoint_path is not None and Path(checkpoint_path).exists()
+    if own or branch_from is not None:
+        path = checkpoint_path if own else branch_from
+        ckpt = load_checkpoint(path)
+        if own and not _same_run(ckpt["run"], run):
             raise ValueError(f"checkpoint {checkpoint_path} belongs to a different run config")
+        if not own:
+            if ckpt["status"] != "running":
+                raise ValueError(f"{branch_from}: a run branches from a checkpoint taken mid-run")
+            branch_point(ckpt["run"], ckpt["step"], run)
         if ckpt.get("precision", Precision.fp32) != execution.precision:
             raise ValueError(
-                f"checkpoint {checkpoint_path} was trained in {ckpt.get('precision', 'fp32')}; "
+                f"checkpoint {path} was trained in {ckpt.get('precision', 'fp32')}; "
                 f"resume it in that precision, not {execution.precision}"
             )
         D.load_full_state(module, optimizer, ckpt["model"], ckpt["optim"])
