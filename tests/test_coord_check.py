@@ -37,7 +37,7 @@ def test_sp_activations_blow_up_with_width_and_steps(corpus):
 
 def test_breaking_the_hidden_lr_rule_fails_the_check(corpus, monkeypatch):
     """Adam's hidden LR not divided by m: the check must notice."""
-    monkeypatch.setattr(P, "lr_multiplier", lambda cfg, role: 1.0)
+    monkeypatch.setattr(P, "lr_multiplier", lambda cfg, role, m=None: 1.0)
     check = run(corpus)
     assert not check.passes()
 

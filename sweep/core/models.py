@@ -60,56 +60,29 @@ def param_groups(
     cfg = config_of(model)
     if is_builtin(cfg):
         return P.param_groups(model, lr, weight_decay, eps, scale_eps)
-    depth = cfg.n_layer / cfg.depth_base
-    groups: dict[tuple[P.Role, float], dict] = {}
-    by_name = _roles(model)
+    by_name = C.roles(model, cfg)
+    named = ((name, p, *by_name[name]) for name, p in model.named_parameters())
+    return P.grouped(named, cfg, lr, weight_decay, eps, scale_eps)
+
+
+def init_stds(model: nn.Module) -> dict[str, float | None]:
+    """The std every parameter is drawn with, by name (the GPT's gains: 1.0, their constant
+    value); None where a custom model keeps the factory's init (its vectors; all under
+    init=own)."""
+    cfg = config_of(model)
+    if is_builtin(cfg):
+        stds = {}
+        for name, p in model.named_parameters():
+            role = P.role_of(name, p)
+            stds[name] = 1.0 if role is P.Role.VECTOR else P.init_std(cfg, name, role, p.shape[-1])
+        return stds
+    by_name = C.roles(model, cfg)
+    stds = {}
     for name, p in model.named_parameters():
-        role, mult = key = by_name[name]
-        if key not in groups:
-            hidden = role is P.Role.HIDDEN
-            lr_mult = depth ** (cfg.depth_alpha - 1.0) / mult if hidden else 1.0
-            if role is P.Role.VECTOR:
-                wd_mult = 0.0
-            else:
-                wd_mult = mult * depth ** (1.0 - cfg.depth_alpha) if hidden else 1.0
-            groups[key] = {
-                "params": [],
-                "names": [],
-                "role": str(role),
-                "lr_mult": lr_mult,
-                "lr": lr * lr_mult,
-                "weight_decay": weight_decay * wd_mult,
-                "eps": eps / mult if scale_eps and hidden else eps,
-            }
-        groups[key]["params"].append(p)
-        groups[key]["names"].append(name)
-    return list(groups.values())
-
-
-def _roles(model: nn.Module) -> dict[str, tuple[P.Role, float]]:
-    return C.roles(model, config_of(model))
-
-
-def parameter_roles(model: nn.Module) -> dict[str, P.Role]:
-    """The µP role of every parameter, by name."""
-    cfg = config_of(model)
-    if is_builtin(cfg):
-        return {name: P.role_of(name, p) for name, p in model.named_parameters()}
-    return {name: role for name, (role, _) in _roles(model).items()}
-
-
-def init_std(model: nn.Module, name: str) -> float | None:
-    """The std a parameter is drawn with (the GPT's gains: 1.0, their constant value); None
-    where a custom model keeps the factory's init (its vectors; everything under init=own)."""
-    cfg = config_of(model)
-    p = dict(model.named_parameters())[name]
-    if is_builtin(cfg):
-        role = P.role_of(name, p)
-        return 1.0 if role is P.Role.VECTOR else P.init_std(cfg, name, role, p.shape[-1])
-    role, mult = _roles(model)[name]
-    if role is P.Role.VECTOR or cfg.init == "own":
-        return None
-    return C.init_std(cfg, role, tuple(p.shape), mult)
+        role, m = by_name[name]
+        kept = role is P.Role.VECTOR or cfg.init == "own"
+        stds[name] = None if kept else C.init_std(cfg, role, tuple(p.shape), m)
+    return stds
 
 
 def tracked_modules(model: nn.Module) -> dict[str, nn.Module]:

@@ -41,6 +41,7 @@ Norm gains take no weight decay.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
@@ -108,22 +109,27 @@ def residual_multiplier(cfg: GPTConfig) -> float:
     return depth_mult(cfg) ** -cfg.depth_alpha
 
 
-def lr_multiplier(cfg: GPTConfig, role: Role) -> float:
+def lr_multiplier(cfg: GPTConfig, role: Role, m: float | None = None) -> float:
+    """`m`: the parameter's own width multiplier (a custom model's fan-in multiplier, from
+    `sweep.core.custom`); None: the GPT's, `width_mult(cfg)`."""
     if role is not Role.HIDDEN:
         return 1.0
-    return depth_mult(cfg) ** (cfg.depth_alpha - 1.0) / width_mult(cfg)
+    m = width_mult(cfg) if m is None else m
+    return depth_mult(cfg) ** (cfg.depth_alpha - 1.0) / m
 
 
-def wd_multiplier(cfg: GPTConfig, role: Role) -> float:
+def wd_multiplier(cfg: GPTConfig, role: Role, m: float | None = None) -> float:
     if role is Role.VECTOR:
         return 0.0
     if role is not Role.HIDDEN:
         return 1.0
-    return width_mult(cfg) * depth_mult(cfg) ** (1.0 - cfg.depth_alpha)  # 1 / lr_multiplier
+    m = width_mult(cfg) if m is None else m
+    return m * depth_mult(cfg) ** (1.0 - cfg.depth_alpha)  # 1 / lr_multiplier
 
 
-def eps_multiplier(cfg: GPTConfig, role: Role, scale_eps: bool) -> float:
-    return 1.0 / width_mult(cfg) if scale_eps and role is Role.HIDDEN else 1.0
+def eps_multiplier(cfg: GPTConfig, role: Role, scale_eps: bool, m: float | None = None) -> float:
+    m = width_mult(cfg) if m is None else m
+    return 1.0 / m if scale_eps and role is Role.HIDDEN else 1.0
 
 
 def input_multiplier(cfg: GPTConfig) -> float:
@@ -160,27 +166,39 @@ def init_parameters(model: nn.Module) -> None:
 def param_groups(
     model: nn.Module, lr: float, weight_decay: float, eps: float, scale_eps: bool = False
 ) -> list[dict]:
-    """AdamW parameter groups, one per role, with the µP LR / wd / ε multipliers applied.
+    """AdamW parameter groups of a GPT, one per role, with the µP LR / wd / ε multipliers."""
+    named = ((name, p, role_of(name, p), None) for name, p in model.named_parameters())
+    return grouped(named, model.cfg, lr, weight_decay, eps, scale_eps)
 
-    Every parameter of a role shares its multipliers, so one group per role keeps AdamW's fused
+
+def grouped(
+    named: Iterable[tuple[str, torch.Tensor, Role, float | None]],
+    cfg: GPTConfig,
+    lr: float,
+    weight_decay: float,
+    eps: float,
+    scale_eps: bool,
+) -> list[dict]:
+    """AdamW groups of (name, parameter, role, width multiplier or None for the GPT's), one per
+    role and multiplier, with this file's LR / wd / ε rules applied.
+
+    Every parameter of a group shares its multipliers, so one group each keeps AdamW's fused
     multi-tensor step. Each group keeps its `lr_mult` so the LR schedule can set
     `lr = schedule(step) * lr_mult`, and its parameter `names` so the rules can be audited.
     """
-    cfg = model.cfg
-    groups: dict[Role, dict] = {}
-    for name, p in model.named_parameters():
-        role = role_of(name, p)
-        if role not in groups:
-            lr_mult = lr_multiplier(cfg, role)
-            groups[role] = {
+    groups: dict[tuple[Role, float | None], dict] = {}
+    for name, p, role, m in named:
+        if (role, m) not in groups:
+            lr_mult = lr_multiplier(cfg, role, m)
+            groups[role, m] = {
                 "params": [],
                 "names": [],
                 "role": str(role),
                 "lr_mult": lr_mult,
                 "lr": lr * lr_mult,
-                "weight_decay": weight_decay * wd_multiplier(cfg, role),
-                "eps": eps * eps_multiplier(cfg, role, scale_eps),
+                "weight_decay": weight_decay * wd_multiplier(cfg, role, m),
+                "eps": eps * eps_multiplier(cfg, role, scale_eps, m),
             }
-        groups[role]["params"].append(p)
-        groups[role]["names"].append(name)
+        groups[role, m]["params"].append(p)
+        groups[role, m]["names"].append(name)
     return list(groups.values())

@@ -53,6 +53,7 @@ def parameter_rules(model_cfg: ModelConfig, optim: OptimConfig) -> dict[str, dic
     model = models.skeleton_model(model_cfg)
     groups = models.param_groups(model, optim.lr, optim.weight_decay, optim.eps, optim.scale_eps)
     shapes = {name: p.shape for name, p in model.named_parameters()}
+    stds = models.init_stds(model)
     rules: dict[str, dict[str, Any]] = {}
     for group in groups:
         for name in group["names"]:
@@ -65,7 +66,7 @@ def parameter_rules(model_cfg: ModelConfig, optim: OptimConfig) -> dict[str, dic
                 "lr": group["lr"],
                 "weight_decay": group["weight_decay"],
                 "eps": group["eps"],
-                "init_std": models.init_std(model, name),
+                "init_std": stds[name],
             }
     return rules
 
