@@ -37,7 +37,7 @@ import torch
 
 from sweep.core import parametrization as P
 from sweep.core.model import GPTConfig
-from sweep.grow.state import check_state, state_shapes
+from sweep.grow.state import check_same, check_state, state_shapes
 
 MUST_MATCH = (
     "n_layer",
@@ -99,12 +99,7 @@ def pad_to(
 
 def check_growth(src_cfg: GPTConfig, tgt_cfg: GPTConfig) -> None:
     """ValueError naming the field unless tgt_cfg is a (non-strict) widening of src_cfg."""
-    for name in MUST_MATCH:
-        a, b = getattr(src_cfg, name), getattr(tgt_cfg, name)
-        if a != b:
-            raise ValueError(
-                f"model.{name} must be the same to grow a model: source {a!r}, target {b!r}"
-            )
+    check_same(src_cfg, tgt_cfg, MUST_MATCH)
     ladder_heads = "d_model" if src_cfg.head_scaling == "count" else "base_d_model"
     dims = (  # (field that sets it in the target, source, target)
         ("d_model", src_cfg.d_model, tgt_cfg.d_model),

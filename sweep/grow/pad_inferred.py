@@ -25,7 +25,7 @@ import torch
 
 from sweep.core import custom as C
 from sweep.core.custom import CustomConfig
-from sweep.grow.state import State, check_state, state_shapes
+from sweep.grow.state import State, check_same, check_state, state_shapes
 
 MUST_MATCH = (
     "factory", "vocab_size", "seq_len", "n_layer", "base_n_layer", "depth_alpha", "readout",
@@ -35,12 +35,7 @@ MUST_MATCH = (
 
 def check_inferred_growth(src: CustomConfig, tgt: CustomConfig) -> None:
     """ValueError naming the field unless `tgt` is the same model as `src`, at least as wide."""
-    for name in MUST_MATCH:
-        a, b = getattr(src, name), getattr(tgt, name)
-        if a != b:
-            raise ValueError(
-                f"model.{name} must be the same to grow a model: source {a!r}, target {b!r}"
-            )
+    check_same(src, tgt, MUST_MATCH)
     if tgt.d_model < src.d_model:
         raise ValueError(
             f"the target ({tgt.d_model}) must be at least as wide as the source ({src.d_model})"

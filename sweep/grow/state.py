@@ -9,7 +9,18 @@ from sweep.core import models
 from sweep.core.models import ModelConfig, state_shapes
 
 State = dict[str, torch.Tensor]
-__all__ = ["State", "block_of", "check_state", "fresh_init", "state_shapes"]
+__all__ = ["State", "block_of", "check_same", "check_state", "fresh_init", "state_shapes"]
+
+
+def check_same(source: ModelConfig, target: ModelConfig, fields: tuple[str, ...]) -> None:
+    """ValueError naming the first of `fields` in which the two models differ: a growth
+    operator only widens a model, everything else about it stays."""
+    for name in fields:
+        a, b = getattr(source, name), getattr(target, name)
+        if a != b:
+            raise ValueError(
+                f"model.{name} must be the same to grow a model: source {a!r}, target {b!r}"
+            )
 
 
 def check_state(state: dict[str, torch.Tensor], cfg: ModelConfig) -> None:
