@@ -389,12 +389,13 @@ def unidentified_readouts(model: nn.Module, cfg: CustomConfig) -> list[str]:
     """Linear layers from a width to a fixed size (readout-shaped) that are no declared readout."""
     shapes = base_shapes(cfg)
     declared = {id(m) for m in readout_modules(model, cfg)}
+    name_of = parameter_names(model)
     found = []
     for name, module in model.named_modules():
         weight = getattr(module, "weight", None)
         if not isinstance(module, nn.Linear) or id(module) in declared or weight is None:
             continue
-        key = next((n for n, p in model.named_parameters() if p is weight), None)
+        key = name_of.get(id(weight))
         if key is not None and [d.isinf() for d in shapes[key]] == [False, True]:
             found.append(name)
     return found
@@ -461,8 +462,9 @@ def build_custom(cfg: CustomConfig) -> nn.Module:
         set_base_shapes(model, None, rescale_params=False, do_assert=False)
     by_name = roles(model, cfg)
     keep = set()  # a MuReadout drawn at zero keeps its zeros
+    name_of = parameter_names(model)
     for module in readout_modules(model, cfg):
-        inf = InfShape(shapes.get(_name_of(model, module.weight), ()))
+        inf = InfShape(shapes.get(name_of.get(id(module.weight), ""), ()))
         mult = fan_in_mult(cfg, inf, module.weight) if len(inf) == 2 else 1.0
         alpha = 1.0 if names(cfg.factory, "alpha_out") else cfg.alpha_out
         if isinstance(module, MuReadout):
@@ -484,8 +486,9 @@ def build_custom(cfg: CustomConfig) -> nn.Module:
     return model
 
 
-def _name_of(model: nn.Module, tensor: torch.Tensor) -> str:
-    return next((n for n, p in model.named_parameters() if p is tensor), "")
+def parameter_names(model: nn.Module) -> dict[int, str]:
+    """Each parameter's name by its id (a tied one under its first name)."""
+    return {id(p): name for name, p in model.named_parameters()}
 
 
 @functools.cache
