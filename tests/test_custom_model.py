@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import mup
@@ -50,6 +51,13 @@ def load_example(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def logits_of_fresh(cfg: CustomConfig) -> torch.Tensor:
+    """The logits of the model of `cfg` drawn under seed 0, on fixed token ids."""
+    idx = torch.arange(16).reshape(2, 8)
+    torch.manual_seed(0)
+    return build_model(cfg)(idx)
 
 
 def llama(width: int, **kw) -> CustomConfig:
@@ -101,14 +109,9 @@ def test_sp_is_the_same_factory_without_mup_rules():
 
 def test_the_tool_applies_alpha_out_to_a_named_plain_readout():
     cfg = CustomConfig(factory=NANOGPT, d_model=64, base_d_model=32, seq_len=32, readout="lm_head")
-    idx = torch.randint(0, 256, (2, 16))
-    torch.manual_seed(0)
-    one = build_model(cfg)(idx)
-    torch.manual_seed(0)
-    three = build_model(CustomConfig(**{**cfg.__dict__, "alpha_out": 3.0}))(idx)
-    torch.testing.assert_close(three, 3 * one)
-    torch.manual_seed(0)
-    unnamed = build_model(CustomConfig(**{**cfg.__dict__, "readout": None}))(idx)
+    one = logits_of_fresh(cfg)
+    torch.testing.assert_close(logits_of_fresh(replace(cfg, alpha_out=3.0)), 3 * one)
+    unnamed = logits_of_fresh(replace(cfg, readout=None))
     torch.testing.assert_close(unnamed, 2 * one)  # µP's 1/m at twice the base width
 
 
@@ -166,10 +169,17 @@ def test_a_custom_model_trains_and_resumes_deterministically(corpus, tmp_path):
     again, _ = train(run, corpus)
     assert again.train_loss == whole.train_loss
     ckpt = tmp_path / "run.ckpt"
-    train(
-        RunConfig(**{**run.__dict__, "steps": 8}), corpus, checkpoint_path=ckpt, checkpoint_every=4
-    )
+
+    def killed_after_step_4(step: int, _metrics: dict) -> None:
+        if step > 4:
+            raise KeyboardInterrupt  # the process dies after its step-4 checkpoint
+
+    with pytest.raises(KeyboardInterrupt):
+        train(
+            run, corpus, checkpoint_path=ckpt, checkpoint_every=4, on_progress=killed_after_step_4
+        )
     resumed, _ = train(run, corpus, checkpoint_path=ckpt)
+    assert resumed.resumed_from == 4
     assert resumed.val_loss == whole.val_loss
 
 
@@ -491,18 +501,11 @@ def test_a_named_readout_s_bias_is_not_scaled_with_width(readouts):
 
 
 def test_alpha_out_multiplies_a_readout_s_own_multiplier(readouts):
-    idx = torch.randint(0, 256, (2, 8))
-    out = {}
-    for alpha in (1.0, 1.5):
-        torch.manual_seed(0)
-        model = build_model(
-            CustomConfig(
-                factory=f"{readouts}:own_multiplier", d_model=64, base_d_model=32, alpha_out=alpha
-            )
-        )
-        assert model.head.output_mult == 2.0 * alpha
-        out[alpha] = model(idx)
-    torch.testing.assert_close(out[1.5], 1.5 * out[1.0])
+    cfg = CustomConfig(factory=f"{readouts}:own_multiplier", d_model=64, base_d_model=32)
+    assert build_model(replace(cfg, alpha_out=1.5)).head.output_mult == 2.0 * 1.5
+    torch.testing.assert_close(
+        logits_of_fresh(replace(cfg, alpha_out=1.5)), 1.5 * logits_of_fresh(cfg)
+    )
 
 
 def test_a_zero_initialised_mureadout_stays_zero(readouts):
@@ -517,12 +520,8 @@ def test_multipliers_reach_a_factory_only_by_name(readouts):
     does not tune α_attn, which only a factory that names it could apply."""
     cfg = CustomConfig(factory=f"{readouts}:forwards", d_model=64, base_d_model=32)
     assert "alpha_attn" not in C.tunable(cfg) and {"alpha_in", "alpha_out"} <= C.tunable(cfg)
-    idx = torch.randint(0, 256, (2, 8))
-    torch.manual_seed(0)
-    one = build_model(cfg)(idx)
-    torch.manual_seed(0)
-    three = build_model(CustomConfig(**{**cfg.__dict__, "alpha_out": 3.0}))(idx)
-    torch.testing.assert_close(three, 3 * one)
+    one = logits_of_fresh(cfg)
+    torch.testing.assert_close(logits_of_fresh(replace(cfg, alpha_out=3.0)), 3 * one)
 
 
 def test_a_target_width_the_factory_cannot_build_is_one_line(tmp_path):
