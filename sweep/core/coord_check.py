@@ -20,9 +20,7 @@ from sweep.core.model import lm_loss
 from sweep.core.models import ModelConfig, build_model, config_of, tracked_modules
 from sweep.core.train import OptimConfig, make_optimizer
 
-# The largest slope µP may show. Sound models measure up to about 0.3 over widths from 32 (the
-# narrowest widths have 2 heads); a broken rule gives 0.5 (a readout without 1/m, an init that
-# ignores fan-in) to over 1 (SP, or Adam's hidden LR not divided by m) within a few steps.
+# The largest slope µP may show: between what sound and broken models measure (docs/methods.md §2).
 DEFAULT_THRESHOLD = 0.4
 
 
