@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import itertools
 import math
 import os
 import re
@@ -229,7 +230,13 @@ class LoggerConfig:
 @dataclass
 class WarmstartConfig:
     method: Method = Method.shrink_pad_perturb  # or cold: a fresh init, no warm start
-    source: SourceModel = SourceModel.widest  # grow the widest ladder width, or the proxy
+    # the model grown: the widest ladder width, the proxy, or any ladder width; the transfer
+    # check's run of that width at the tuned values is reused when their runs are the same
+    source: str = SourceModel.widest
+    stages: list[int] = field(default_factory=list)  # progressive: widths grown through first
+    stage_steps: int = 50  # what each of those widths trains before the next growth
+    warmup: int | None = None  # the warm run's warmup from its source's final LR; null: ladder's
+    peak: float = 1.0  # the warm run's peak LR, a multiple of the tuned LR
     shrink: float = 0.8  # λ (docs/methods.md §4)
     perturb: float = 0.3  # σ: scale of the fresh µP init noise added
     sampling: Sampling = Sampling.stratified  # rc_sampling: each unit N/n times, or iid (§6)
@@ -520,16 +527,33 @@ def check_warmstart(cfg: DictConfig) -> None:
     """A warm start whose source can be built and grown into the target (the values of
     shrink, perturb and noise alone are `validate`'s domains)."""
     ws, ladder = cfg.warmstart, cfg.ladder
-    width = source_width(cfg)
-    stratified = ws.method == Method.rc_sampling and ws.sampling == Sampling.stratified
-    if stratified and ladder.target % width:
+    widths = list(ladder.widths)
+    if str(ws.source) not in {*SourceModel, *map(str, widths)}:
         raise ValueError(
-            f"warmstart.sampling=stratified copies each source unit target/source times: "
-            f"ladder.target ({ladder.target}) must be a multiple of the source width ({width}); "
-            "use warmstart.sampling=iid or another warmstart.source"
+            "warmstart.source must be widest, proxy or a ladder width "
+            f"({', '.join(map(str, widths))}), got {ws.source!r}"
         )
+    width = source_width(cfg)
+    path = [width, *ws.stages, ladder.target]
+    if ws.stages and (
+        ws.method in (Method.stack, Method.cold) or any(a >= b for a, b in itertools.pairwise(path))
+    ):
+        raise ValueError(
+            f"warmstart.stages ({list(ws.stages)}) must be widths between the source "
+            f"({width}) and the target ({ladder.target}), increasing, grown by a method that "
+            "grows width (not stack or cold)"
+        )
+    stratified = ws.method == Method.rc_sampling and ws.sampling == Sampling.stratified
+    for small, large in itertools.pairwise(path):
+        if stratified and large % small:
+            raise ValueError(
+                f"warmstart.sampling=stratified copies each unit of a width as many times as the "
+                f"next width holds it: {large} must be a multiple of {small} (ladder.target, "
+                "warmstart.source, warmstart.stages); use warmstart.sampling=iid or other widths"
+            )
     target = model_config(cfg, ladder.target, "mup", dict(ladder.hparams), target_depth(cfg))
-    source_config(target, ws.method, width, ws.stack_factor)  # the source can be built
+    for w in path[:-1]:  # the source and every stage can be built
+        source_config(target, ws.method, w, ws.stack_factor)
 
 
 def data_config(cfg: DictConfig) -> DataConfig:
@@ -537,8 +561,13 @@ def data_config(cfg: DictConfig) -> DataConfig:
 
 
 def source_width(cfg: DictConfig) -> int:
-    """The width of the model the warm start grows: the widest ladder width or the proxy's."""
-    return cfg.ladder.widths[-1 if cfg.warmstart.source == SourceModel.widest else 0]
+    """The width of the model the warm start grows: `warmstart.source` read as a ladder width."""
+    source, widths = str(cfg.warmstart.source), list(cfg.ladder.widths)
+    if source == SourceModel.widest:
+        return widths[-1]
+    if source == SourceModel.proxy:
+        return widths[0]
+    return int(source)
 
 
 def target_depth(cfg: DictConfig) -> int:
@@ -926,6 +955,11 @@ FIELD_CHECKS: dict[str, Check] = {
     "warmstart.perturb": at_least(0),
     "warmstart.noise": at_least(0),
     "warmstart.stack_factor": at_least(2),
+    "warmstart.source": check_warmstart,
+    "warmstart.stages": check_warmstart,
+    "warmstart.stage_steps": positive(),
+    "warmstart.warmup": at_least(0, optional=True),
+    "warmstart.peak": positive(),
     "warmstart.sampling": check_warmstart,  # stratified needs a target a multiple of the source
     "hardware.device": check_hardware,
     "hardware.micro_batch_size": check_hardware,
@@ -959,7 +993,6 @@ EXEMPT: dict[str, str] = {
     "logger.entity": "any W&B user or team (null: WANDB_ENTITY or the default entity)",
     "logger.mode": "an Enum: OmegaConf refuses any other value at composition",
     "warmstart.method": "an Enum; the source each method needs is checked with stack_factor",
-    "warmstart.source": "an Enum: the widest ladder width and the proxy are both valid",
     "hardware.precision": "an Enum: every precision runs on every device",
     "hardware.compile": "a boolean (null: on for CUDA)",
     "hardware.tf32": "a boolean",

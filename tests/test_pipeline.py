@@ -72,7 +72,6 @@ def test_structured_config_rejects_typos_and_wrong_types(tmp_path):
         ("logger.kind=mlflow", "wandb, none"),
         ("logger.mode=live", "offline, online, disabled"),
         ("warmstart.method=hypercloning", "shrink_pad_perturb, function_preserving"),
-        ("warmstart.source=middle", "widest, proxy"),
         ("warmstart.sampling=sobol", "stratified, iid"),
         ("ladder.schedule=linear", "constant, cosine"),
         ("data.source=web", "stdlib, docs, text, tokens"),

@@ -61,6 +61,7 @@ class OptimConfig:
     min_lr_ratio: float = 0.1
     grad_clip: float = 0.0  # global gradient-norm clip; 0 disables
     decay_fraction: float = 0.2  # wsd: the share of the run's steps spent decaying
+    warmup_from: float = 0.0  # the LR factor warmup rises from (a warm start: its source's last)
 
     def __post_init__(self) -> None:
         if not self.lr > 0:
@@ -75,6 +76,8 @@ class OptimConfig:
                 raise ValueError(f"optim.{name} must be >= 0, got {getattr(self, name)}")
         if not 0.0 < self.decay_fraction <= 1.0:
             raise ValueError(f"optim.decay_fraction must be in (0, 1], got {self.decay_fraction}")
+        if not 0.0 <= self.warmup_from <= 1.0:
+            raise ValueError(f"optim.warmup_from must be in [0, 1], got {self.warmup_from}")
 
 
 @dataclass(frozen=True)
@@ -131,9 +134,11 @@ class RunResult:
 
 
 def lr_factor(step: int, optim: OptimConfig, total_steps: int) -> float:
-    """Schedule multiplier of η at `step` (0-based): linear warmup, then constant or cosine."""
+    """Schedule multiplier of η at `step` (0-based): linear warmup from `warmup_from`, then
+    constant, cosine or warmup-stable-decay."""
     if step < optim.warmup_steps:
-        return (step + 1) / optim.warmup_steps
+        start = optim.warmup_from
+        return start + (1.0 - start) * (step + 1) / optim.warmup_steps
     if optim.schedule == Schedule.constant:
         return 1.0
     if optim.schedule == Schedule.wsd:

@@ -28,6 +28,7 @@ from enum import StrEnum, auto
 import torch
 
 from sweep.core.models import ModelConfig, build_model, is_builtin
+from sweep.core.train import OptimConfig, lr_factor
 from sweep.grow.function_preserving import expand
 from sweep.grow.pad import grow_state
 from sweep.grow.pad_inferred import grow_inferred
@@ -80,6 +81,20 @@ def source_config(target: ModelConfig, method: str, width: int, stack_factor: in
             )
         cfg = replace(cfg, n_layer=target.n_layer // stack_factor, base_n_layer=target.depth_base)
     return cfg
+
+
+def warm_optim(
+    optim: OptimConfig, source: OptimConfig, source_steps: int, *, warmup: int | None, peak: float
+) -> OptimConfig:
+    """A warm run's optimizer: peak × the tuned LR, and its warmup (the ladder's length, or
+    `warmup` steps; 0: none) rising from the LR its source ended at rather than from zero, since
+    the model it starts from is trained."""
+    lr = optim.lr * peak
+    steps = optim.warmup_steps if warmup is None else warmup
+    ended = source.lr * lr_factor(source_steps - 1, source, source_steps)
+    return replace(
+        optim, lr=lr, warmup_steps=steps, warmup_from=min(1.0, ended / lr) if steps else 0.0
+    )
 
 
 def pad_function_gap(state: State, source: ModelConfig, target: ModelConfig) -> float:

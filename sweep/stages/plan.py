@@ -27,7 +27,8 @@ from sweep.core.flops import training_flops
 from sweep.core.models import ModelConfig
 from sweep.core.parametrization import PARAMETRIZATIONS
 from sweep.core.train import RunConfig, train
-from sweep.stages.target import KINDS, source_checkpoint, source_run
+from sweep.stages.source import source_checkpoint, source_run
+from sweep.stages.target import KINDS, source_is_transfer_point, stage_run
 from sweep.stages.transfer import extra_seeds, grid_seeds, next_runs, read_results
 from sweep.stages.tune import COUNTED, trial_budget, tuned_hparams
 from sweep.stages.verify import next_steps, read_curve
@@ -158,11 +159,20 @@ def plan_target(
     )
     runs = [target] * len(todo)
     source = source_run(cfg, tuned, cfg.seed)
-    if "warm" in todo and not source_checkpoint(run_dir, source).exists():
-        runs.append(source)  # trained inside the warm job, before it
+    shared = source_is_transfer_point(cfg, tuned, cfg.seed)
+    planned = [s for s in cfg.stages if s != Stage.plan] or list(RUN_STAGES)
+    trained = source_checkpoint(run_dir, source).exists() or (shared and Stage.transfer in planned)
+    if "warm" in todo:  # trained inside the warm job, before it
+        runs += [] if trained else [source]
+        previous = source
+        for width in cfg.warmstart.stages:
+            previous = stage_run(cfg, tuned, target, previous, width)
+            runs.append(previous)
     flops = sum(_flops(r) for r in runs)
     seconds = _seconds(runs, step_seconds, 1) / max(1, min(len(todo), cfg.launcher.max_parallel))
-    note = f"warm start {cfg.warmstart.method} from width {source.model.d_model}"
+    through = "".join(f" → {w}" for w in cfg.warmstart.stages)
+    note = f"warm start {cfg.warmstart.method} from width {source.model.d_model}{through}"
+    note += " (the transfer check's run)" if shared else ""
     return StagePlan("target", len(todo), len(runs), flops, len(runs), flops, seconds, note)
 
 

@@ -2,11 +2,13 @@
 
 The warm run starts from a source model grown by `warmstart.method` (`sweep.grow.warmstart`); the
 cold run from a fresh µP init; both with the same HPs, seed and therefore the same batches. The
-source is trained with the tuned HPs for `ladder.tune_steps` at the widest ladder width
-(`warmstart.source=widest`, the default: µTransfer already makes it a tuned model, and growing 2×
-keeps far more of it than growing the 1/16-wide proxy) or at the proxy width itself (`=proxy`:
-the best trial's own run, same seed); `stack` trains it at 1/stack_factor of the depth. Every run
-checkpoints as it goes, so an interrupted stage resumes.
+source (`sweep.stages.source`) is a ladder width trained with the tuned HPs: the widest by
+default (µTransfer already makes it a tuned model, and growing 2× keeps far more of it than
+growing the 1/16-wide proxy), and then it is the transfer check's own run, reused; `stack` trains
+it at 1/stack_factor of the depth. With `warmstart.stages` it grows through wider models first,
+each trained briefly (progressive growth). The warm run's schedule is its own: its warmup
+(`warmstart.warmup`) rises from the LR its source ended at, to `warmstart.peak` × the tuned LR.
+Every run checkpoints as it goes, so an interrupted stage resumes.
 
 `train_target` is the one path from a config to a finished target run; the warm-start benchmark
 (`analysis.warmstart`) calls it too, with shorter schedules and shifted LRs.
@@ -35,11 +37,15 @@ from sweep.core.checkpoint import load_checkpoint
 from sweep.core.data import load_corpus
 from sweep.core.flops import training_flops
 from sweep.core.hardware import SINGLE, World
+from sweep.core.models import ModelConfig
 from sweep.core.speedup import speedup
 from sweep.core.train import RunConfig, RunResult, train
 from sweep.edges.distributed import process_group
 from sweep.edges.tracking import live_progress, log_result, wandb_run
-from sweep.grow.warmstart import Method, pad_function_gap, source_config, warm_start
+from sweep.grow.state import State
+from sweep.grow.warmstart import Method, pad_function_gap, source_config, warm_optim, warm_start
+from sweep.stages.source import digest, source_checkpoint, source_run
+from sweep.stages.transfer import Run, point_config
 
 KINDS = ("warm", "cold")
 # the settings each method reads, recorded beside its result
@@ -67,40 +73,61 @@ def target_specs(cfg: DictConfig, run_dir: Path, hparams: dict[str, float]) -> l
     ]
 
 
-def source_run(cfg: DictConfig, hparams: dict[str, float], seed: int) -> RunConfig:
-    """The warm start's source: `ladder.tune_steps` at the tuned HPs, at the source's shape."""
-    ws = cfg.warmstart
-    run = run_config(
-        cfg, cfg.ladder.target, "mup", hparams, cfg.ladder.tune_steps, seed, target_depth(cfg)
-    )
-    return replace(
-        run, model=source_config(run.model, ws.method, source_width(cfg), ws.stack_factor)
-    )
-
-
-def source_checkpoint(run_dir: Path, run: RunConfig) -> Path:
-    model = run.model
-    base = "" if model.depth_base == model.n_layer else f"_base{model.depth_base}"
-    return run_dir / "target" / f"source_w{model.d_model}_L{model.n_layer}{base}_s{run.seed}.ckpt"
+def source_is_transfer_point(cfg: DictConfig, tuned: dict[str, float], seed: int) -> bool:
+    """Whether the source is one of the transfer check's runs (its checkpoint is then the one
+    that run saved, and its cost is the check's)."""
+    point = Run("mup", source_width(cfg), 0, seed)
+    return seed == cfg.seed and source_run(cfg, tuned, seed) == point_config(cfg, tuned, point)
 
 
 def train_source(
     cfg: DictConfig, run_dir: Path, hparams: dict[str, float], seed: int, world: World = SINGLE
 ) -> tuple[RunConfig, RunResult, dict[str, torch.Tensor]]:
-    """The warm start's source at the tuned HPs (trained once, then read from its checkpoint):
-    its run, its result and its weights (read back from the checkpoint, so that every process
-    of a data-parallel run holds them whole, whatever the sharding)."""
+    """The warm start's source at the tuned HPs (trained once, by the transfer check when it is
+    one of its runs, then read from its checkpoint): its run, its result and its weights (read
+    back from the checkpoint, so that every process of a data-parallel run holds them whole,
+    whatever the sharding)."""
     run = source_run(cfg, hparams, seed)
-    checkpoint = source_checkpoint(run_dir, run)
+    return run, *_trained(cfg, run, source_checkpoint(run_dir, run), "source", world)
+
+
+def _trained(
+    cfg: DictConfig,
+    run: RunConfig,
+    checkpoint: Path,
+    label: str,
+    world: World,
+    init_state: dict[str, torch.Tensor] | None = None,
+) -> tuple[RunResult, dict[str, torch.Tensor]]:
+    """`run` trained to its checkpoint (or read from it): its result and final weights."""
     result, _ = train(
         run,
         load_corpus(data_config(cfg)),
         execution=execution(cfg),
         world=world,
-        on_progress=live_progress(None, f"source {run.model.d_model}", run.steps, echo=world.main),
+        init_state=init_state,
+        on_progress=live_progress(None, f"{label} {run.model.d_model}", run.steps, echo=world.main),
         checkpoint_path=checkpoint,
     )
-    return run, result, load_checkpoint(checkpoint)["model"]
+    return result, load_checkpoint(checkpoint)["model"]
+
+
+def grow(
+    cfg: DictConfig, state: State, source: ModelConfig, target: ModelConfig, seed: int
+) -> State:
+    """One growth step by `warmstart.method` with its settings."""
+    ws = cfg.warmstart
+    return warm_start(
+        ws.method,
+        state,
+        source,
+        target,
+        shrink=ws.shrink,
+        perturb=ws.perturb,
+        sampling=ws.sampling,
+        noise=ws.noise,
+        seed=seed,
+    )
 
 
 def warm_init(
@@ -109,30 +136,58 @@ def warm_init(
     hparams: dict[str, float],
     target: RunConfig,
     world: World = SINGLE,
-) -> tuple[dict[str, torch.Tensor], RunResult, dict[str, Any]]:
-    """The warm run's initial state, its source's result, and what to record about the method."""
+) -> tuple[dict[str, torch.Tensor], RunConfig, dict[str, Any]]:
+    """The warm run's initial state, the last run it grew from (whose final LR the warm run's
+    warmup starts from), and what to record about the method and its cost.
+
+    The source grows into each of `warmstart.stages` in turn, each trained `stage_steps` with
+    the warm run's schedule, then into the target. `charged_flops` is what the warm start cost
+    beyond what the pipeline spends anyway: the stages, and the source unless it is a transfer
+    run."""
     ws = cfg.warmstart
-    source_run, source_result, source = train_source(cfg, run_dir, hparams, target.seed, world)
-    state = warm_start(
-        ws.method,
-        source,
-        source_run.model,
-        target.model,
-        shrink=ws.shrink,
-        perturb=ws.perturb,
-        sampling=ws.sampling,
-        noise=ws.noise,
-        seed=target.seed,
-    )
-    info = {
+    run, source_result, state = train_source(cfg, run_dir, hparams, target.seed, world)
+    shared = source_is_transfer_point(cfg, hparams, target.seed)
+    info: dict[str, Any] = {
         "method": str(ws.method),
-        "source_width": source_run.model.d_model,
-        "source_layers": source_run.model.n_layer,
+        "source_width": run.model.d_model,
+        "source_layers": run.model.n_layer,
+        "source_from_transfer": shared,
+        "source_flops": source_result.flops,
         **{name: ws[name] for name in METHOD_SETTINGS.get(ws.method, ())},
     }
     if ws.method == Method.shrink_pad_perturb:  # how exactly its padding kept the function
-        info["pad_function_gap"] = pad_function_gap(source, source_run.model, target.model)
-    return state, source_result, info
+        info["pad_function_gap"] = pad_function_gap(state, run.model, target.model)
+    chain, stage_flops = [source_checkpoint(run_dir, run).name], 0
+    for width in ws.stages:
+        stage = stage_run(cfg, hparams, target, run, width)
+        chain.append(digest({"run": stage.to_dict(), "settings": plain(ws)}))
+        model = f"stage_w{width}_L{stage.model.n_layer}_s{stage.seed}_{digest(chain)}.ckpt"
+        grown = grow(cfg, state, run.model, stage.model, target.seed)
+        result, state = _trained(cfg, stage, run_dir / "target" / model, "stage", world, grown)
+        stage_flops += result.flops
+        run = stage
+    info |= {
+        "stages": list(ws.stages),
+        "stage_steps": ws.stage_steps,
+        "stage_flops": stage_flops,
+        "charged_flops": stage_flops + (0 if shared else source_result.flops),
+    }
+    return grow(cfg, state, run.model, target.model, target.seed), run, info
+
+
+def stage_run(
+    cfg: DictConfig, hparams: dict[str, float], target: RunConfig, grown_from: RunConfig, width: int
+) -> RunConfig:
+    """A progressive stage: the target at `width`, `stage_steps` at the warm run's schedule."""
+    ws = cfg.warmstart
+    model = source_config(target.model, ws.method, width, ws.stack_factor)
+    optim = run_config(cfg, width, "mup", hparams, ws.stage_steps, target.seed).optim
+    return replace(
+        target,
+        model=model,
+        steps=ws.stage_steps,
+        optim=warm_optim(optim, grown_from.optim, grown_from.steps, warmup=ws.warmup, peak=ws.peak),
+    )
 
 
 def train_target(
@@ -161,8 +216,13 @@ def train_target(
     run = run_config(cfg, cfg.ladder.target, "mup", hparams, steps, seed, target_depth(cfg))
     init_state, source_flops, info = None, 0, {"method": str(Method.cold)}
     if warm:
-        init_state, source_result, info = warm_init(cfg, run_dir, tuned, run, world)
-        source_flops = source_result.flops
+        init_state, grown_from, info = warm_init(cfg, run_dir, tuned, run, world)
+        ws = cfg.warmstart
+        optim = warm_optim(
+            run.optim, grown_from.optim, grown_from.steps, warmup=ws.warmup, peak=ws.peak
+        )
+        run = replace(run, optim=optim)
+        source_flops = info["charged_flops"]
     config = {"width": cfg.ladder.target, "parametrization": "mup", "warmstart": kind, **hparams}
     name = wandb_name or f"target-{kind}"
     job_type = job_type or f"target-{kind}"
@@ -188,6 +248,12 @@ def train_target(
         "result": result.to_dict(),
         "source_flops": source_flops,
         "flops_per_step": result.flops / max(1, result.steps_done),
+        "schedule": {
+            "lr": run.optim.lr,
+            "schedule": run.optim.schedule,
+            "warmup_steps": run.optim.warmup_steps,
+            "warmup_from": run.optim.warmup_from,
+        },
     }
 
 
@@ -230,9 +296,13 @@ def target_summary(
             "devices": result.devices,
         }
     summary["flops"] = sum(run["result"]["flops"] + run["source_flops"] for run in runs.values())
-    gap = runs.get("warm", {}).get("warmstart", {}).get("pad_function_gap")
-    if gap is not None:  # how exactly shrink-pad-perturb's padding kept the source's function
-        summary["pad_function_gap"] = gap
+    info = runs.get("warm", {}).get("warmstart", {})
+    for key in ("pad_function_gap", "source_from_transfer", "stages"):
+        if key in info:  # e.g. how exactly shrink-pad-perturb's padding kept the function
+            summary[key] = info[key]
+    for kind, run in runs.items():
+        if "schedule" in run:
+            summary[kind]["schedule"] = run["schedule"]
     if "warm" in runs and "cold" in runs:
         warm, cold = runs["warm"], runs["cold"]
         per_step = cold["flops_per_step"]

@@ -48,8 +48,9 @@ from sweep.core.metrics import (
 )
 from sweep.core.parametrization import PARAMETRIZATIONS
 from sweep.core.records import read_record, write_record
-from sweep.core.train import train
+from sweep.core.train import RunConfig, train
 from sweep.edges.tracking import live_progress, log_result, wandb_run
+from sweep.stages.source import shared_checkpoint
 
 
 @dataclass(frozen=True)
@@ -167,13 +168,21 @@ def transfer_job(spec: dict[str, Any]) -> list[str]:
     return done
 
 
-def train_run(cfg: DictConfig, run_dir: Path, tuned: dict[str, float], run: Run) -> dict[str, Any]:
-    """One run of the check: its final validation loss (NaN if it diverged) and FLOPs."""
-    log2_lr = math.log2(tuned["lr"]) + run.step * cfg.ladder.lr_resolution
-    hparams = tuned | {"lr": 2.0**log2_lr}
-    config = run_config(
+def point_config(cfg: DictConfig, tuned: Mapping[str, float], run: Run) -> RunConfig:
+    """The training run of one point: the tuned HPs, the LR times 2^(k·lr_resolution) (exactly
+    the tuned LR at k = 0, so that point is the run the warm start's source makes)."""
+    hparams = dict(tuned) | {"lr": tuned["lr"] * 2.0 ** (run.step * cfg.ladder.lr_resolution)}
+    return run_config(
         cfg, run.width, run.parametrization, hparams, cfg.ladder.transfer_steps, run.seed
     )
+
+
+def train_run(cfg: DictConfig, run_dir: Path, tuned: dict[str, float], run: Run) -> dict[str, Any]:
+    """One run of the check: its final validation loss (NaN if it diverged) and FLOPs. The run
+    that is also the warm start's source keeps its final state for the target stage."""
+    log2_lr = math.log2(tuned["lr"]) + run.step * cfg.ladder.lr_resolution
+    config = point_config(cfg, tuned, run)
+    hparams = tuned | {"lr": config.optim.lr}
     wandb_config = {**asdict(run), "log2_lr": log2_lr, **hparams}
     name = f"{run.parametrization}_w{run.width}_lr{log2_lr:+.2f}_s{run.seed}"
     with wandb_run(cfg.logger, run_dir, "transfer", name, wandb_config, public(cfg)) as wb:
@@ -182,6 +191,7 @@ def train_run(cfg: DictConfig, run_dir: Path, tuned: dict[str, float], run: Run)
             load_corpus(data_config(cfg)),
             execution=execution(cfg),
             on_progress=live_progress(wb, name, config.steps),
+            checkpoint_path=shared_checkpoint(cfg, run_dir, tuned, config),
         )
         log_result(wb, result)
     loss = result.final_val_loss if result.status == "completed" else math.nan
