@@ -49,8 +49,11 @@ def plan(ladder: str, out: Path, seeds: list[int], *overrides: str) -> list[dict
     spp = warmstart_of(ladder, out, "shrink_pad_perturb")
     shape = pipeline_cfg(ladder, out, *overrides).ladder
     full, widths = shape.target_steps, list(shape.widths)
-    progressive = {"source": str(widths[-2]), "stages": [widths[-1]],
-                   "stage_steps": PROGRESSIVE_STEPS}  # fmt: skip
+    progressive = {
+        "source": str(widths[-2]),
+        "stages": [widths[-1]],
+        "stage_steps": PROGRESSIVE_STEPS,
+    }
     runs = []
     for seed in seeds:
         runs.append({"name": f"cold_s{seed}", "seed": seed, "shift": 0, "warmstart": None})
@@ -59,9 +62,14 @@ def plan(ladder: str, out: Path, seeds: list[int], *overrides: str) -> list[dict
             runs.append({"name": f"{name}_s{seed}", "seed": seed, "shift": 0, "warmstart": ws})
             if name in HALF:
                 runs.append(
-                    {"name": f"{name}_b{full // 2}_s{seed}", "seed": seed, "shift": 0,
-                     "steps": full // 2, "warmstart": ws}
-                )  # fmt: skip
+                    {
+                        "name": f"{name}_b{full // 2}_s{seed}",
+                        "seed": seed,
+                        "shift": 0,
+                        "steps": full // 2,
+                        "warmstart": ws,
+                    }
+                )
     return runs
 
 
@@ -93,8 +101,12 @@ def stats(values: list[float | None]) -> dict[str, Any]:
     finite = [v for v in values if v is not None]
     if len(finite) < len(values) or not finite:
         return {"values": values, "mean": None, "min": None, "max": None}
-    return {"values": values, "mean": float(np.mean(finite)), "min": min(finite),
-            "max": max(finite)}  # fmt: skip
+    return {
+        "values": values,
+        "mean": float(np.mean(finite)),
+        "min": min(finite),
+        "max": max(finite),
+    }
 
 
 def summarize(records: dict[str, dict], seeds: list[int]) -> dict[str, Any]:
@@ -157,8 +169,12 @@ def main(argv: list[str] | None = None) -> int:
     hparams = tuned_hparams(cfg, open_or_create_study(cfg, folder))
     todo_plan = plan(args.ladder, out, args.seeds, *args.overrides)
     todo = [r for r in todo_plan if not (folder / "bench" / f"{r['name']}.json").exists()]
-    common = {"cfg": plain(cfg), "dir": str(folder), "hparams": hparams,
-              "eval_every": args.eval_every}  # fmt: skip
+    common = {
+        "cfg": plain(cfg),
+        "dir": str(folder),
+        "hparams": hparams,
+        "eval_every": args.eval_every,
+    }
     sources = {}
     for r in todo:  # one job per distinct source, before any target run needs it
         if r["warmstart"] is not None:

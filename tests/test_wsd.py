@@ -6,7 +6,7 @@ from dataclasses import replace
 import pytest
 
 from sweep.core.checkpoint import load_checkpoint, save_checkpoint
-from sweep.core.train import OptimConfig, lr_factor, train
+from sweep.core.train import OptimConfig, lr_factor, snapshot_path, train
 
 WSD = OptimConfig(lr=3e-3, warmup_steps=2, schedule="wsd", decay_fraction=0.25, min_lr_ratio=0.0)
 
@@ -48,6 +48,25 @@ def test_a_wsd_run_decayed_at_step_k_equals_a_run_scheduled_to_end_at_k(corpus, 
     assert branched.resumed_from == 9 and alone.status == branched.status == "completed"
     assert branched.train_loss == alone.train_loss
     assert branched.val_loss == alone.val_loss
+
+
+def test_one_long_run_with_snapshots_gives_every_shorter_run_by_a_short_decay(
+    corpus, tiny_run, tmp_path
+):
+    long = replace(tiny_run, optim=WSD, steps=24, eval_every=3)
+    path = tmp_path / "long.ckpt"
+    full, _ = train(long, corpus, checkpoint_path=path, snapshots=(6, 9))
+    assert full.status == "completed" and not (tmp_path / "long.step12.ckpt").exists()
+    for length, branch in ((8, 6), (12, 9)):  # a run of `length` decays over its last quarter
+        snapshot = snapshot_path(path, branch)
+        assert load_checkpoint(snapshot)["step"] == branch
+        alone, _ = train(replace(long, steps=length), corpus)
+        branched, _ = train(replace(long, steps=length), corpus, branch_from=snapshot)
+        assert branched.resumed_from == branch and branched.val_loss == alone.val_loss
+    resumed, _ = train(long, corpus, checkpoint_path=path, snapshots=(6, 9))
+    assert resumed.val_loss == full.val_loss  # the snapshots leave the run's own checkpoint be
+    with pytest.raises(ValueError, match="give checkpoint_path"):
+        train(long, corpus, snapshots=(6,))
 
 
 def test_a_run_cannot_branch_where_the_schedules_already_differ(corpus, long_run_at_step_9):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum, auto
@@ -244,6 +244,12 @@ def branch_point(saved: dict, step: int, run: RunConfig) -> None:
         )
 
 
+def snapshot_path(checkpoint_path: str | Path, step: int) -> Path:
+    """Where `train(..., snapshots=...)` keeps the checkpoint of `step`."""
+    path = Path(checkpoint_path)
+    return path.with_name(f"{path.stem}.step{step}{path.suffix}")
+
+
 def train(
     run: RunConfig,
     corpus: Corpus,
@@ -256,6 +262,7 @@ def train(
     checkpoint_path: str | Path | None = None,
     checkpoint_every: int = 0,
     branch_from: str | Path | None = None,
+    snapshots: Collection[int] = (),
 ) -> tuple[RunResult, torch.nn.Module]:
     """Train one model; resume from `checkpoint_path` if it holds this run's checkpoint.
 
@@ -264,11 +271,15 @@ def train(
     calling `train` again on a finished run returns its result without training. `branch_from`,
     a checkpoint of a run that differs from this one only in length, taken where their LR
     schedules still agree (a WSD run's stable phase), starts this run at that step instead of
-    step 0; this run's own checkpoint, once it has one, takes precedence. Under a `world`
+    step 0; this run's own checkpoint, once it has one, takes precedence. At each step of
+    `snapshots` a copy of the checkpoint is kept beside it (`snapshot_path`): the points that
+    shorter runs branch from. Under a `world`
     of several processes every process calls `train` alike; they train one model on their rows
     of each batch, see the same losses, and only the main process writes the checkpoint.
     """
     cfg = run.model
+    if snapshots and checkpoint_path is None:
+        raise ValueError("snapshots are copies of the run's checkpoint: give checkpoint_path")
     if cfg.vocab_size < corpus.vocab_size:
         raise ValueError(
             f"model.vocab_size ({cfg.vocab_size}) is smaller than the corpus vocabulary "
@@ -319,14 +330,14 @@ def train(
     for restored_step, metrics in history_rows(state["train_loss"], state["val_loss"]):
         report(restored_step, metrics)  # what a resumed run restored, before what it adds
 
-    def save() -> None:
-        if checkpoint_path is None:
+    def save(path: str | Path | None = checkpoint_path) -> None:
+        if path is None:
             return
         model_state, optim_state = D.full_state(module, optimizer)  # collective under FSDP
         if world.main:
             payload = {"run": run.to_dict(), "precision": execution.precision}
             payload |= {"model": model_state, "optim": optim_state}
-            save_checkpoint(checkpoint_path, payload | state)
+            save_checkpoint(path, payload | state)
         D.barrier(world)
 
     def stop(status: str, reason: str) -> bool:
@@ -409,18 +420,22 @@ def train(
         pending.append((step, total / n_micro if n_micro > 1 else total))
         evaluating = step % run.eval_every == 0 or step == run.steps
         saving = bool(checkpoint_every) and step % checkpoint_every == 0
-        if step % execution.sync_every == 0 or evaluating or saving:
+        keeping = step in snapshots
+        if step % execution.sync_every == 0 or evaluating or saving or keeping:
             done = read_losses()
         if done:
             break
         pause = time.perf_counter()
         if evaluating:
             done = evaluate_and_check(step)
-        if not done and saving:
+        if not done and (saving or keeping):
             state["train_seconds"] += pause - started - paused
             state["steps_timed"] += step - timed_from
             started, paused, timed_from = pause, 0.0, step
-            save()
+            if saving:
+                save()
+            if keeping:
+                save(snapshot_path(checkpoint_path, step))
         paused += time.perf_counter() - pause
     done = read_losses() or done
     if step > timed_from:

@@ -203,11 +203,15 @@ def train_target(
     wandb_name: str | None = None,
     job_type: str | None = None,
     world: World = SINGLE,
+    branch_from: Path | None = None,
+    snapshots: tuple[int, ...] = (),
 ) -> dict[str, Any]:
     """One target run: config → warm start (from a source trained with the tuned HPs) or a
     cold init → checkpointed training → its result record.
 
     `lr_scale` multiplies the tuned LR of the target run only (the source keeps the tuned HPs).
+    `branch_from` and `snapshots` are `train`'s: a WSD run of this length decayed from a longer
+    one's snapshot, and the snapshots a long run keeps for that.
     The record holds the run's history, the method's settings and the source's cost. Under a
     data-parallel `world` every process calls this alike; only the main one logs to W&B.
     """
@@ -237,6 +241,8 @@ def train_target(
             on_progress=live_progress(wb, name, run.steps, echo=world.main),
             checkpoint_path=checkpoint,
             checkpoint_every=cfg.ladder.eval_every,
+            branch_from=branch_from,
+            snapshots=snapshots,
         )
         log_result(wb, result)
     return {
