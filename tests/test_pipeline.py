@@ -176,7 +176,12 @@ def test_end_to_end_summary(tiny_run):
     assert on_disk["verdict"].endswith(verify["verdict"])
     for kind in ("warm", "cold"):
         assert math.isfinite(on_disk["target"][kind]["final_val_loss"])
-    assert "speedup" in on_disk["target"]
+    target = on_disk["target"]
+    assert target["source_from_transfer"]  # the widest transfer point, reused
+    if target["speedup"] is not None:  # so the warm start costs nothing more
+        assert target["speedup_with_source"] == target["speedup"]
+    sources = list((run_dir / "target").glob("source_*.ckpt"))
+    assert len(sources) == 1  # written by the transfer stage, read by the target stage
     assert all(on_disk["cost"][k] > 0 for k in ("tuning_flops", "transfer_flops", "target_flops"))
     assert summary["tune"]["best_params"] == on_disk["tune"]["best_params"]
 

@@ -152,7 +152,11 @@ def _verify_rows(verify: Mapping) -> list[tuple[str, str]]:
 def _target_rows(target: Mapping) -> list[tuple[str, str]]:
     rows = []
     if target.get("method"):
-        rows.append(("warm start", f"{target['method']} from width {target.get('source_width')}"))
+        through = "".join(f" → {w}" for w in target.get("stages") or [])
+        text = f"{target['method']} from width {target.get('source_width')}{through}"
+        if target.get("source_from_transfer"):
+            text += " (the source is the transfer check's run: no extra cost)"
+        rows.append(("warm start", text))
     for name in ("warm", "cold"):
         run = target.get(name)
         if run:
@@ -167,7 +171,7 @@ def _target_rows(target: Mapping) -> list[tuple[str, str]]:
     if "speedup" in target:
         text = fmt_speedup(target["speedup"])
         if target.get("speedup_with_source") is not None:
-            text += f"; {fmt_speedup(target['speedup_with_source'])} counting the source run"
+            text += f"; {fmt_speedup(target['speedup_with_source'])} counting the warm start's cost"
         if target.get("speedup_with_tuning") is not None:
             text += f"; {fmt_speedup(target['speedup_with_tuning'])} counting tuning too"
         rows.append(("speedup (cold ÷ warm steps)", text))
