@@ -13,7 +13,8 @@ transfer check's run) and with it (what a source trained for the purpose costs),
 FLOPs (docs/methods.md §7).
 
 Every run is a Submitit job (`launcher=local`, 2 at a time) that writes `<out>/<ladder>/bench/
-<run>.json`; a rerun skips finished runs. Prints a table; writes `schedules.json` there.
+<run>.json`; a rerun skips finished runs. Prints a table; writes `schedules.json` and
+`warm_schedules.png` there.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from sweep.core.speedup import speedup
 from sweep.core.train import RunResult
 from sweep.edges.launch import run_jobs
 from sweep.pipeline import Pipeline
-from sweep.stages.tune import open_or_create_study, tuned_hparams
+from sweep.stages.tune import open_or_create_study, tune_summary, tuned_hparams
 
 # the warm run's schedule: {warmstart setting: value}; the ladder's warmup and peak otherwise
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -73,16 +74,16 @@ def plan(ladder: str, out: Path, seeds: list[int], *overrides: str) -> list[dict
     return runs
 
 
-def compare(record: dict, cold: dict) -> dict[str, Any]:
+def compare(record: dict, cold: dict, tune_flops: float) -> dict[str, Any]:
     """A warm run against its seed's cold run: steps to the cold final loss, the speedup with
-    the warm start's extra cost as the pipeline pays it (stages only) and as a source trained
-    for the purpose costs (source and stages)."""
+    the warm start's extra cost as the pipeline pays it (stages only), as a source trained for
+    the purpose costs (source and stages), and with the tuning too (docs/methods.md §7)."""
     result, baseline = RunResult(**record["result"]), RunResult(**cold["result"])
     per_step = cold["flops_per_step"]
     info = record["warmstart"]
     paid = info.get("stage_flops", 0) / per_step
     full = paid + info.get("source_flops", 0) / per_step
-    out = speedup(result.val_loss, baseline.val_loss, source_steps_equiv=paid)
+    out = speedup(result.val_loss, baseline.val_loss, paid, tune_flops / per_step)
     with_source = speedup(result.val_loss, baseline.val_loss, source_steps_equiv=full)
     return {
         "final_val_loss": result.final_val_loss,
@@ -92,6 +93,7 @@ def compare(record: dict, cold: dict) -> dict[str, Any]:
         "speedup": out["speedup"],
         "speedup_flops": out["speedup_with_source"],
         "speedup_with_source": with_source["speedup_with_source"],
+        "speedup_with_tuning": out["speedup_with_tuning"],
         "charged_steps": paid,
         "source_steps": full - paid,
     }
@@ -109,9 +111,9 @@ def stats(values: list[float | None]) -> dict[str, Any]:
     }
 
 
-def summarize(records: dict[str, dict], seeds: list[int]) -> dict[str, Any]:
+def summarize(records: dict[str, dict], seeds: list[int], tune_flops: float) -> dict[str, Any]:
     rows = {
-        name: compare(rec, records[f"cold_s{rec['seed']}"])
+        name: compare(rec, records[f"cold_s{rec['seed']}"], tune_flops)
         for name, rec in records.items()
         if not name.startswith("cold_")
     }
@@ -121,10 +123,76 @@ def summarize(records: dict[str, dict], seeds: list[int]) -> dict[str, Any]:
         per_seed = [rows[f"{variant}_s{s}"] for s in seeds]
         table[variant] = {
             key: stats([r[key] for r in per_seed])
-            for key in ("speedup", "speedup_flops", "speedup_with_source", "final_val_loss")
+            for key in (
+                "speedup",
+                "speedup_flops",
+                "speedup_with_source",
+                "speedup_with_tuning",
+                "final_val_loss",
+                "steps_to_cold_final",
+            )
         }
     cold = stats([RunResult(**records[f"cold_s{s}"]["result"]).final_val_loss for s in seeds])
-    return {"runs": rows, "variants": table, "cold_final_val_loss": cold, "seeds": seeds}
+    return {
+        "runs": rows,
+        "variants": table,
+        "cold_final_val_loss": cold,
+        "seeds": seeds,
+        "tuning_flops": tune_flops,
+    }
+
+
+def plot(records: dict[str, dict], summary: dict, path: Path) -> Path:
+    """Left: validation curves of the first seed; right: each variant's speedups over seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (curves, bars) = plt.subplots(1, 2, figsize=(14, 4.8))
+    first = summary["seeds"][0]
+    for name, rec in sorted(records.items()):
+        if rec["seed"] == first:
+            steps, losses = zip(*RunResult(**rec["result"]).val_loss, strict=True)
+            style = {"color": "black", "lw": 2} if name.startswith("cold") else {}
+            curves.plot(steps, losses, label=name.rsplit("_s", 1)[0], **style)
+    cold = records[f"cold_s{first}"]
+    cold_final = RunResult(**cold["result"]).final_val_loss
+    curves.axhline(cold_final, color="grey", ls=":", lw=1)
+    curves.set(
+        xlabel="step",
+        ylabel="validation loss",
+        title=f"target runs, seed {first}",
+        ylim=(cold_final - 0.3, cold_final + 0.9),
+    )
+    curves.legend(fontsize=8)
+    names = list(summary["variants"])
+    for offset, (key, label) in enumerate(
+        (
+            ("speedup", "steps"),
+            ("speedup_flops", "FLOPs, as the pipeline pays"),
+            ("speedup_with_source", "FLOPs, with a trained source"),
+        )
+    ):
+        stats_ = [summary["variants"][n][key] for n in names]
+        mean = [0 if s["mean"] is None else s["mean"] for s in stats_]
+        err = [
+            [0 if s["mean"] is None else s["mean"] - s["min"] for s in stats_],
+            [0 if s["mean"] is None else s["max"] - s["mean"] for s in stats_],
+        ]
+        x = np.arange(len(names)) + (offset - 1) * 0.27
+        bars.bar(x, mean, 0.27, yerr=err, capsize=3, label=label)
+    bars.axhline(1, color="grey", lw=1)
+    bars.set_xticks(range(len(names)), names, rotation=20, fontsize=8)
+    bars.set(
+        ylabel="speedup to the cold final loss (min-max over seeds)",
+        title="warm-run schedules and progressive growth",
+    )
+    bars.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def fmt(stat: dict[str, Any], spec: str = ".2f") -> str:
@@ -135,13 +203,23 @@ def fmt(stat: dict[str, Any], spec: str = ".2f") -> str:
 
 def print_table(summary: dict) -> None:
     print(f"cold final val loss {fmt(summary['cold_final_val_loss'], '.4f')} (mean [min, max])")
-    head = ("variant", "final loss", "speedup", "FLOPs (pipeline)", "with a trained source")
-    print(f"{head[0]:<22} {head[1]:>26} {head[2]:>20} {head[3]:>20} {head[4]:>22}")
+    head = (
+        "variant",
+        "final loss",
+        "steps to cold",
+        "speedup",
+        "FLOPs (pipeline)",
+        "with a trained source",
+        "with tuning",
+    )
+    print(" ".join(f"{h:>22}" for h in head))
     for name, row in summary["variants"].items():
-        print(
-            f"{name:<22} {fmt(row['final_val_loss'], '.4f'):>26} {fmt(row['speedup']):>20} "
-            f"{fmt(row['speedup_flops']):>20} {fmt(row['speedup_with_source']):>22}"
-        )
+        cells = [fmt(row["final_val_loss"], ".4f"), fmt(row["steps_to_cold_final"], ".0f")]
+        cells += [
+            fmt(row[k])
+            for k in ("speedup", "speedup_flops", "speedup_with_source", "speedup_with_tuning")
+        ]
+        print(f"{name:>22} " + " ".join(f"{c:>22}" for c in cells))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -166,7 +244,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     Pipeline(cfg).run()
     folder = out / cfg.ladder.name
-    hparams = tuned_hparams(cfg, open_or_create_study(cfg, folder))
+    study = open_or_create_study(cfg, folder)
+    hparams, tune_flops = tuned_hparams(cfg, study), tune_summary(cfg, study)["flops"]
     todo_plan = plan(args.ladder, out, args.seeds, *args.overrides)
     todo = [r for r in todo_plan if not (folder / "bench" / f"{r['name']}.json").exists()]
     common = {
@@ -195,9 +274,10 @@ def main(argv: list[str] | None = None) -> int:
     if len(records) < len(todo_plan):
         print(f"{len(todo_plan) - len(records)} runs failed; rerun the same command to retry")
         return 1
-    summary = summarize(records, args.seeds) | {"tuned_hparams": hparams}
+    summary = summarize(records, args.seeds, tune_flops) | {"tuned_hparams": hparams}
     write_atomic(folder / "schedules.json", json.dumps(summary, indent=1, default=float).encode())
     print_table(summary)
+    print(f"plot  {plot(records, summary, folder / 'warm_schedules.png')}")
     print(f"json  {folder / 'schedules.json'}")
     return 0
 
