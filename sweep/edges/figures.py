@@ -288,7 +288,9 @@ def plot_warmstart(summary: Mapping, path: Path) -> Path | None:
     if target.get("speedup") is not None:
         title += f": speedup {fmt_speedup(target['speedup'])}"
         if target.get("speedup_with_source") is not None:
-            title += f"\n{fmt_speedup(target['speedup_with_source'])} counting the warm start's cost"
+            title += (
+                f"\n{fmt_speedup(target['speedup_with_source'])} counting the warm start's cost"
+            )
         if target.get("speedup_with_tuning") is not None:
             title += f", {fmt_speedup(target['speedup_with_tuning'])} counting tuning too"
     elif "speedup" in target:
