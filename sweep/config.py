@@ -42,6 +42,7 @@ class Stage(StrEnum):
     plan = auto()  # print what the other listed stages (all, alone) would run, and stop
     tune = auto()
     transfer = auto()
+    axes = auto()
     target = auto()
     verify = auto()
     report = auto()
@@ -268,6 +269,19 @@ class VerifyConfig:
 
 
 @dataclass
+class AxesConfig:
+    """The transfer checks beside width, at the proxy width (docs/methods.md §11): each rung an
+    LR grid (and a weight-decay grid when the tuned λ > 0), priced against `budget`."""
+
+    horizon: list[float] = field(default_factory=lambda: [2.0, 4.0])  # × the proxy's tokens
+    batch: list[float] = field(default_factory=list)  # × the proxy's batch, at its tokens
+    beta: float | None = None  # η* ∝ tokens^-β; null: fitted on the horizon's rungs
+    kappa: float = 0.5  # η* ∝ batch^κ: Adam's square-root rule
+    weight_decay: bool = True  # a weight-decay grid at each rung's best LR (tuned λ > 0)
+    budget: float = 1.0  # the checks' worst case, in target runs' FLOPs; rungs past it dropped
+
+
+@dataclass
 class PipelineConfig:
     ladder: LadderConfig = MISSING
     model: ModelSection = field(default_factory=ModelSection)
@@ -277,6 +291,7 @@ class PipelineConfig:
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     warmstart: WarmstartConfig = field(default_factory=WarmstartConfig)
     verify: VerifyConfig = field(default_factory=VerifyConfig)
+    axes: AxesConfig = field(default_factory=AxesConfig)
     hardware: HardwareConfig = field(default_factory=HardwareConfig)
     stages: list[Stage] = field(default_factory=lambda: list(RUN_STAGES))
     out_root: str = "runs"
@@ -833,6 +848,26 @@ def _check_model(cfg: DictConfig) -> None:
             )
 
 
+def _check_rungs(cfg: DictConfig) -> None:
+    """Rungs are finite multiples > 0 (1 is the proxy itself, always measured), and a batch
+    rung gives whole sequences per batch and whole steps at the proxy's tokens."""
+    ladder = cfg.ladder
+    for axis in ("horizon", "batch"):
+        for rung in cfg.axes[axis]:
+            if not (math.isfinite(rung) and rung > 0):
+                raise ValueError(f"axes.{axis}: every rung must be a multiple > 0, got {rung}")
+            if axis == "horizon" and round(ladder.tune_steps * rung) < 1:
+                raise ValueError(f"axes.horizon: rung {rung:g} trains no step")
+            if axis == "batch" and (
+                (ladder.batch_size * rung) % 1 or (ladder.tune_steps / rung) % 1
+            ):
+                raise ValueError(
+                    f"axes.batch: rung {rung:g} must give whole sequences per batch "
+                    f"({ladder.batch_size} × {rung:g}) and whole steps at the proxy's tokens "
+                    f"({ladder.tune_steps} / {rung:g})"
+                )
+
+
 def _check_lr_grid(cfg: DictConfig) -> None:
     ladder = cfg.ladder
     if ladder.lr_span < 1 or ladder.lr_max_points < 2 * ladder.lr_span + 1:
@@ -966,6 +1001,11 @@ FIELD_CHECKS: dict[str, Check] = {
     "hardware.sync_every": check_hardware,
     "hardware.peak_tflops": check_hardware,
     "verify.max_runs": at_least(0),  # below 2 the check is skipped
+    "axes.horizon": _check_rungs,
+    "axes.batch": _check_rungs,
+    "axes.beta": Domain(lambda v: v >= 0, ">= 0 (the LR falls as the tokens grow)", optional=True),
+    "axes.kappa": at_least(0),
+    "axes.budget": at_least(0),
     "data.source": _check_corpus,
     "data.path": _check_corpus,
     "data.val_fraction": _check_corpus,
@@ -993,6 +1033,7 @@ EXEMPT: dict[str, str] = {
     "logger.entity": "any W&B user or team (null: WANDB_ENTITY or the default entity)",
     "logger.mode": "an Enum: OmegaConf refuses any other value at composition",
     "warmstart.method": "an Enum; the source each method needs is checked with stack_factor",
+    "axes.weight_decay": "a boolean (the weight-decay grids run only when the tuned λ > 0)",
     "hardware.precision": "an Enum: every precision runs on every device",
     "hardware.compile": "a boolean (null: on for CUDA)",
     "hardware.tf32": "a boolean",

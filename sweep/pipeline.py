@@ -40,6 +40,7 @@ from sweep.edges.console import StageDisplay, print_plan, print_summary
 from sweep.edges.launch import cancel_leftover_jobs, run_jobs
 from sweep.edges.report import write_report
 from sweep.edges.tracking import latest_steps, log_report, wandb_settings
+from sweep.stages import axes
 from sweep.stages.handoff import tuned_record, tuned_yaml
 from sweep.stages.model_check import check_model, check_widths
 from sweep.stages.plan import measured_step_seconds, plan, plan_record
@@ -280,27 +281,55 @@ class Pipeline:
     def stage_transfer(self) -> None:
         """Rounds of runs until every series is bracketed (or at its budget) and measured for
         noise; each round's runs depend on the results of the ones before."""
-        folder, tuned = self.run_dir / "transfer", self.tuned()
-        task = self.progress.add_task("transfer", total=None, msg="")
+        tuned = self.tuned()
+        self._grid_rounds(
+            "transfer",
+            lambda: read_results(self.run_dir / "transfer", tuned),
+            lambda done: next_runs(self.cfg, done),
+            lambda todo, n: job_specs(self.cfg, self.run_dir, tuned, todo, n),
+            transfer_job,
+            self.cfg.ladder.lr_max_points + 3,  # each round adds a point or ends
+        )
+
+    def stage_axes(self) -> None:
+        """The checks beside width at the proxy: rounds of runs until every rung's LR optimum,
+        then its weight-decay optimum, is bracketed (or at its budget)."""
+        tuned = self.tuned()
+        if not any(axes.rungs(self.cfg, axis) for axis in axes.AXES):
+            task = self.progress.add_task("axes", total=None, msg="")
+            self.progress.update(task, msg="skipped: no axis asked (axes.horizon, axes.batch)")
+            return
+        self._grid_rounds(
+            "axes",
+            lambda: axes.read_results(self.run_dir / "axes", tuned),
+            lambda done: axes.next_runs(self.cfg, tuned, done),
+            lambda todo, n: axes.job_specs(self.cfg, self.run_dir, tuned, todo, n),
+            axes.axes_job,
+            2 * (self.cfg.ladder.lr_max_points + 3),  # the LR grids, then the λ grids
+        )
+
+    def _grid_rounds(self, name: str, read, next_of, specs_of, job, max_rounds: int) -> None:
+        """Rounds of a grid check's jobs: what is still owed, given the results so far, until
+        nothing is; a run that fails is retried by the next invocation."""
+        task = self.progress.add_task(name, total=None, msg="")
 
         def poll() -> None:
-            done = read_results(folder, tuned)
+            done = read()
             self.progress.update(task, completed=len(done), msg=f"{len(done)} runs")
 
         todo: list = []
-        for _ in range(self.cfg.ladder.lr_max_points + 3):  # each round adds a point or ends
-            todo = next_runs(self.cfg, read_results(folder, tuned))
+        for _ in range(max_rounds):
+            todo = next_of(read())
             if not todo:
                 break
-            self.progress.update(task, total=len(read_results(folder, tuned)) + len(todo))
+            self.progress.update(task, total=len(read()) + len(todo))
             local = self.cfg.launcher.kind == LauncherKind.local
             n_jobs = self.cfg.launcher.max_parallel if local else len(todo)
-            specs = job_specs(self.cfg, self.run_dir, tuned, todo, n_jobs)
-            self.launch("transfer", transfer_job, specs, self._report_errors(), poll)
+            self.launch(name, job, specs_of(todo, n_jobs), self._report_errors(), poll)
         poll()
         if todo:
             raise StageError(
-                f"{len(todo)} transfer runs failed (see {self.run_dir / 'jobs' / 'transfer'}); "
+                f"{len(todo)} {name} runs failed (see {self.run_dir / 'jobs' / name}); "
                 "rerun the same command to retry them"
             )
 

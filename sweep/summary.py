@@ -20,6 +20,7 @@ from omegaconf import DictConfig
 from sweep.config import ModelKind, model_config, tunable, world_size
 from sweep.core.metrics import run_verdict
 from sweep.core.records import read_record
+from sweep.stages import axes
 from sweep.stages.model_check import CHECK_FILE
 from sweep.stages.report import coord_check_summary, read_coord_checks
 from sweep.stages.target import KINDS, cold_run_flops, target_summary
@@ -59,6 +60,11 @@ def build_summary(cfg: DictConfig, run_dir: Path, study: optuna.Study) -> dict[s
         summary["transfer"] = transfer_summary(cfg, results, tuned["lr"], target_flops)
         cost["transfer_flops"] = summary["transfer"].pop("flops")
         summary["tune"]["near_best"] = near_best(study, summary["transfer"]["noise"]["band"])
+    axis_results = axes.read_results(run_dir / "axes", tuned) if tuned else {}
+    if axis_results and not axes.next_runs(cfg, tuned, axis_results):
+        flops = axes.read_flops(run_dir / "axes", tuned)
+        summary["axes"] = axes.axes_summary(cfg, tuned, axis_results, flops)
+        cost["axes_flops"] = summary["axes"].pop("flops")
     runs = {kind: read_record(run_dir / "target" / f"{kind}.json") for kind in KINDS}
     if runs := {kind: run for kind, run in runs.items() if run is not None}:
         summary["target"] = target_summary(cfg, runs, cost.get("tuning_flops", 0.0))
@@ -67,8 +73,15 @@ def build_summary(cfg: DictConfig, run_dir: Path, study: optuna.Study) -> dict[s
     curve = {k: final_loss(record) for k, record in records.items()}
     if records and not next_steps(curve, cfg.verify.max_runs):
         band = summary.get("transfer", {}).get("noise", {}).get("relative_band", 0.0)
+        predicted = summary.get("axes", {}).get("prediction", {}).get("lr")
         summary["verify"] = verify_summary(
-            records, tuned["lr"], band, target_flops, cfg.ladder.regret_tolerance, differs(cfg)
+            records,
+            tuned["lr"],
+            band,
+            target_flops,
+            cfg.ladder.regret_tolerance,
+            differs(cfg),
+            predicted_lr=predicted,
         )
         cost["verify_flops"] = summary["verify"].pop("flops")
     if checks := read_coord_checks(run_dir / "report"):

@@ -153,6 +153,11 @@ BAD: list[tuple[str, object]] = [
     ("hardware.sync_every", 0),
     ("hardware.peak_tflops", "inf"),
     ("verify.max_runs", -1),
+    ("axes.horizon", "[0]"),
+    ("axes.batch", "[4]"),  # gpt_tiny: 30 steps do not split into 4 batches' worth
+    ("axes.beta", -0.1),
+    ("axes.kappa", -1),
+    ("axes.budget", "nan"),
     ("data.source", ["data.source=tokens"]),
     ("data.path", ["data=text", "data.path={tmp}/missing.txt"]),
     ("data.path", ["data=tokens", "data.path={tmp}/int32.bin"]),

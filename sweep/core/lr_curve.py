@@ -138,6 +138,28 @@ def relative_regret(
     return (loss_at(log2_lrs, losses, log2_lr) - best) / best
 
 
+def fitted_regret(
+    log2_lrs: Sequence[float], losses: Sequence[float | None], log2_lr: float
+) -> float:
+    """`relative_regret` read off the fitted curve: the parabola of `fit_optimum` between the
+    argmin's neighbours (linear beyond them), against the parabola's vertex. Two LRs off the
+    grid (a rule's, a prediction's) compare fairly this way; against the best grid point, any
+    LR between grid points looks worse than the grid point itself. NaN outside the grid."""
+    optimum = fit_optimum(log2_lrs, losses)
+    if not optimum.fitted:
+        return relative_regret(log2_lrs, losses, log2_lr)
+    finite = _finite(log2_lrs, losses)
+    i = int(np.argmin(finite[:, 1]))
+    (x0, y0), (x1, y1), (x2, y2) = finite[i - 1 : i + 2].tolist()
+    if x0 <= log2_lr <= x2:
+        d1 = (y1 - y0) / (x1 - x0)
+        a = ((y2 - y1) / (x2 - x1) - d1) / (x2 - x0)
+        loss = y0 + d1 * (log2_lr - x0) + a * (log2_lr - x0) * (log2_lr - x1)
+    else:
+        loss = loss_at(log2_lrs, losses, log2_lr)
+    return (loss - optimum.loss) / optimum.loss
+
+
 def optimum_interval(
     log2_lrs: Sequence[float], losses: Sequence[float | None], band: float
 ) -> tuple[float, float]:

@@ -27,6 +27,7 @@ from sweep.core.flops import training_flops
 from sweep.core.models import ModelConfig
 from sweep.core.parametrization import PARAMETRIZATIONS
 from sweep.core.train import RunConfig, train
+from sweep.stages import axes
 from sweep.stages.source import source_checkpoint, source_run
 from sweep.stages.target import KINDS, source_is_transfer_point, stage_run
 from sweep.stages.transfer import extra_seeds, grid_seeds, next_runs, read_results
@@ -57,6 +58,7 @@ def plan(
     planners = {
         Stage.tune: lambda: plan_tune(cfg, study, step_seconds),
         Stage.transfer: lambda: plan_transfer(cfg, run_dir, tuned, step_seconds),
+        Stage.axes: lambda: plan_axes(cfg, run_dir, tuned, step_seconds),
         Stage.target: lambda: plan_target(cfg, run_dir, tuned, step_seconds),
         Stage.verify: lambda: plan_verify(cfg, run_dir, tuned, step_seconds),
         Stage.report: lambda: StagePlan("report", 0, 0, 0.0, 0, 0.0, 0.0, "coordinate check"),
@@ -145,6 +147,45 @@ def plan_transfer(
         sum(_flops(r) for r in runs) + (most - len(runs)) * _flops(widest),
         _seconds(runs, step_seconds, parallel_jobs(cfg)),
         f"{len(done)} runs done" if done else "",
+    )
+
+
+def plan_axes(
+    cfg: DictConfig, run_dir: Path, tuned: dict[str, float], step_seconds: StepSeconds
+) -> StagePlan:
+    """The first round of every rung's grid; at most, every series at `lr_max_points` (twice
+    with the weight-decay grids), which `axes.budget` bounds."""
+    done = axes.read_results(run_dir / "axes", tuned)
+    first = [axes.rung_run(cfg, tuned, run) for run in axes.next_runs(cfg, tuned, done)]
+    kept = axes.kept_rungs(cfg)
+    series = 2 if cfg.axes.weight_decay and tuned["weight_decay"] > 0 else 1
+    worst = [
+        axes.rung_run(cfg, tuned, axes.AxisRun(axis, rung, 0, None, seed))
+        for axis in axes.AXES
+        for rung in kept[axis]
+        for seed in axes.grid_seeds(cfg)
+        for _ in range(series * cfg.ladder.lr_max_points)
+    ]
+    dropped = [
+        f"{axis} ×{r:g}" for axis in axes.AXES for r in cfg.axes[axis] if float(r) not in kept[axis]
+    ]
+    rungs = ", ".join(
+        f"{axis} ×{'/'.join(f'{r:g}' for r in kept[axis])}" for axis in axes.AXES if kept[axis]
+    )
+    note = f"at width {cfg.ladder.widths[0]}: {rungs}" if rungs else "no axis asked"
+    if dropped:
+        note += f"; past axes.budget, left out: {', '.join(dropped)}"
+    local = cfg.launcher.kind == "local"
+    jobs = min(len(first), cfg.launcher.max_parallel) if local else len(first)
+    return StagePlan(
+        "axes",
+        jobs,
+        len(first),
+        sum(_flops(r) for r in first),
+        len(worst),
+        sum(_flops(r) for r in worst),
+        _seconds(first, step_seconds, parallel_jobs(cfg)),
+        note,
     )
 
 

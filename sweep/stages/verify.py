@@ -20,6 +20,7 @@ from sweep.config import plain
 from sweep.core.lr_curve import (
     bracket,
     fit_optimum,
+    fitted_regret,
     optimum_interval,
     relative_regret,
     steps_past_open_sides,
@@ -106,11 +107,14 @@ def verify_summary(
     target_flops: float,
     tolerance: float,
     differs: str = "",
+    predicted_lr: float | None = None,
 ) -> dict[str, Any]:
     """The target's loss against LR, its fitted optimum and interval, the regret at the tuned
     LR, what the extra runs cost next to one target run, and one line saying it. `differs`
     names how the target differs from the ladder besides its width (its training length, say),
-    added to the line when the tuned LR misses: a width the ladder checked is not the cause."""
+    added to the line when the tuned LR misses: a width the ladder checked is not the cause.
+    `predicted_lr`, the axes stage's LR for the target's tokens and batch, is judged on the
+    same curve: its regret beside the tuned LR's says which of the two was right."""
     ks = sorted(records)
     xs = [records[k]["log2_lr"] for k in ks]
     ys = [final_loss(records[k]) for k in ks]
@@ -148,4 +152,18 @@ def verify_summary(
         )
         if not within and differs:
             summary["verdict"] += f"; besides its width, {differs}"
+    if predicted_lr is not None and predicted_lr != tuned_lr:
+        # both read off the fitted curve: the prediction falls between grid points
+        predicted = fitted_regret(xs, ys, math.log2(predicted_lr))
+        carried = fitted_regret(xs, ys, tuned_log2)
+        summary |= {
+            "predicted_log2_lr": math.log2(predicted_lr),
+            "predicted_regret": predicted,
+            "carried_regret_fitted": carried,
+        }
+        better = "the prediction" if predicted < carried else "the plain carry-over"
+        summary["verdict"] += (
+            f"; the LR predicted along the other axes (log2 {math.log2(predicted_lr):.2f}) loses "
+            f"{percent(predicted)}: {better} was closer"
+        )
     return summary

@@ -1,0 +1,432 @@
+"""The axes stage: do the tuned values carry along training length and batch size, and by which
+rule? (docs/methods.md §11)
+
+At the proxy width, each rung of an axis (`axes.horizon`: multiples of the proxy's tokens, by
+its steps; `axes.batch`: multiples of its batch at the same tokens) is trained over a grid of
+log2 LRs centred on the tuned one, extended until its optimum is bracketed, as the transfer
+check does across widths. Once a rung's LR series is settled, a grid of log2 weight decays at
+that rung's best LR (when the tuned weight decay is not zero, `axes.weight_decay`). From the
+optima: β of η* ∝ D^(−β) fitted on the horizon rungs (or `axes.beta`), the LR each rule gives at
+each rung and the loss it costs there against plain carry-over, the weight decay at a fixed
+AdamW timescale against a fixed one, and the target's LR and weight decay predicted for its
+tokens and batch (`sweep.core.axis_rules.carry`), which the verify stage then judges.
+
+A rung past `axes.budget` (its worst case, in target runs' FLOPs) is left out before any job.
+Runs are dealt to Submitit jobs as the transfer check's are and write one result file each,
+named by a hash of the tuned values, so an interrupted stage reruns only what it lacks.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from sweep.config import data_config, execution, plain, public, run_config
+from sweep.core.axis_rules import (
+    Setting,
+    adamw_timescale,
+    carry,
+    fit_power_law,
+    weight_decay_for,
+)
+from sweep.core.data import load_corpus
+from sweep.core.flops import training_flops
+from sweep.core.lr_curve import bracket, fit_optimum, fitted_regret
+from sweep.core.metrics import drift
+from sweep.core.records import read_record, write_record
+from sweep.core.train import RunConfig, train
+from sweep.edges.tracking import live_progress, log_result, wandb_run
+from sweep.stages.transfer import best_step, grid_extension, hparams_tag
+
+AXES = ("horizon", "batch")
+COVER_REACH = 4  # grid steps a series may grow by to bring a rule's value onto it
+
+
+@dataclass(frozen=True)
+class AxisRun:
+    axis: str  # "horizon" (tokens by steps) or "batch" (batch at the same tokens)
+    rung: float  # the multiple of the proxy's tokens or batch
+    lr_step: int  # log2 LR = tuned + lr_step × ladder.lr_resolution
+    wd_step: int | None  # None: the tuned weight decay; else log2 λ = tuned + wd_step × res
+    seed: int
+
+
+def rungs(cfg: DictConfig, axis: str) -> list[float]:
+    """The axis's rungs within the budget, 1 (the proxy itself) first; [] when the axis is off."""
+    asked = sorted({1.0, *map(float, cfg.axes[axis])}) if cfg.axes[axis] else []
+    return [r for r in asked if r in kept_rungs(cfg)[axis]]
+
+
+def kept_rungs(cfg: DictConfig) -> dict[str, list[float]]:
+    """Every axis's rungs, smallest first, as long as the checks' worst case (every series at
+    `lr_max_points`, and as many weight-decay points) stays within `axes.budget` target runs."""
+    tuned = dict(cfg.ladder.hparams)
+    target = run_config(cfg, cfg.ladder.target, "mup", tuned, cfg.ladder.target_steps, cfg.seed)
+    allowance = cfg.axes.budget * training_flops(
+        target.model, target.steps * target.tokens_per_step
+    )
+    series = 2 if cfg.axes.weight_decay else 1
+    spent, kept = 0.0, {axis: [] for axis in AXES}
+    wanted = sorted(
+        (float(r), axis) for axis in AXES if cfg.axes[axis] for r in {1.0, *cfg.axes[axis]}
+    )
+    for rung, axis in wanted:
+        run = rung_run(cfg, tuned, AxisRun(axis, rung, 0, None, cfg.seed))
+        worst = series * cfg.ladder.lr_max_points * len(grid_seeds(cfg)) * _flops(run)
+        if spent + worst <= allowance or rung == 1.0:
+            spent += worst
+            kept[axis].append(rung)
+    return kept
+
+
+def grid_seeds(cfg: DictConfig) -> list[int]:
+    return list(range(cfg.seed, cfg.seed + cfg.ladder.transfer_seeds))
+
+
+def _flops(run: RunConfig) -> float:
+    return training_flops(run.model, run.steps * run.tokens_per_step)
+
+
+def series(
+    results: Mapping[AxisRun, float], axis: str, rung: float, lr_step: int | None, cfg: DictConfig
+) -> dict[int, float]:
+    """A rung's LR series ({lr step: loss}, lr_step None) or its weight-decay series at
+    `lr_step` ({wd step: loss}, the tuned weight decay as step 0), averaged over the seeds."""
+    out: dict[int, list[float]] = {}
+    for run, loss in results.items():
+        if (run.axis, run.rung) != (axis, rung):
+            continue
+        if lr_step is None and run.wd_step is None:
+            out.setdefault(run.lr_step, []).append(loss)
+        elif lr_step is not None and run.lr_step == lr_step:
+            out.setdefault(run.wd_step or 0, []).append(loss)
+    seeds = len(grid_seeds(cfg))
+    return {
+        k: (math.fsum(v) / len(v) if all(math.isfinite(x) for x in v) else math.nan)
+        for k, v in sorted(out.items())
+        if len(v) == seeds
+    }
+
+
+def covering(curve: Mapping[int, float], step: float, reach: int = COVER_REACH) -> list[int]:
+    """The grid steps that extend a series to include `step` (a rule's value, in grid steps),
+    at most `reach` of them: a rule is judged on measured points, never extrapolated."""
+    if not curve or not math.isfinite(step):
+        return []
+    low, high = min(curve), max(curve)
+    wanted = range(math.floor(step), low) if step < low else range(high + 1, math.ceil(step) + 1)
+    return [k for k in wanted][:reach] if len(wanted) <= reach else []
+
+
+def next_runs(cfg: DictConfig, tuned: Mapping[str, float], results: Mapping[AxisRun, float]):
+    """The runs the check still lacks, in three phases: each rung's LR grid until settled; then
+    the points that bring each rule's LR onto its rung's grid (the rule needs every rung's
+    optimum first); then each rung's weight-decay grid at its best LR, covering the λ of a fixed
+    AdamW timescale."""
+    ladder, seeds, res = cfg.ladder, grid_seeds(cfg), cfg.ladder.lr_resolution
+    asked = [(axis, rung) for axis in AXES for rung in rungs(cfg, axis)]
+
+    def owed(runs: list[AxisRun]) -> list[AxisRun]:
+        return [run for run in runs if run.wd_step != 0 and run not in results]
+
+    grids = owed(
+        [
+            AxisRun(axis, rung, k, None, s)
+            for axis, rung in asked
+            for k in grid_extension(
+                series(results, axis, rung, None, cfg), ladder.lr_span, ladder.lr_max_points
+            )
+            for s in seeds
+        ]
+    )
+    if grids:
+        return grids
+    rules = {axis: rule_log2_lrs(cfg, tuned, results, axis) for axis in AXES}
+    tuned_log2 = math.log2(tuned["lr"])
+    cover = owed(
+        [
+            AxisRun(axis, rung, k, None, s)
+            for axis, rung in asked
+            for k in covering(
+                series(results, axis, rung, None, cfg), (rules[axis][rung] - tuned_log2) / res
+            )
+            for s in seeds
+        ]
+    )
+    if cover or not (cfg.axes.weight_decay and tuned["weight_decay"] > 0):
+        return cover
+    todo = []
+    for axis, rung in asked:
+        best = best_step(series(results, axis, rung, None, cfg))
+        if best is None:
+            continue
+        curve = series(results, axis, rung, best, cfg)
+        steps = grid_extension(curve, ladder.lr_span, ladder.lr_max_points)
+        if not steps:
+            at_tau = timescale_log2_wd(cfg, tuned, axis, rung, best)
+            steps = covering(curve, (at_tau - math.log2(tuned["weight_decay"])) / res)
+        todo += owed([AxisRun(axis, rung, best, j, s) for j in steps for s in seeds])
+    return todo
+
+
+def rung_run(cfg: DictConfig, tuned: Mapping[str, float], run: AxisRun) -> RunConfig:
+    """One run of the check: the proxy at the rung's steps and batch, the run's LR and λ."""
+    ladder, res = cfg.ladder, cfg.ladder.lr_resolution
+    hparams = dict(tuned) | {"lr": tuned["lr"] * 2.0 ** (run.lr_step * res)}
+    if run.wd_step is not None:
+        hparams["weight_decay"] = tuned["weight_decay"] * 2.0 ** (run.wd_step * res)
+    steps, batch = ladder.tune_steps, ladder.batch_size
+    if run.axis == "horizon":
+        steps = round(steps * run.rung)
+    else:  # the same tokens in bigger batches
+        batch, steps = round(batch * run.rung), round(steps / run.rung)
+    config = run_config(cfg, ladder.widths[0], "mup", hparams, steps, run.seed)
+    return replace(config, batch_size=batch)
+
+
+def run_key(run: AxisRun, tag: str) -> str:
+    wd = "" if run.wd_step is None else f"_wd{run.wd_step:+d}"
+    return f"{run.axis}_x{run.rung:g}_lr{run.lr_step:+d}{wd}_s{run.seed}_{tag}"
+
+
+def job_specs(cfg: DictConfig, run_dir: Path, tuned: dict, todo: list[AxisRun], n_jobs: int):
+    container, n_jobs = plain(cfg), max(1, min(n_jobs, len(todo)))
+    runs = [asdict(run) for run in todo]
+    return [
+        {"cfg": container, "run_dir": str(run_dir), "hparams": tuned, "runs": runs[i::n_jobs]}
+        for i in range(n_jobs)
+        if runs[i::n_jobs]
+    ]
+
+
+def axes_job(spec: dict[str, Any]) -> list[str]:
+    """Submitit job: train its runs, writing each result file as soon as it is done."""
+    cfg = OmegaConf.create(spec["cfg"])
+    run_dir, tuned = Path(spec["run_dir"]), spec["hparams"]
+    torch.set_num_threads(cfg.launcher.cpus_per_task)
+    tag, done = hparams_tag(tuned), []
+    for fields in spec["runs"]:
+        run = AxisRun(**fields)
+        path = run_dir / "axes" / f"{run_key(run, tag)}.json"
+        if read_record(path) is None:
+            write_record(path, train_axis_run(cfg, run_dir, tuned, run))
+        done.append(path.stem)
+    return done
+
+
+def train_axis_run(cfg: DictConfig, run_dir: Path, tuned: dict, run: AxisRun) -> dict[str, Any]:
+    config = rung_run(cfg, tuned, run)
+    name = run_key(run, "").rstrip("_")
+    wandb_config = {**asdict(run), "lr": config.optim.lr, "weight_decay": config.optim.weight_decay}
+    with wandb_run(cfg.logger, run_dir, "axes", name, wandb_config, public(cfg)) as wb:
+        result, _ = train(
+            config,
+            load_corpus(data_config(cfg)),
+            execution=execution(cfg),
+            on_progress=live_progress(wb, name, config.steps),
+        )
+        log_result(wb, result)
+    return {
+        "run": asdict(run),
+        "log2_lr": math.log2(config.optim.lr),
+        "weight_decay": config.optim.weight_decay,
+        "loss": result.final_val_loss if result.status == "completed" else math.nan,
+        "flops": result.flops,
+    }
+
+
+def read_results(folder: Path, tuned: Mapping[str, float]) -> dict[AxisRun, float]:
+    out = {}
+    for path in sorted(folder.glob(f"*_{hparams_tag(tuned)}.json")):
+        if (record := read_record(path)) is not None:
+            loss = math.nan if record["loss"] is None else float(record["loss"])
+            out[AxisRun(**record["run"])] = loss
+    return out
+
+
+def read_flops(folder: Path, tuned: Mapping[str, float]) -> float:
+    paths = folder.glob(f"*_{hparams_tag(tuned)}.json")
+    return float(sum((read_record(p) or {}).get("flops", 0) for p in paths))
+
+
+def lr_curve(cfg: DictConfig, tuned, results, axis: str, rung: float) -> tuple[list, list]:
+    """A rung's (log2 LRs, losses)."""
+    curve = series(results, axis, rung, None, cfg)
+    res, tuned_log2 = cfg.ladder.lr_resolution, math.log2(tuned["lr"])
+    return [tuned_log2 + k * res for k in curve], list(curve.values())
+
+
+def lr_optima(cfg: DictConfig, tuned, results, axis: str) -> dict[float, float]:
+    """{rung: fitted optimum log2 LR} for the rungs with a finite point."""
+    out = {}
+    for rung in rungs(cfg, axis):
+        xs, ys = lr_curve(cfg, tuned, results, axis, rung)
+        if any(math.isfinite(y) for y in ys):
+            out[rung] = fit_optimum(xs, ys).log2_lr
+    return out
+
+
+def exponent_of(cfg: DictConfig, tuned, results, axis: str) -> tuple[float, str]:
+    """The axis's rule exponent and where it comes from: β for the horizon (`rule_exponent`),
+    κ for the batch (given)."""
+    if axis == "batch":
+        return float(cfg.axes.kappa), "given"
+    optima = lr_optima(cfg, tuned, results, axis)
+    return rule_exponent(cfg, {rung_setting(cfg, axis, r).tokens: v for r, v in optima.items()})
+
+
+def rule_log2_lrs(cfg: DictConfig, tuned, results, axis: str) -> dict[float, float]:
+    """{rung: the log2 LR the axis's rule gives there from the tuned LR}."""
+    exponent, _ = exponent_of(cfg, tuned, results, axis)
+    proxy, out = proxy_setting(cfg), {}
+    for rung in rungs(cfg, axis):
+        setting = rung_setting(cfg, axis, rung)
+        if axis == "horizon":
+            lr, _ = carry(tuned["lr"], 0.0, proxy, setting, beta=exponent)
+        else:
+            lr, _ = carry(tuned["lr"], 0.0, proxy, setting, beta=0.0, kappa=exponent)
+        out[rung] = math.log2(lr)
+    return out
+
+
+def timescale_log2_wd(cfg: DictConfig, tuned, axis: str, rung: float, lr_step: int) -> float:
+    """log2 of the λ that keeps the proxy's AdamW timescale at the rung, at its LR step."""
+    proxy, setting = proxy_setting(cfg), rung_setting(cfg, axis, rung)
+    tau = adamw_timescale(proxy.batch_tokens, tuned["lr"], tuned["weight_decay"], proxy.tokens)
+    lr = tuned["lr"] * 2.0 ** (lr_step * cfg.ladder.lr_resolution)
+    return math.log2(weight_decay_for(tau, setting.batch_tokens, lr, setting.tokens))
+
+
+def axis_summary(
+    cfg: DictConfig, tuned: Mapping[str, float], results: Mapping[AxisRun, float], axis: str
+) -> dict[str, Any]:
+    """One axis: per rung the LR curve, its optimum, and the regret of the tuned LR and of the
+    rule's LR; the rule's exponent; the drift of the optimum without and with the rule (the
+    optimum less the rule's shift); the longest horizon rung predicted by β fitted without it;
+    and the weight-decay optimum per rung against a fixed λ and a fixed AdamW timescale."""
+    tuned_log2 = math.log2(tuned["lr"])
+    exponent, source = exponent_of(cfg, tuned, results, axis)
+    name = "beta" if axis == "horizon" else "kappa"
+    out: dict[str, Any] = {"rungs": rungs(cfg, axis), name: exponent, f"{name}_from": source}
+    rules = rule_log2_lrs(cfg, tuned, results, axis)
+    optima = lr_optima(cfg, tuned, results, axis)
+    for key in ("curves", "bracketed", "regret_carry", "regret_rule"):
+        out[key] = {}
+    for rung in out["rungs"]:
+        xs, ys = lr_curve(cfg, tuned, results, axis, rung)
+        key = f"{rung:g}"
+        out["curves"][key] = [[x, y] for x, y in zip(xs, ys, strict=True)]
+        out["bracketed"][key] = bracket(xs, ys).closed
+        out["regret_carry"][key] = fitted_regret(xs, ys, tuned_log2)
+        out["regret_rule"][key] = fitted_regret(xs, ys, rules[rung])
+    out["optimum_log2_lr"] = {f"{r:g}": v for r, v in optima.items()}
+    out["rule_log2_lr"] = {f"{r:g}": v for r, v in rules.items()}
+    out["drift_without_rule"] = drift(optima)
+    out["drift_with_rule"] = drift({r: v - (rules[r] - tuned_log2) for r, v in optima.items()})
+    tokens = {r: rung_setting(cfg, axis, r).tokens for r in optima}
+    if axis == "horizon" and cfg.axes.beta is None and len(optima) >= 3:
+        longest = max(optima)
+        held = {tokens[r]: v for r, v in optima.items() if r != longest}
+        beta = fit_power_law(list(held), list(held.values())).exponent
+        log2_lr = tuned_log2 - beta * math.log2(tokens[longest] / proxy_setting(cfg).tokens)
+        xs, ys = lr_curve(cfg, tuned, results, axis, longest)
+        out["held_out"] = {
+            "rung": longest,
+            "beta": beta,
+            "log2_lr": log2_lr,
+            "regret_rule": fitted_regret(xs, ys, log2_lr),
+        }
+    if cfg.axes.weight_decay and tuned["weight_decay"] > 0:
+        out["weight_decay"] = wd_summary(cfg, tuned, results, axis)
+    return out
+
+
+def wd_summary(cfg: DictConfig, tuned, results, axis: str) -> dict[str, Any]:
+    """Per rung, at its best LR: the λ optimum, and the regret of λ held fixed against λ at the
+    proxy's AdamW timescale."""
+    res, tuned_log2_wd = cfg.ladder.lr_resolution, math.log2(tuned["weight_decay"])
+    keys = ("curves", "optimum_log2_wd", "timescale_log2_wd", "regret_fixed", "regret_timescale")
+    out: dict[str, dict] = {k: {} for k in keys}
+    for rung in rungs(cfg, axis):
+        best = best_step(series(results, axis, rung, None, cfg))
+        if best is None:
+            continue
+        curve = series(results, axis, rung, best, cfg)
+        xs = [tuned_log2_wd + j * res for j in curve]
+        ys = list(curve.values())
+        at_tau = timescale_log2_wd(cfg, tuned, axis, rung, best)
+        key = f"{rung:g}"
+        out["curves"][key] = [[x, y] for x, y in zip(xs, ys, strict=True)]
+        out["optimum_log2_wd"][key] = fit_optimum(xs, ys).log2_lr
+        out["timescale_log2_wd"][key] = at_tau
+        out["regret_fixed"][key] = fitted_regret(xs, ys, tuned_log2_wd)
+        out["regret_timescale"][key] = fitted_regret(xs, ys, at_tau)
+    return out
+
+
+def rule_exponent(cfg: DictConfig, optima: Mapping[float, float]) -> tuple[float, str]:
+    """β: `axes.beta` when given, else fitted on the horizon's rungs ({tokens: log2 LR*})."""
+    if cfg.axes.beta is not None:
+        return float(cfg.axes.beta), "given"
+    if len(optima) < 2:
+        return 0.0, "none (one rung: the plain carry-over)"
+    return fit_power_law(list(optima), list(optima.values())).exponent, "fitted"
+
+
+def proxy_setting(cfg: DictConfig) -> Setting:
+    ladder = cfg.ladder
+    return Setting(ladder.batch_size * ladder.seq_len, ladder.tune_steps)
+
+
+def rung_setting(cfg: DictConfig, axis: str, rung: float) -> Setting:
+    run = rung_run(cfg, dict(cfg.ladder.hparams), AxisRun(axis, rung, 0, None, cfg.seed))
+    return Setting(run.tokens_per_step, run.steps)
+
+
+def target_setting(cfg: DictConfig) -> Setting:
+    ladder = cfg.ladder
+    return Setting(ladder.batch_size * ladder.seq_len, ladder.target_steps)
+
+
+def axes_summary(
+    cfg: DictConfig, tuned: Mapping[str, float], results: Mapping[AxisRun, float], flops: float
+) -> dict[str, Any]:
+    """Every axis checked, and the target's LR and λ predicted from them next to µTransfer's
+    plain carry-over."""
+    summary: dict[str, Any] = {}
+    beta, kappa = 0.0, cfg.axes.kappa
+    for axis in AXES:
+        if rungs(cfg, axis):
+            summary[axis] = axis_summary(cfg, tuned, results, axis)
+            dropped = [float(r) for r in cfg.axes[axis] if float(r) not in rungs(cfg, axis)]
+            summary[axis]["dropped_for_budget"] = dropped
+    if "horizon" in summary:
+        beta = summary["horizon"]["beta"]
+    elif cfg.axes.beta is not None:
+        beta = float(cfg.axes.beta)  # given, with no horizon rungs to fit it on
+    lr, wd = carry(
+        tuned["lr"],
+        tuned["weight_decay"],
+        proxy_setting(cfg),
+        target_setting(cfg),
+        beta=beta,
+        kappa=kappa,
+    )
+    summary["prediction"] = {
+        "lr": lr,
+        "weight_decay": wd,
+        "log2_lr": math.log2(lr),
+        "log2_shift_vs_carry": math.log2(lr / tuned["lr"]),
+        "beta": beta,
+        "kappa": kappa,
+        "proxy_tokens": proxy_setting(cfg).tokens,
+        "target_tokens": target_setting(cfg).tokens,
+    }
+    summary["runs"], summary["flops"] = len(results), flops
+    return summary
