@@ -137,12 +137,26 @@ def plot_transfer(summary: Mapping, path: Path) -> Path | None:
                 ax.plot([opt], [y_opt], "*", ms=13, color=colour[w], mec="black", mew=0.8, zorder=5)
             lo, hi = (num(v) for v in intervals.get(str(w), [math.nan, math.nan]))
             if math.isfinite(lo) and math.isfinite(hi) and ok.any():
-                ax.plot([lo, hi], [float(ys[ok].min())] * 2, color=colour[w], lw=5, alpha=0.35,
-                        solid_capstyle="butt")  # fmt: skip
+                ax.plot(
+                    [lo, hi],
+                    [float(ys[ok].min())] * 2,
+                    color=colour[w],
+                    lw=5,
+                    alpha=0.35,
+                    solid_capstyle="butt",
+                )
             if ylim is not None and (~ok).any():
                 any_diverged = True
-                ax.plot(xs[~ok], np.full(int((~ok).sum()), ylim[1]), "x", color=colour[w], ms=7,
-                        mew=1.8, clip_on=False, zorder=6)  # fmt: skip
+                ax.plot(
+                    xs[~ok],
+                    np.full(int((~ok).sum()), ylim[1]),
+                    "x",
+                    color=colour[w],
+                    ms=7,
+                    mew=1.8,
+                    clip_on=False,
+                    zorder=6,
+                )
             if ylim is not None and (ys[ok] > ylim[1]).any():
                 any_clipped = True
             role = " (proxy)" if w == proxy else ""
@@ -182,8 +196,9 @@ def plot_transfer(summary: Mapping, path: Path) -> Path | None:
         fig.suptitle(textwrap.fill(verdict, 140), fontsize=9)
     right = 5.2 * len(kinds) / (5.2 * len(kinds) + 1.8)  # the panels' share; legend beyond
     fig.tight_layout(rect=(0, 0, right, 1))
-    fig.legend(handles=handles, fontsize=8, loc="center left", bbox_to_anchor=(right, 0.5),
-               frameon=False)  # fmt: skip
+    fig.legend(
+        handles=handles, fontsize=8, loc="center left", bbox_to_anchor=(right, 0.5), frameon=False
+    )
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
@@ -207,22 +222,46 @@ def plot_verify(summary: Mapping, path: Path) -> Path | None:
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     ax.plot(xs[ok], ys[ok], "-o", color="tab:blue", ms=4, label="cold target run")
     if (~ok).any():
-        ax.plot(xs[~ok], np.full(int((~ok).sum()), float(ys[ok].max())), "x", color="tab:red",
-                ms=8, mew=2, label="diverged")  # fmt: skip
+        ax.plot(
+            xs[~ok],
+            np.full(int((~ok).sum()), float(ys[ok].max())),
+            "x",
+            color="tab:red",
+            ms=8,
+            mew=2,
+            label="diverged",
+        )
     opt = num(verify.get("optimum_log2_lr"))
     if math.isfinite(opt):
-        ax.plot([opt], [float(np.interp(opt, xs[ok], ys[ok]))], "*", ms=14, color="tab:blue",
-                mec="black", label=f"fitted optimum ({opt:.2f})")  # fmt: skip
+        ax.plot(
+            [opt],
+            [float(np.interp(opt, xs[ok], ys[ok]))],
+            "*",
+            ms=14,
+            color="tab:blue",
+            mec="black",
+            label=f"fitted optimum ({opt:.2f})",
+        )
     lo, hi = (num(v) for v in verify.get("optimum_interval") or [math.nan, math.nan])
     if math.isfinite(lo) and math.isfinite(hi):
-        ax.plot([lo, hi], [float(ys[ok].min())] * 2, color="tab:blue", lw=6, alpha=0.3,
-                solid_capstyle="butt", label="within the noise of the best")  # fmt: skip
+        ax.plot(
+            [lo, hi],
+            [float(ys[ok].min())] * 2,
+            color="tab:blue",
+            lw=6,
+            alpha=0.3,
+            solid_capstyle="butt",
+            label="within the noise of the best",
+        )
     tuned = num(verify.get("tuned_log2_lr"))
     ax.axvline(tuned, color="0.3", ls="--", label=f"tuned LR ({tuned:.2f})")
     target = summary.get("ladder", {}).get("target", "?")
     regret = _percent(num(verify.get("regret")))
-    ax.set(title=f"target width {target}: regret at the tuned LR {regret}",
-           xlabel="log2 learning rate", ylabel="final validation loss")  # fmt: skip
+    ax.set(
+        title=f"target width {target}: regret at the tuned LR {regret}",
+        xlabel="log2 learning rate",
+        ylabel="final validation loss",
+    )
     return _finish(fig, ax, path)
 
 
@@ -233,6 +272,67 @@ def _curve(run: Mapping | None) -> tuple[np.ndarray, np.ndarray]:
 
 
 @_styled
+def plot_axes(summary: Mapping, path: Path) -> Path | None:
+    """The checks beside width: per axis, the proxy's loss against log2 LR at each rung (the
+    tuned LR dashed, each rung's rule LR a triangle), and the optimum against the rung with the
+    rule's line; None when no axis was checked."""
+    plt = _plt()
+    checked = {
+        a: s
+        for a, s in (summary.get("axes") or {}).items()
+        if isinstance(s, Mapping) and s.get("curves")
+    }
+    checked.pop("prediction", None)
+    if not checked:
+        return None
+    fig, grid = plt.subplots(len(checked), 2, figsize=(11, 4.2 * len(checked)), squeeze=False)
+    tuned = tuned_log2_lr(summary)
+    for (curves, optima), (axis, section) in zip(grid, checked.items(), strict=True):
+        cmap = plt.get_cmap("viridis")
+        rungs = sorted(section["curves"], key=float)
+        for i, rung in enumerate(rungs):
+            colour = cmap(0.85 * i / max(len(rungs) - 1, 1))
+            xs, ys = (np.array(v, dtype=float) for v in zip(*section["curves"][rung], strict=True))
+            ok = np.isfinite(ys)
+            curves.plot(xs[ok], ys[ok], "-o", ms=3.5, color=colour, label=f"×{rung}")
+            rule = num((section.get("rule_log2_lr") or {}).get(rung))
+            if math.isfinite(rule) and ok.any() and xs[ok].min() <= rule <= xs[ok].max():
+                y = float(np.interp(rule, xs[ok], ys[ok]))
+                curves.plot([rule], [y], "^", ms=9, color=colour, mec="black")
+        if math.isfinite(tuned):
+            curves.axvline(tuned, color="grey", ls="--", lw=1)
+        curves.set(
+            xlabel="log2 LR",
+            ylabel="final validation loss",
+            title=f"{axis}: the proxy at each rung (▲ the rule's LR)",
+        )
+        curves.legend(fontsize=8)
+        points = sorted((float(r), num(v)) for r, v in section["optimum_log2_lr"].items())
+        rx, ry = zip(*points, strict=True)
+        optima.plot(rx, ry, "o", ms=7, color="black", label="fitted optimum")
+        optima.set_xscale("log")
+        optima.set_xticks(rx, [f"×{r:g}" for r in rx])
+        optima.minorticks_off()
+        rules = sorted((float(r), num(v)) for r, v in (section.get("rule_log2_lr") or {}).items())
+        if rules:
+            x, y = zip(*rules, strict=True)
+            name = "β" if axis == "horizon" else "κ"
+            value = section.get("beta" if axis == "horizon" else "kappa")
+            optima.plot(x, y, "-", color="tab:blue", label=f"rule ({name} = {num(value):.2f})")
+        if math.isfinite(tuned):
+            optima.axhline(tuned, color="grey", ls="--", lw=1, label="carried over (tuned)")
+        optima.set(
+            xlabel=f"rung (× the proxy's {'tokens' if axis == 'horizon' else 'batch'})",
+            ylabel="log2 LR",
+            title=f"{axis}: where the optimum goes",
+        )
+        optima.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def plot_warmstart(summary: Mapping, path: Path) -> Path | None:
     """Validation loss vs step, warm vs cold; None when neither run has a curve."""
     plt = _plt()

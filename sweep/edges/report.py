@@ -79,6 +79,20 @@ def _verify(inputs: ReportInputs, path: Path) -> str:
     )
 
 
+def _axes(inputs: ReportInputs, path: Path) -> str:
+    prediction = (inputs.summary.get("axes") or {}).get("prediction")
+    if not prediction:
+        raise Skipped("No check beside width in the summary (axes stage not run or no axis).")
+    if figures.plot_axes(inputs.summary, path) is None:
+        raise Skipped("The axes section has no loss curves to plot.")
+    return (
+        "Transfer beside width (docs/methods.md §11): at the proxy width, loss against log2 LR "
+        "at each rung of training length (or batch), and the optimum against the rung beside "
+        f"the rule's line. For the target it predicts log2 LR {prediction['log2_lr']:.2f} "
+        f"({prediction['log2_shift_vs_carry']:+.2f} from the tuned LR carried over)."
+    )
+
+
 def _warmstart(inputs: ReportInputs, path: Path) -> str:
     target = inputs.summary.get("target")
     if not target:
@@ -126,6 +140,7 @@ Figure = Callable[[ReportInputs, Path], str]
 FIGURES: tuple[tuple[str, str, Figure], ...] = (
     ("transfer", "µTransfer: loss against LR per width", _transfer),
     ("verify", "the target's loss against LR", _verify),
+    ("axes", "transfer along training length and batch", _axes),
     ("coord_check", "coordinate check", _coord_check),
     ("warmstart", "warm against cold target runs", _warmstart),
     ("optuna_history", "Optuna optimisation history", _optuna_history),
