@@ -96,8 +96,13 @@ def test_the_plan_counts_what_the_run_then_does(tmp_path):
     assert stages["tune"]["runs"] == summary["tune"]["n_trials"] == 4
     assert stages["tune"]["jobs"] == 1  # one worker
     assert cost["tuning_flops"] <= stages["tune"]["flops"]  # equal unless a trial diverged
-    assert stages["target"]["runs"] == 3 and stages["target"]["jobs"] == 2  # + the source
+    # warm and cold; the source is the transfer check's run, priced there
+    assert stages["target"]["runs"] == 2 and stages["target"]["jobs"] == 2
     assert cost["target_flops"] == stages["target"]["flops"]
+    axes = stages["axes"]  # the proxy's own rung: the others are past the budget here
+    assert "left out: horizon ×2, horizon ×4" in axes["note"]
+    assert axes["runs"] <= summary["axes"]["runs"] <= axes["max_runs"]
+    assert axes["flops"] <= cost["axes_flops"] <= axes["max_flops"]
     transfer = stages["transfer"]
     assert transfer["runs"] <= summary["transfer"]["runs"] <= transfer["max_runs"]
     assert transfer["flops"] <= cost["transfer_flops"] <= transfer["max_flops"]

@@ -75,7 +75,7 @@ def test_structured_config_rejects_typos_and_wrong_types(tmp_path):
         ("warmstart.sampling=sobol", "stratified, iid"),
         ("ladder.schedule=linear", "constant, cosine"),
         ("data.source=web", "stdlib, docs, text, tokens"),
-        ("stages=[tune,bogus]", "plan, tune, transfer, target, verify, report"),
+        ("stages=[tune,bogus]", "plan, tune, transfer, axes, target, verify, report"),
     ],
 )
 def test_an_unknown_choice_fails_at_composition_naming_the_choices(tmp_path, override, choices):
