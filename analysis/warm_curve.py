@@ -32,16 +32,14 @@ import optuna
 import torch
 from omegaconf import OmegaConf
 
-from analysis.warmstart import pipeline_cfg
+from analysis.warmstart import pipeline_cfg, tune_proxy
 from sweep.config import plain, run_config, target_depth
 from sweep.core.atomic import write_atomic
 from sweep.core.models import state_shapes
 from sweep.core.speedup import steps_to_reach
 from sweep.core.train import RunResult, snapshot_path
 from sweep.edges.launch import run_jobs
-from sweep.pipeline import Pipeline
 from sweep.stages.target import train_target
-from sweep.stages.tune import open_or_create_study, tuned_hparams
 
 COLD_FRACTIONS = (0.3, 0.6, 1.0)  # of --max-steps: the cold lengths the speedup is read at
 WARM_FRACTIONS = (0.1, 0.15, 0.2, 0.3, 0.45, 0.6, 0.8, 1.0)  # where the warm loss is measured
@@ -229,9 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out).resolve()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     parallel = f"launcher.max_parallel={args.max_parallel}"
-    tune_cfg = pipeline_cfg(args.ladder, out, "stages=[tune]", parallel, *args.overrides)
-    Pipeline(tune_cfg).run()
-    hparams = tuned_hparams(tune_cfg, open_or_create_study(tune_cfg, out / tune_cfg.ladder.name))
+    _, _, hparams, _ = tune_proxy(args.ladder, out, args.max_parallel, *args.overrides)
     cfg = pipeline_cfg(
         args.ladder,
         out,

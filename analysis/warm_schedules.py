@@ -27,14 +27,12 @@ from typing import Any
 import numpy as np
 import optuna
 
-from analysis.warmstart import bench_job, pipeline_cfg, source_job, warmstart_of
+from analysis.warmstart import bench_job, pipeline_cfg, source_job, tune_proxy, warmstart_of
 from sweep.config import plain
 from sweep.core.atomic import write_atomic
 from sweep.core.speedup import speedup
 from sweep.core.train import RunResult
 from sweep.edges.launch import run_jobs
-from sweep.pipeline import Pipeline
-from sweep.stages.tune import open_or_create_study, tune_summary, tuned_hparams
 
 # the warm run's schedule: {warmstart setting: value}; the ladder's warmup and peak otherwise
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -235,17 +233,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out = Path(args.out).resolve()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    cfg = pipeline_cfg(
-        args.ladder,
-        out,
-        "stages=[tune]",
-        f"launcher.max_parallel={args.max_parallel}",
-        *args.overrides,
+    cfg, folder, hparams, tune_flops = tune_proxy(
+        args.ladder, out, args.max_parallel, *args.overrides
     )
-    Pipeline(cfg).run()
-    folder = out / cfg.ladder.name
-    study = open_or_create_study(cfg, folder)
-    hparams, tune_flops = tuned_hparams(cfg, study), tune_summary(cfg, study)["flops"]
     todo_plan = plan(args.ladder, out, args.seeds, *args.overrides)
     todo = [r for r in todo_plan if not (folder / "bench" / f"{r['name']}.json").exists()]
     common = {

@@ -54,6 +54,20 @@ def pipeline_cfg(ladder: str, out: Path, *overrides: str) -> DictConfig:
     return compose_config(*fixed, *overrides)
 
 
+def tune_proxy(
+    ladder: str, out: Path, max_parallel: int, *overrides: str
+) -> tuple[DictConfig, Path, dict[str, float], float]:
+    """The proxy tuned by the pipeline's own tune stage (resumable): its config, run folder,
+    tuned values and the FLOPs tuning cost."""
+    cfg = pipeline_cfg(
+        ladder, out, "stages=[tune]", f"launcher.max_parallel={max_parallel}", *overrides
+    )
+    Pipeline(cfg).run()
+    folder = out / cfg.ladder.name
+    study = open_or_create_study(cfg, folder)
+    return cfg, folder, tuned_hparams(cfg, study), tune_summary(cfg, study)["flops"]
+
+
 def warmstart_of(ladder: str, out: Path, method: str) -> dict[str, Any]:
     """The settings of `conf/warmstart/<method>.yaml`."""
     cfg = pipeline_cfg(ladder, out, f"warmstart={method}")
@@ -304,17 +318,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out = Path(args.out).resolve()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    cfg = pipeline_cfg(
-        args.ladder,
-        out,
-        "stages=[tune]",
-        f"launcher.max_parallel={args.max_parallel}",
-        *args.overrides,
+    cfg, folder, hparams, tune_flops = tune_proxy(
+        args.ladder, out, args.max_parallel, *args.overrides
     )
-    Pipeline(cfg).run()
-    folder = out / cfg.ladder.name
-    study = open_or_create_study(cfg, folder)
-    hparams, tune_flops = tuned_hparams(cfg, study), tune_summary(cfg, study)["flops"]
     container = plain(cfg)
     plan = runs(args.ladder, out, args.seeds)
     todo = [r for r in plan if not (folder / "bench" / f"{r['name']}.json").exists()]

@@ -303,7 +303,7 @@ class Pipeline:
             "axes",
             lambda: axes.read_results(self.run_dir / "axes", tuned),
             lambda done: axes.next_runs(self.cfg, tuned, done),
-            lambda todo, n: axes.job_specs(self.cfg, self.run_dir, tuned, todo, n),
+            lambda todo, n: job_specs(self.cfg, self.run_dir, tuned, todo, n),
             axes.axes_job,
             2 * (self.cfg.ladder.lr_max_points + 3),  # the LR grids, then the λ grids
         )

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from sweep.config import data_config, execution, plain, public, run_config
+from sweep.config import data_config, execution, public, run_config
 from sweep.core.axis_rules import (
     Setting,
     adamw_timescale,
@@ -193,16 +193,6 @@ def rung_run(cfg: DictConfig, tuned: Mapping[str, float], run: AxisRun) -> RunCo
 def run_key(run: AxisRun, tag: str) -> str:
     wd = "" if run.wd_step is None else f"_wd{run.wd_step:+d}"
     return f"{run.axis}_x{run.rung:g}_lr{run.lr_step:+d}{wd}_s{run.seed}_{tag}"
-
-
-def job_specs(cfg: DictConfig, run_dir: Path, tuned: dict, todo: list[AxisRun], n_jobs: int):
-    container, n_jobs = plain(cfg), max(1, min(n_jobs, len(todo)))
-    runs = [asdict(run) for run in todo]
-    return [
-        {"cfg": container, "run_dir": str(run_dir), "hparams": tuned, "runs": runs[i::n_jobs]}
-        for i in range(n_jobs)
-        if runs[i::n_jobs]
-    ]
 
 
 def axes_job(spec: dict[str, Any]) -> list[str]:

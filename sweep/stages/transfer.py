@@ -138,9 +138,10 @@ def next_runs(cfg: DictConfig, results: Mapping[Run, Result]) -> list[Run]:
 
 
 def job_specs(
-    cfg: DictConfig, run_dir: Path, hparams: dict[str, float], todo: list[Run], n_jobs: int
+    cfg: DictConfig, run_dir: Path, hparams: dict[str, float], todo: list[Any], n_jobs: int
 ) -> list[dict]:
-    """Deal the runs to `n_jobs` jobs round-robin, so each gets a mix of cheap and dear ones."""
+    """Deal the runs (dataclasses: a transfer `Run`, an axes `AxisRun`) to `n_jobs` jobs
+    round-robin, so each gets a mix of cheap and dear ones."""
     container, n_jobs = plain(cfg), max(1, min(n_jobs, len(todo)))
     runs = [asdict(run) for run in todo]
     return [
