@@ -61,7 +61,8 @@ def test_a_known_power_law_in_tokens_is_recovered_and_the_rule_beats_carry_over(
     summary = axes.axes_summary(cfg, tuned, results, flops=0.0)
     horizon = summary["horizon"]
     assert horizon["rungs"] == [1.0, 2.0, 4.0, 8.0] and all(horizon["bracketed"].values())
-    assert horizon["beta"] == pytest.approx(BETA, abs=1e-6) and horizon["beta_from"] == "fitted"
+    assert horizon["beta"] == pytest.approx(BETA, abs=1e-6)
+    assert horizon["beta_from"] == "fitted on 4 rungs ± 0.00"
     assert horizon["drift_without_rule"] == pytest.approx(3 * BETA, abs=1e-6)  # 8× the tokens
     assert horizon["drift_with_rule"] == pytest.approx(0, abs=1e-6)
     for rung in ("2", "4", "8"):  # both read off the fitted parabola: exact here
@@ -149,6 +150,42 @@ def test_the_horizon_check_on_the_smallest_ladder_end_to_end(tmp_path):
     horizon = summary["axes"]["horizon"]
     assert horizon["rungs"] == [1.0, 4.0]
     assert all(math.isfinite(v) for v in horizon["optimum_log2_lr"].values())
-    assert horizon["beta_from"] == "fitted" and math.isfinite(horizon["beta"])
+    assert horizon["beta_from"] == "fitted on 2 rungs" and math.isfinite(horizon["beta"])
     assert summary["cost"]["axes_flops"] > 0
     assert len(list((tmp_path / "gpt_tiny" / "axes").glob("horizon_x4_*.json"))) >= 3
+
+
+def verify_records(optimum: float) -> dict:
+    """Three cold target runs at log2 LR −1, 0, +1 on a parabola around `optimum`."""
+
+    def record(x: float) -> dict:
+        loss = 2.0 + 0.1 * (x - optimum) ** 2
+        result = {
+            "status": "completed",
+            "reason": "",
+            "steps_done": 10,
+            "train_loss": [],
+            "val_loss": [[10, loss]],
+            "tokens": 0,
+            "flops": 1,
+            "resumed_from": 0,
+            "tokens_per_s": 1.0,
+            "mfu": None,
+            "devices": 1,
+        }
+        return {"log2_lr": x, "result": result}
+
+    return {k: record(float(k)) for k in (-1, 0, 1)}
+
+
+@pytest.mark.parametrize("band, says", [(0.0, "better than"), (0.01, "within the noise")])
+def test_verify_judges_the_prediction_against_the_carried_lr_within_the_noise(band, says):
+    from sweep.stages.verify import verify_summary
+
+    records = verify_records(optimum=-0.4)  # the target wants 0.4 log2 less than tuned
+    summary = verify_summary(records, 1.0, band, 1.0, 0.005, predicted_lr=2.0**-0.4)
+    assert summary["predicted_regret"] == pytest.approx(0, abs=1e-12)
+    assert summary["carried_regret_fitted"] == pytest.approx(0.1 * 0.16 / 2.0)
+    assert says in summary["verdict"]
+    same = verify_summary(records, 1.0, band, 1.0, 0.005, predicted_lr=1.0)
+    assert "predicted" not in same["verdict"]  # a prediction equal to the tuned LR: nothing to say

@@ -361,12 +361,15 @@ def wd_summary(cfg: DictConfig, tuned, results, axis: str) -> dict[str, Any]:
 
 
 def rule_exponent(cfg: DictConfig, optima: Mapping[float, float]) -> tuple[float, str]:
-    """β: `axes.beta` when given, else fitted on the horizon's rungs ({tokens: log2 LR*})."""
+    """β: `axes.beta` when given, else fitted on the horizon's rungs ({tokens: log2 LR*}),
+    with its standard error when three or more rungs give one."""
     if cfg.axes.beta is not None:
         return float(cfg.axes.beta), "given"
     if len(optima) < 2:
         return 0.0, "none (one rung: the plain carry-over)"
-    return fit_power_law(list(optima), list(optima.values())).exponent, "fitted"
+    fit = fit_power_law(list(optima), list(optima.values()))
+    error = f" ± {fit.stderr:.2f}" if math.isfinite(fit.stderr) else ""
+    return fit.exponent, f"fitted on {fit.points} rungs{error}"
 
 
 def proxy_setting(cfg: DictConfig) -> Setting:

@@ -161,9 +161,13 @@ def verify_summary(
             "predicted_regret": predicted,
             "carried_regret_fitted": carried,
         }
-        better = "the prediction" if predicted < carried else "the plain carry-over"
+        if abs(predicted - carried) <= relative_band:
+            which = f"within the noise (±{percent(relative_band)}) of the tuned LR's"
+        else:
+            which = "better than" if predicted < carried else "worse than"
+            which += f" the tuned LR's {percent(carried)}"
         summary["verdict"] += (
             f"; the LR predicted along the other axes (log2 {math.log2(predicted_lr):.2f}) loses "
-            f"{percent(predicted)}: {better} was closer"
+            f"{percent(predicted)}, {which}"
         )
     return summary
