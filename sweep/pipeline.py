@@ -354,7 +354,8 @@ class Pipeline:
             for log in (self.run_dir / "jobs" / "target").glob("*_0_log.out"):
                 if log.stat().st_mtime >= started:  # this invocation's jobs
                     for name, (step, _) in latest_steps(log.read_text(errors="replace")).items():
-                        done.setdefault(name.removeprefix("target-"), step)
+                        if name.startswith("target-"):  # not the source's or a stage's lines
+                            done.setdefault(name.removeprefix("target-"), step)
             parts = [
                 f"{kind} val loss {losses[kind]:.4f}"
                 if kind in losses
