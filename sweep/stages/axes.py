@@ -42,7 +42,7 @@ from sweep.core.metrics import drift
 from sweep.core.records import read_record, write_record
 from sweep.core.train import RunConfig, train
 from sweep.edges.tracking import live_progress, log_result, wandb_run
-from sweep.stages.transfer import best_step, grid_extension, hparams_tag
+from sweep.stages.transfer import best_step, grid_extension, grid_seeds, hparams_tag
 
 AXES = ("horizon", "batch")
 COVER_REACH = 4  # grid steps a series may grow by to bring a rule's value onto it
@@ -83,10 +83,6 @@ def kept_rungs(cfg: DictConfig) -> dict[str, list[float]]:
             spent += worst
             kept[axis].append(rung)
     return kept
-
-
-def grid_seeds(cfg: DictConfig) -> list[int]:
-    return list(range(cfg.seed, cfg.seed + cfg.ladder.transfer_seeds))
 
 
 def _flops(run: RunConfig) -> float:

@@ -163,7 +163,7 @@ def plan_axes(
         axes.rung_run(cfg, tuned, axes.AxisRun(axis, rung, 0, None, seed))
         for axis in axes.AXES
         for rung in kept[axis]
-        for seed in axes.grid_seeds(cfg)
+        for seed in grid_seeds(cfg)
         for _ in range(series * cfg.ladder.lr_max_points)
     ]
     dropped = [
