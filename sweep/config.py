@@ -38,7 +38,9 @@ from sweep.grow.rc_sampling import Sampling
 from sweep.grow.warmstart import Method, SourceModel, source_config
 
 
-class Stage(StrEnum):
+class StageName(StrEnum):
+    """The stages a config may list; each but `plan` is a stage of `sweep.stages.registry`."""
+
     plan = auto()  # print what the other listed stages (all, alone) would run, and stop
     tune = auto()
     transfer = auto()
@@ -48,7 +50,7 @@ class Stage(StrEnum):
     report = auto()
 
 
-RUN_STAGES = tuple(s for s in Stage if s != Stage.plan)
+RUN_STAGES = tuple(s for s in StageName if s != StageName.plan)
 
 
 class Sampler(StrEnum):
@@ -293,7 +295,7 @@ class PipelineConfig:
     verify: VerifyConfig = field(default_factory=VerifyConfig)
     axes: AxesConfig = field(default_factory=AxesConfig)
     hardware: HardwareConfig = field(default_factory=HardwareConfig)
-    stages: list[Stage] = field(default_factory=lambda: list(RUN_STAGES))
+    stages: list[StageName] = field(default_factory=lambda: list(RUN_STAGES))
     out_root: str = "runs"
     run_name: str | None = None  # None: the ladder's name
     seed: int = 0
@@ -729,7 +731,7 @@ def _check_stages(cfg: DictConfig) -> None:
     stages = [str(s) for s in cfg.stages]
     if not stages or len(set(stages)) < len(stages):
         raise ValueError(
-            f"stages must list each stage to run once, from {', '.join(Stage)}; got {stages}"
+            f"stages must list each stage to run once, from {', '.join(StageName)}; got {stages}"
         )
 
 

@@ -1,8 +1,9 @@
 """The run's summary: everything measured so far, rebuilt from the run folder's files.
 
-Each section appears once its stage is complete (a transfer check still growing its grids, or a
-check at the target still short of its bracket, has none yet), then the run's verdict and the
-FLOPs each stage spent. `summary.json`, the console table and the report all read this.
+Each section is its stage's (`Stage.summary`) and appears once the stage is complete (a transfer
+check still growing its grids, or a check at the target still short of its bracket, has none
+yet), then the run's verdict and the FLOPs each stage spent. `summary.json`, the console table
+and the report all read this.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,28 +21,20 @@ from omegaconf import DictConfig
 
 from sweep.config import ModelKind, model_config, tunable, world_size
 from sweep.core.metrics import run_verdict
-from sweep.core.records import read_record
-from sweep.stages import axes
+from sweep.core.verdict import Verdict
 from sweep.stages.model_check import CHECK_FILE
-from sweep.stages.report import coord_check_summary, read_coord_checks
-from sweep.stages.target import KINDS, cold_run_flops, target_summary
-from sweep.stages.transfer import next_runs, read_results, transfer_summary
-from sweep.stages.tune import near_best, tune_summary, tuned_hparams
-from sweep.stages.verify import final_loss, next_steps, read_curve, verify_summary
+from sweep.stages.registry import STAGES
+from sweep.stages.stage import Context, Stage
 
 
-def differs(cfg: DictConfig) -> str:
-    """How the target differs from the ladder's transfer check besides its width."""
-    ladder, parts = cfg.ladder, []
-    if ladder.target_steps != ladder.transfer_steps:
-        parts.append(f"{ladder.target_steps} steps against the ladder's {ladder.transfer_steps}")
-    if ladder.target_n_layer and ladder.target_n_layer != ladder.n_layer:
-        parts.append(f"{ladder.target_n_layer} layers against {ladder.n_layer}")
-    return "the target trains " + " and ".join(parts) if parts else ""
-
-
-def build_summary(cfg: DictConfig, run_dir: Path, study: optuna.Study) -> dict[str, Any]:
-    """Everything measured so far in `run_dir`, with the run's verdict and costs."""
+def build_summary(
+    cfg: DictConfig,
+    run_dir: Path,
+    study: optuna.Study,
+    stages: Mapping[str, Stage] = STAGES,
+) -> dict[str, Any]:
+    """Everything measured so far in `run_dir`: each registered stage's section once it is
+    complete (each given those before it), the run's verdict and what each stage spent."""
     summary: dict[str, Any] = {
         "ladder": {
             "name": cfg.ladder.name,
@@ -50,49 +44,22 @@ def build_summary(cfg: DictConfig, run_dir: Path, study: optuna.Study) -> dict[s
         },
         "model": model_summary(cfg, run_dir),
     }
-    cost, target_flops = {}, cold_run_flops(cfg)
-    if study.get_trials(deepcopy=False):
-        summary["tune"] = tune_summary(cfg, study)
-        cost["tuning_flops"] = summary["tune"].pop("flops")
-    tuned = tuned_hparams(cfg, study) if summary.get("tune", {}).get("best_params") else None
-    results = read_results(run_dir / "transfer", tuned) if tuned else {}
-    if results and not next_runs(cfg, results):
-        summary["transfer"] = transfer_summary(cfg, results, tuned["lr"], target_flops)
-        cost["transfer_flops"] = summary["transfer"].pop("flops")
-        summary["tune"]["near_best"] = near_best(study, summary["transfer"]["noise"]["band"])
-    axis_results = axes.read_results(run_dir / "axes", tuned) if tuned else {}
-    if axis_results and not axes.next_runs(cfg, tuned, axis_results):
-        flops = axes.read_flops(run_dir / "axes", tuned)
-        summary["axes"] = axes.axes_summary(cfg, tuned, axis_results, flops)
-        cost["axes_flops"] = summary["axes"].pop("flops")
-    runs = {kind: read_record(run_dir / "target" / f"{kind}.json") for kind in KINDS}
-    if runs := {kind: run for kind, run in runs.items() if run is not None}:
-        summary["target"] = target_summary(cfg, runs, cost.get("tuning_flops", 0.0))
-        cost["target_flops"] = summary["target"].pop("flops")
-    records = read_curve(run_dir, tuned) if tuned else {}
-    curve = {k: final_loss(record) for k, record in records.items()}
-    if records and not next_steps(curve, cfg.verify.max_runs):
-        band = summary.get("transfer", {}).get("noise", {}).get("relative_band", 0.0)
-        predicted = summary.get("axes", {}).get("prediction", {}).get("lr")
-        summary["verify"] = verify_summary(
-            records,
-            tuned["lr"],
-            band,
-            target_flops,
-            cfg.ladder.regret_tolerance,
-            differs(cfg),
-            predicted_lr=predicted,
-        )
-        cost["verify_flops"] = summary["verify"].pop("flops")
-    if checks := read_coord_checks(run_dir / "report"):
-        summary["coord_check"] = coord_check_summary(checks)
-    verdict = run_verdict(
-        summary.get("transfer", {}).get("verdict"),
-        summary.get("coord_check", {}).get("mup"),
-        summary.get("verify", {}).get("verdict"),
-    )
+    ctx, cost = Context(cfg, run_dir, study), {}
+    for stage in stages.values():
+        section = stage.summary(ctx, summary | {"cost": cost})
+        if section is None:
+            continue
+        summary[section.key] = section.content
+        if section.flops is not None:
+            cost[section.cost_key] = section.flops
+        for key, extra in section.amends.items():
+            if key in summary:
+                summary[key] |= extra
+    parts = [summary.get(key, {}).get("verdict") for key in ("transfer", "verify")]
+    transfer, target = (None if p is None else Verdict.from_dict(p) for p in parts)
+    verdict = run_verdict(transfer, summary.get("coord_check", {}).get("mup"), target)
     if verdict:
-        summary["verdict"] = verdict
+        summary["verdict"] = verdict.to_dict()
     summary["cost"] = cost
     summary["hardware"] = hardware_summary(cfg, study)
     return summary

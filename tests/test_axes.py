@@ -186,6 +186,8 @@ def test_verify_judges_the_prediction_against_the_carried_lr_within_the_noise(ba
     summary = verify_summary(records, 1.0, band, 1.0, 0.005, predicted_lr=2.0**-0.4)
     assert summary["predicted_regret"] == pytest.approx(0, abs=1e-12)
     assert summary["carried_regret_fitted"] == pytest.approx(0.1 * 0.16 / 2.0)
-    assert says in summary["verdict"]
+    assert says in summary["verdict"]["text"]
     same = verify_summary(records, 1.0, band, 1.0, 0.005, predicted_lr=1.0)
-    assert "predicted" not in same["verdict"]  # a prediction equal to the tuned LR: nothing to say
+    assert (
+        "predicted" not in same["verdict"]["text"]
+    )  # a prediction equal to the tuned LR: nothing to say

@@ -15,6 +15,7 @@ from sweep.core.metrics import (
     transfer_verdict,
     wider_is_better,
 )
+from sweep.core.verdict import Status, Verdict
 
 GRID = np.arange(-14.0, -5.5, 0.5)
 
@@ -77,35 +78,51 @@ def test_wider_is_better_needs_a_comparable_lr():
 
 
 def test_transfer_verdict_rests_on_the_regret_at_the_tuned_lr():
-    yes = transfer_verdict({32: 0.0, 64: 0.001, 128: 0.003}, {32: 0.0, 64: 0.01, 128: math.inf})
+    yes_ = transfer_verdict({32: 0.0, 64: 0.001, 128: 0.003}, {32: 0.0, 64: 0.01, 128: math.inf})
+    yes = yes_.text
+    assert yes_.status is Status.passes
     assert yes.startswith("µP transfers: worst regret 0.30% at width 128")
     assert "SP diverges at the tuned LR at width 128" in yes
-    no = transfer_verdict({32: 0.0, 64: 0.012}, {32: 0.0, 64: 0.03}, noise=0.004)
+    no_ = transfer_verdict({32: 0.0, 64: 0.012}, {32: 0.0, 64: 0.03}, noise=0.004)
+    no = no_.text
+    assert no_.status is Status.fails
     assert no.startswith("µP does not transfer: it loses 1.20% at width 64")
     assert "noise ±0.40%" in no
-    both = transfer_verdict({32: 0.0, 64: 0.002}, {32: 0.0, 64: 0.004})
+    both = transfer_verdict({32: 0.0, 64: 0.002}, {32: 0.0, 64: 0.004}).text
     assert both.startswith("µP transfers") and "does not separate" in both
     assert "\n" not in yes + no + both
 
 
 def test_a_regret_within_the_noise_is_no_failure():
     small = transfer_verdict({32: 0.0, 64: 0.001}, {64: 0.012}, noise=0.015, tolerance=0.005)
-    assert small.endswith("SP is within the noise too, so this ladder does not separate them")
-    line = transfer_verdict({32: 0.0, 64: 0.012}, {64: 0.05}, noise=0.015, tolerance=0.005)
+    assert small.status is Status.passes
+    assert small.text.endswith("SP is within the noise too, so this ladder does not separate them")
+    noisy = transfer_verdict({32: 0.0, 64: 0.012}, {64: 0.05}, noise=0.015, tolerance=0.005)
+    line = noisy.text
+    assert noisy.status is Status.within_noise
     assert line.startswith("µP transfers within the noise: worst regret 1.20% at width 64")
     assert "within the noise ±1.50%" in line and "SP loses 5.00% at width 64" in line
 
 
 def test_an_unbracketed_optimum_makes_the_verdict_inconclusive():
-    line = transfer_verdict({32: 0.0, 64: 0.0}, {32: 0.0, 64: 0.5}, unbracketed=["SP width 64"])
-    assert line.startswith("inconclusive") and "SP width 64" in line
-    assert transfer_verdict({32: math.nan}, {}).startswith("inconclusive")
+    open_ = transfer_verdict({32: 0.0, 64: 0.0}, {32: 0.0, 64: 0.5}, unbracketed=["SP width 64"])
+    assert open_.status is Status.inconclusive
+    assert open_.text.startswith("inconclusive") and "SP width 64" in open_.text
+    nothing = transfer_verdict({32: math.nan}, {})
+    assert nothing.status is Status.inconclusive and nothing.text.startswith("inconclusive")
 
 
 def test_run_verdict_joins_the_checks_and_leads_with_a_failing_coordinate_check():
     failing = {"passes": False, "worst_slope": 0.6, "threshold": 0.25, "module": "m", "step": 2}
-    line = run_verdict("µP transfers: x", failing, "at the target: y")
+    transfers = Verdict(Status.passes, "µP transfers: x")
+    noisy = Verdict(Status.within_noise, "at the target: y")
+    verdict = run_verdict(transfers, failing, noisy)
+    assert verdict.status is Status.fails  # the worst of its parts
+    line = verdict.text
     assert line.startswith("the µP coordinate check FAILS (worst slope 0.60 > 0.25 at m, step 2)")
     assert line.endswith("µP transfers: x; at the target: y")
-    assert run_verdict("µP transfers: x", failing | {"passes": True}) == "µP transfers: x"
+    assert run_verdict(transfers, failing | {"passes": True}) == transfers
+    assert run_verdict(transfers, None, noisy).status is Status.within_noise
+    unsure = Verdict(Status.inconclusive, "at the target: inconclusive")
+    assert run_verdict(transfers, None, unsure).status is Status.inconclusive
     assert run_verdict(None, None) is None

@@ -16,6 +16,7 @@ from test_report import assert_self_contained
 from wandb_records import history, run_info
 
 from sweep.config import available_ladders, compose_config, validate
+from sweep.core.verdict import SEVERITY, Status
 from sweep.pipeline import Pipeline
 
 GROUPS = {
@@ -168,12 +169,16 @@ def test_end_to_end_summary(tiny_run):
         tuned = transfer["tuned_log2_lr"]
         for curve in transfer[p]["curves"].values():  # a grid centred on the tuned LR
             assert any(math.isclose(x, tuned) for x, _ in curve)
-    assert transfer["conclusive"] and transfer["verdict"].startswith("µP ")
+    assert transfer["conclusive"] and transfer["verdict"]["text"].startswith("µP ")
     assert transfer["noise"]["dof"] > 0 and transfer["noise"]["std"] > 0
     verify = on_disk["verify"]
     assert verify["runs"] >= 2 and math.isfinite(verify["regret"])
     assert verify["flops_vs_target"] == pytest.approx(verify["runs"], rel=0.01)
-    assert on_disk["verdict"].endswith(verify["verdict"])
+    assert on_disk["verdict"]["text"].endswith(verify["verdict"]["text"])
+    parts = [Status(on_disk[k]["verdict"]["status"]) for k in ("transfer", "verify")]
+    coord_fails = not on_disk["coord_check"]["mup"]["passes"]
+    worst = Status.fails if coord_fails else max(parts, key=SEVERITY.index)
+    assert on_disk["verdict"]["status"] == worst
     for kind in ("warm", "cold"):
         assert math.isfinite(on_disk["target"][kind]["final_val_loss"])
     target = on_disk["target"]
@@ -195,8 +200,8 @@ def test_end_to_end_report_files(tiny_run):
     for name in ("transfer", "warmstart", "coord_check", "optuna_history", "optuna_importance"):
         assert (report / f"{name}.png").read_bytes() in embedded, name
     body = page[page.index("<body>") :]
-    headline = re.search(r'<h1>.*?</h1>\s*<p class="verdict[^"]*">(.*?)</p>', body, re.S)
-    assert headline and headline.group(1) == html.escape(summary["verdict"])
+    headline = re.search(r'<h1>.*?</h1>\s*<p class="verdict[^"]*"[^>]*>(.*?)</p>', body, re.S)
+    assert headline and headline.group(1).endswith(html.escape(summary["verdict"]["text"]))
     assert body.count('<div class="plot">') >= 3  # Optuna's interactive plots
     assert "Plotly.newPlot" in page and "plotly.js" in page.lower()  # the library itself, inline
     assert_self_contained(page)  # nothing fetched: the page works offline

@@ -22,6 +22,7 @@ from sweep.core.metrics import (
     wider_is_better,
 )
 from sweep.core.speedup import speedup
+from sweep.core.verdict import Verdict
 from sweep.edges.console import print_summary
 from sweep.edges.report import write_report
 from sweep.edges.summary_table import fmt_flops, summary_rows
@@ -66,7 +67,7 @@ def full_summary() -> dict:
                 {w: dict(zip(LRS, c, strict=True)) for w, c in curves.items()}
             ),
         }
-    transfer["verdict"] = transfer_verdict(regrets["mup"], regrets["sp"], noise=0.003)
+    transfer["verdict"] = transfer_verdict(regrets["mup"], regrets["sp"], noise=0.003).to_dict()
     transfer |= {"runs": 50, "flops_vs_target": 1.25, "conclusive": True}
     verify_curve = [[x, 2.9 + 0.02 * (x - tuned - 0.3) ** 2] for x in (-9.9, -8.9, -7.9)]
     verify = {
@@ -78,7 +79,7 @@ def full_summary() -> dict:
         "regret": 0.02 * 0.09 / 2.9,
         "runs": 2,
         "flops_vs_target": 2.0,
-        "verdict": "at the target: the tuned LR loses 0.06%",
+        "verdict": {"status": "passes", "text": "at the target: the tuned LR loses 0.06%"},
     }
     warm, cold = val_curve(3.6, 2.9, 0.02), val_curve(5.5, 3.0, 0.012)
     sp = speedup(warm, cold, source_steps_equiv=30)
@@ -133,7 +134,8 @@ def coord_checks(mup_slope: float, sp_slope: float) -> list[CoordCheck]:
 
 def with_coord_check(summary: dict, checks: list[CoordCheck]) -> dict:
     summary["coord_check"] = coord_check_summary(checks)
-    summary["verdict"] = run_verdict(summary["transfer"]["verdict"], summary["coord_check"]["mup"])
+    transfer = Verdict.from_dict(summary["transfer"]["verdict"])
+    summary["verdict"] = run_verdict(transfer, summary["coord_check"]["mup"]).to_dict()
     return json.loads(json.dumps(summary))  # exactly what the pipeline's JSON gives
 
 
@@ -211,13 +213,30 @@ def test_the_coordinate_check_states_what_was_measured(tmp_path):
 
 def test_a_failing_mup_coordinate_check_leads_the_verdict(tmp_path):
     summary = with_coord_check(full_summary(), coord_checks(0.6, 1.1))
-    assert summary["verdict"].startswith("the µP coordinate check FAILS (worst slope 0.60 > 0.4")
-    assert summary["verdict"].endswith(summary["transfer"]["verdict"])
+    verdict = summary["verdict"]["text"]
+    assert summary["verdict"]["status"] == "fails"
+    assert verdict.startswith("the µP coordinate check FAILS (worst slope 0.60 > 0.4")
+    assert verdict.endswith(summary["transfer"]["verdict"]["text"])
     rows = dict(summary_rows(summary))
-    assert rows["verdict"] == summary["verdict"]
+    assert rows["verdict"] == verdict
     assert rows["µP coord check worst slope"].endswith("> 0.4: FAIL")
     text = html.unescape(write_report(summary, tmp_path)["report"].read_text(encoding="utf-8"))
-    assert summary["verdict"] in text
+    assert verdict in text
+
+
+@pytest.mark.parametrize(
+    "status, word, warns",
+    [("passes", "passes", False), ("within_noise", "within the noise", False),
+     ("inconclusive", "inconclusive", True), ("fails", "fails", True)],
+)  # fmt: skip
+def test_the_verdict_box_is_coloured_and_worded_by_its_status(tmp_path, status, word, warns):
+    summary = full_summary() | {"verdict": {"status": status, "text": "what the checks found"}}
+    text = write_report(summary, tmp_path)["report"].read_text(encoding="utf-8")
+    box = re.search(r'<p class="verdict ([^"]*)" data-status="([^"]*)">(.*?)</p>', text, re.S)
+    assert box and box.group(2) == status
+    assert box.group(1).split() == [status, "warn"] if warns else [status]
+    assert box.group(3) == f'<span class="status">{word}</span>what the checks found'
+    assert f".verdict.{status}" in text or status == "passes"  # every status has its colour
 
 
 def test_console_prints_brackets_and_nan_literally(tmp_path):

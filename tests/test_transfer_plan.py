@@ -86,7 +86,9 @@ def test_the_grid_stops_at_its_budget_and_the_verdict_says_inconclusive():
     assert sorted(curve) == [-2, -1, 0, 1]  # 4 points, the optimum still below them
     summary = transfer_summary(cfg, results, tuned_lr=2**-6, target_flops=1e6)
     assert summary["conclusive"] is False and not summary["sp"]["bracketed"]["128"]
-    assert summary["verdict"].startswith("inconclusive") and "SP width 128" in summary["verdict"]
+    verdict = summary["verdict"]
+    assert verdict["status"] == "inconclusive"
+    assert verdict["text"].startswith("inconclusive") and "SP width 128" in verdict["text"]
 
 
 def test_noise_seeds_go_to_each_series_best_point_once_it_is_settled():
@@ -105,7 +107,7 @@ def test_the_summary_judges_by_regret_and_reads_a_flat_basin_as_flat():
     results = complete(cfg, shifted(MUP_FLAT_SP_DRIFTING, noise=0.004))
     summary = transfer_summary(cfg, results, tuned_lr=2**-6, target_flops=1e6)
     mup, sp = summary["mup"], summary["sp"]
-    assert summary["conclusive"] and summary["verdict"].startswith("µP transfers")
+    assert summary["conclusive"] and summary["verdict"]["text"].startswith("µP transfers")
     assert mup["worst_regret"] < 0.005 < sp["worst_regret"]
     assert sp["regret"]["128"] > sp["regret"]["64"] > sp["regret"]["32"]
     assert mup["drift_beyond_noise_log2"] == 0.0 < sp["drift_beyond_noise_log2"]
@@ -155,7 +157,10 @@ def test_the_verify_stage_brackets_the_targets_optimum_and_reports_its_regret():
     best = min(2.0 + 0.04 * (x + 7.5) ** 2 for x in (-9.0, -8.0, -7.0, -6.0, -5.0))
     assert summary["regret"] == pytest.approx((2.0 + 0.04 * 1.5**2 - best) / best)  # 4%
     assert summary["runs"] == 4 and summary["flops_vs_target"] == 4.0  # k = 0 is the cold run
-    assert "beyond the tolerance" in summary["verdict"] and summary["verdict"].endswith(longer)
+    verdict = summary["verdict"]
+    assert verdict["status"] == "fails"
+    assert "(beyond the tolerance 0.50% and the noise ±0.10%)" in verdict["text"]
+    assert verdict["text"].endswith(longer)
 
 
 def test_the_verify_stage_stops_at_its_budget():
@@ -163,4 +168,5 @@ def test_the_verify_stage_stops_at_its_budget():
     curve = {k: r["result"]["val_loss"][-1][1] for k, r in records.items()}
     assert next_steps(curve, max_runs=2) == []
     summary = verify_summary(records, 2**-6, relative_band=0.0, target_flops=500, tolerance=0.005)
-    assert not summary["bracketed"] and "inconclusive" in summary["verdict"]
+    assert not summary["bracketed"] and summary["verdict"]["status"] == "inconclusive"
+    assert "inconclusive" in summary["verdict"]["text"]

@@ -17,7 +17,9 @@ from sweep.core.train import OptimConfig, lr_factor
 from sweep.grow.warmstart import source_config, warm_optim, warm_start
 from sweep.stages.source import source_checkpoint, source_run
 from sweep.stages.target import source_is_transfer_point, train_source, warm_init
-from sweep.stages.transfer import Run, train_run
+from sweep.stages.transfer import Run, TransferStage
+
+train_run = TransferStage().train_point
 
 LR = 0.0123  # 2**log2(0.0123) != 0.0123: the transfer's point must take the tuned LR itself
 

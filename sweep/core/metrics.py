@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from sweep.core.verdict import Status, Verdict, combined
+
 DEFAULT_TOLERANCE = 0.005  # the regret µP may show at any width: 0.5% of the loss
 
 
@@ -92,20 +94,21 @@ def transfer_verdict(
     unbracketed: Sequence[str] = (),
     noise: float = 0.0,
     tolerance: float = DEFAULT_TOLERANCE,
-) -> str:
+) -> Verdict:
     """One line on whether the proxy's LR serves every width: µP transfers when its worst
     relative regret over the ladder is within `tolerance` (or within `noise`, the relative size
     of a difference the seeds cannot resolve), and this is set against SP's worst regret.
     "inconclusive" while some width's optimum is not bracketed by its LR grid: there the regret
     is a lower bound and the verdict could go either way."""
     if unbracketed:
-        return (
+        return Verdict(
+            Status.inconclusive,
             f"inconclusive: the LR grid does not bracket the optimum of {', '.join(unbracketed)} "
-            "(ladder.lr_max_points reached); regrets there are lower bounds"
+            "(ladder.lr_max_points reached); regrets there are lower bounds",
         )
     finite_mup = {w: r for w, r in mup_regret.items() if not math.isnan(r)}
     if not finite_mup:
-        return "inconclusive: no µP width has a finite loss"
+        return Verdict(Status.inconclusive, "inconclusive: no µP width has a finite loss")
     w_mup, r_mup = max(finite_mup.items(), key=lambda kv: kv[1])
     allowed = max(tolerance, noise)
     noise_text = f", noise ±{percent(noise)}" if noise > 0 else ", noise not measured"
@@ -116,10 +119,12 @@ def transfer_verdict(
         verb = "diverges at the tuned LR" if r_sp == math.inf else f"loses {percent(r_sp)}"
         sp_text = f"SP {verb} at width {w_sp}"
     if r_mup > allowed:
-        return (
+        return Verdict(
+            Status.fails,
             f"µP does not transfer: it loses {percent(r_mup)} at width {w_mup} at the tuned LR "
-            f"(tolerance {percent(tolerance)}{noise_text}); {sp_text}"
+            f"(tolerance {percent(tolerance)}{noise_text}); {sp_text}",
         )
+    status = Status.passes if r_mup <= tolerance else Status.within_noise
     if r_mup <= tolerance:
         line = (
             f"µP transfers: worst regret {percent(r_mup)} at width {w_mup} "
@@ -134,21 +139,23 @@ def transfer_verdict(
     if sp and (r_sp_worst := max(sp.values())) <= allowed:
         bound = "tolerance" if r_sp_worst <= tolerance else "noise"
         line += f" — SP is within the {bound} too, so this ladder does not separate them"
-    return line
+    return Verdict(status, line)
 
 
 def run_verdict(
-    transfer: str | None, mup_coord_check: Mapping | None, target: str | None = None
-) -> str | None:
+    transfer: Verdict | None, mup_coord_check: Mapping | None, target: Verdict | None = None
+) -> Verdict | None:
     """The run's verdict: the transfer verdict and the direct check at the target, preceded by a
     failing µP coordinate check (a µP whose activations grow with width is not µP, whatever the
-    transfer curves say)."""
+    transfer curves say); its status the worst of theirs."""
     parts = []
     if mup_coord_check is not None and not mup_coord_check["passes"]:
         parts.append(
-            f"the µP coordinate check FAILS (worst slope {mup_coord_check['worst_slope']:.2f} > "
-            f"{mup_coord_check['threshold']:g} at {mup_coord_check['module']}, step "
-            f"{mup_coord_check['step']}): activations grow with width"
+            Verdict(
+                Status.fails,
+                f"the µP coordinate check FAILS (worst slope {mup_coord_check['worst_slope']:.2f} "
+                f"> {mup_coord_check['threshold']:g} at {mup_coord_check['module']}, step "
+                f"{mup_coord_check['step']}): activations grow with width",
+            )
         )
-    parts += [part for part in (transfer, target) if part]
-    return "; ".join(parts) or None
+    return combined(parts + [part for part in (transfer, target) if part])

@@ -107,6 +107,11 @@ class RunConfig:
     def tokens_per_step(self) -> int:
         return self.batch_size * self.model.seq_len
 
+    @property
+    def flops(self) -> int:
+        """Its training FLOPs (docs/methods.md §7)."""
+        return training_flops(self.model, self.steps * self.tokens_per_step)
+
     def to_dict(self) -> dict:
         return asdict(self)
 

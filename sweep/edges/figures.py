@@ -24,6 +24,7 @@ import numpy as np
 
 from sweep.core.coord_check import DEFAULT_THRESHOLD, CoordCheck
 from sweep.core.speedup import steps_to_reach
+from sweep.core.verdict import Verdict
 from sweep.edges.summary_table import PARAM_LABELS, fmt_speedup, num, tuned_log2_lr
 
 if TYPE_CHECKING:
@@ -191,9 +192,8 @@ def plot_transfer(summary: Mapping, path: Path) -> Path | None:
         handles.append(Line2D([], [], marker="x", ls="", color="0.3", mew=1.8, label="diverged"))
     if any_clipped:
         handles.append(Line2D([], [], ls="", label="(higher losses\n off the top)"))
-    verdict = transfer.get("verdict")
-    if verdict:
-        fig.suptitle(textwrap.fill(verdict, 140), fontsize=9)
+    if verdict := transfer.get("verdict"):
+        fig.suptitle(textwrap.fill(Verdict.from_dict(verdict).text, 140), fontsize=9)
     right = 5.2 * len(kinds) / (5.2 * len(kinds) + 1.8)  # the panels' share; legend beyond
     fig.tight_layout(rect=(0, 0, right, 1))
     fig.legend(

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sweep.core.coord_check import DEFAULT_THRESHOLD, CoordCheck
+from sweep.core.verdict import Status, Verdict
 from sweep.edges import figures
 from sweep.edges.summary_table import PARAM_LABELS, coord_check_text, summary_rows
 
@@ -148,6 +149,13 @@ FIGURES: tuple[tuple[str, str, Figure], ...] = (
 )
 
 TEMPLATES = Path(__file__).with_name("templates")
+# the word the verdict box opens with, and its colour's legend
+STATUS_WORDS = {
+    Status.passes: "passes",
+    Status.within_noise: "within the noise",
+    Status.inconclusive: "inconclusive",
+    Status.fails: "fails",
+}
 
 
 def render_html(
@@ -170,7 +178,7 @@ def render_html(
             f"Ladder {ladder.get('name')}: widths {widths}; proxy {ladder.get('proxy', '—')}; "
             f"target {ladder.get('target', '—')}"
         )
-    verdict = summary.get("verdict") or ""
+    verdict = Verdict.from_dict(summary["verdict"]) if summary.get("verdict") else None
     figures_ = [
         {"alt": alt, "caption": caption, "data": base64.b64encode(path.read_bytes()).decode()}
         for path, alt, caption in drawn
@@ -178,7 +186,7 @@ def render_html(
     return env.get_template("report.html.j2").render(
         name=ladder.get("name", "sweep"),
         verdict=verdict,
-        warn=any(word in verdict for word in ("does not", "FAIL", "inconclusive", "misses")),
+        status_words=STATUS_WORDS,
         ladder_line=ladder_line,
         rows=summary_rows(summary),
         notes=notes,

@@ -11,6 +11,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from sweep.core.verdict import Verdict
+
 PARAM_LABELS = {"mup": "µP", "sp": "SP"}
 
 
@@ -209,8 +211,8 @@ def summary_rows(summary: Mapping) -> list[tuple[str, str]]:
     """Every key figure of the summary, in reading order: verdict, tuning, transfer, coordinate
     check, the check at the target, the warm and cold target runs, cost."""
     rows: list[tuple[str, str]] = []
-    if summary.get("verdict"):
-        rows.append(("verdict", str(summary["verdict"])))
+    if verdict := summary.get("verdict"):
+        rows.append(("verdict", Verdict.from_dict(verdict).text))
     if summary.get("tune"):
         rows += _tune_rows(summary["tune"])
     if summary.get("transfer"):

@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from sweep.config import data_config, execution, public, run_config
+from sweep.config import run_config
 from sweep.core.axis_rules import (
     Setting,
     adamw_timescale,
@@ -35,13 +34,12 @@ from sweep.core.axis_rules import (
     fit_power_law,
     weight_decay_for,
 )
-from sweep.core.data import load_corpus
-from sweep.core.flops import training_flops
 from sweep.core.lr_curve import bracket, fit_optimum, fitted_regret
 from sweep.core.metrics import drift
-from sweep.core.records import read_record, write_record
-from sweep.core.train import RunConfig, train
-from sweep.edges.tracking import live_progress, log_result, wandb_run
+from sweep.core.records import read_record
+from sweep.core.train import RunConfig
+from sweep.stages.plan import StagePlan, StepSeconds, estimated_seconds, parallel_jobs
+from sweep.stages.stage import Context, PointGrid, Section, job_count
 from sweep.stages.transfer import best_step, grid_extension, grid_seeds, hparams_tag
 
 AXES = ("horizon", "batch")
@@ -68,9 +66,7 @@ def kept_rungs(cfg: DictConfig) -> dict[str, list[float]]:
     `lr_max_points`, and as many weight-decay points) stays within `axes.budget` target runs."""
     tuned = dict(cfg.ladder.hparams)
     target = run_config(cfg, cfg.ladder.target, "mup", tuned, cfg.ladder.target_steps, cfg.seed)
-    allowance = cfg.axes.budget * training_flops(
-        target.model, target.steps * target.tokens_per_step
-    )
+    allowance = cfg.axes.budget * target.flops
     series = 2 if cfg.axes.weight_decay else 1
     spent, kept = 0.0, {axis: [] for axis in AXES}
     wanted = sorted(
@@ -78,15 +74,11 @@ def kept_rungs(cfg: DictConfig) -> dict[str, list[float]]:
     )
     for rung, axis in wanted:
         run = rung_run(cfg, tuned, AxisRun(axis, rung, 0, None, cfg.seed))
-        worst = series * cfg.ladder.lr_max_points * len(grid_seeds(cfg)) * _flops(run)
+        worst = series * cfg.ladder.lr_max_points * len(grid_seeds(cfg)) * run.flops
         if spent + worst <= allowance or rung == 1.0:
             spent += worst
             kept[axis].append(rung)
     return kept
-
-
-def _flops(run: RunConfig) -> float:
-    return training_flops(run.model, run.steps * run.tokens_per_step)
 
 
 def series(
@@ -189,42 +181,6 @@ def rung_run(cfg: DictConfig, tuned: Mapping[str, float], run: AxisRun) -> RunCo
 def run_key(run: AxisRun, tag: str) -> str:
     wd = "" if run.wd_step is None else f"_wd{run.wd_step:+d}"
     return f"{run.axis}_x{run.rung:g}_lr{run.lr_step:+d}{wd}_s{run.seed}_{tag}"
-
-
-def axes_job(spec: dict[str, Any]) -> list[str]:
-    """Submitit job: train its runs, writing each result file as soon as it is done."""
-    cfg = OmegaConf.create(spec["cfg"])
-    run_dir, tuned = Path(spec["run_dir"]), spec["hparams"]
-    torch.set_num_threads(cfg.launcher.cpus_per_task)
-    tag, done = hparams_tag(tuned), []
-    for fields in spec["runs"]:
-        run = AxisRun(**fields)
-        path = run_dir / "axes" / f"{run_key(run, tag)}.json"
-        if read_record(path) is None:
-            write_record(path, train_axis_run(cfg, run_dir, tuned, run))
-        done.append(path.stem)
-    return done
-
-
-def train_axis_run(cfg: DictConfig, run_dir: Path, tuned: dict, run: AxisRun) -> dict[str, Any]:
-    config = rung_run(cfg, tuned, run)
-    name = run_key(run, "").rstrip("_")
-    wandb_config = {**asdict(run), "lr": config.optim.lr, "weight_decay": config.optim.weight_decay}
-    with wandb_run(cfg.logger, run_dir, "axes", name, wandb_config, public(cfg)) as wb:
-        result, _ = train(
-            config,
-            load_corpus(data_config(cfg)),
-            execution=execution(cfg),
-            on_progress=live_progress(wb, name, config.steps),
-        )
-        log_result(wb, result)
-    return {
-        "run": asdict(run),
-        "log2_lr": math.log2(config.optim.lr),
-        "weight_decay": config.optim.weight_decay,
-        "loss": result.final_val_loss if result.status == "completed" else math.nan,
-        "flops": result.flops,
-    }
 
 
 def read_results(folder: Path, tuned: Mapping[str, float]) -> dict[AxisRun, float]:
@@ -419,3 +375,72 @@ def axes_summary(
     }
     summary["runs"], summary["flops"] = len(results), flops
     return summary
+
+
+class AxesStage(PointGrid):
+    """At the proxy width: the LR (and λ) optimum along training length and batch size."""
+
+    name = folder = "axes"
+    run_type = AxisRun
+
+    def skipped(self, ctx: Context) -> str | None:
+        if not any(rungs(ctx.cfg, axis) for axis in AXES):
+            return "no axis asked (axes.horizon, axes.batch)"
+        return None
+
+    def key(self, run: AxisRun, tag: str) -> str:
+        return run_key(run, tag)
+
+    def point(self, cfg: DictConfig, tuned: Mapping[str, float], run: AxisRun) -> RunConfig:
+        return rung_run(cfg, tuned, run)
+
+    def max_rounds(self, ctx: Context) -> int:
+        return 2 * (ctx.cfg.ladder.lr_max_points + 3)  # the LR grids, then the λ grids
+
+    def read(self, ctx: Context) -> dict[AxisRun, float]:
+        return read_results(ctx.run_dir / self.folder, ctx.require_tuned())
+
+    def todo(self, ctx: Context, done: Mapping[AxisRun, float]) -> list[AxisRun]:
+        return next_runs(ctx.cfg, ctx.require_tuned(), done)
+
+    def plan(self, ctx: Context, step_seconds: StepSeconds) -> StagePlan:
+        """The first round of every rung's grid; at most, every series at `lr_max_points`
+        (twice with the weight-decay grids), which `axes.budget` bounds."""
+        cfg, tuned = ctx.cfg, ctx.tuned_or_default()
+        done = read_results(ctx.run_dir / self.folder, tuned)
+        first = [rung_run(cfg, tuned, run) for run in next_runs(cfg, tuned, done)]
+        kept = kept_rungs(cfg)
+        series_ = 2 if cfg.axes.weight_decay and tuned["weight_decay"] > 0 else 1
+        worst = [
+            rung_run(cfg, tuned, AxisRun(axis, rung, 0, None, seed))
+            for axis in AXES
+            for rung in kept[axis]
+            for seed in grid_seeds(cfg)
+            for _ in range(series_ * cfg.ladder.lr_max_points)
+        ]
+        dropped = [
+            f"{axis} ×{r:g}" for axis in AXES for r in cfg.axes[axis] if float(r) not in kept[axis]
+        ]
+        asked = ", ".join(
+            f"{axis} ×{'/'.join(f'{r:g}' for r in kept[axis])}" for axis in AXES if kept[axis]
+        )
+        note = f"at width {cfg.ladder.widths[0]}: {asked}" if asked else "no axis asked"
+        if dropped:
+            note += f"; past axes.budget, left out: {', '.join(dropped)}"
+        return StagePlan(
+            self.name,
+            job_count(cfg, len(first)),
+            len(first),
+            sum(r.flops for r in first),
+            len(worst),
+            sum(r.flops for r in worst),
+            estimated_seconds(first, step_seconds, parallel_jobs(cfg)),
+            note,
+        )
+
+    def summary(self, ctx: Context, so_far: Mapping[str, Any]) -> Section | None:
+        if ctx.tuned is None or not self.complete(ctx, results := self.read(ctx)):
+            return None
+        flops = read_flops(ctx.run_dir / self.folder, ctx.tuned)
+        section = axes_summary(ctx.cfg, ctx.tuned, results, flops)
+        return Section(self.name, section, section.pop("flops"), "axes_flops")

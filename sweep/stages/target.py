@@ -17,6 +17,8 @@ Every run checkpoints as it goes, so an interrupted stage resumes.
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -35,16 +37,18 @@ from sweep.config import (
 )
 from sweep.core.checkpoint import load_checkpoint
 from sweep.core.data import load_corpus
-from sweep.core.flops import training_flops
 from sweep.core.hardware import SINGLE, World
 from sweep.core.models import ModelConfig
+from sweep.core.records import read_record, write_record
 from sweep.core.speedup import speedup
 from sweep.core.train import RunConfig, RunResult, train
 from sweep.edges.distributed import process_group
-from sweep.edges.tracking import live_progress, log_result, wandb_run
+from sweep.edges.tracking import latest_steps, live_progress, log_result, wandb_run
 from sweep.grow.state import State
 from sweep.grow.warmstart import Method, pad_function_gap, source_config, warm_optim, warm_start
+from sweep.stages.plan import StagePlan, StepSeconds, estimated_seconds
 from sweep.stages.source import digest, source_checkpoint, source_run
+from sweep.stages.stage import Context, Driver, Section, Stage, StageError
 from sweep.stages.transfer import Run, point_config
 
 KINDS = ("warm", "cold")
@@ -54,23 +58,6 @@ METHOD_SETTINGS = {
     Method.rc_sampling: ("sampling", "noise"),
     Method.stack: ("stack_factor",),
 }
-
-
-def cold_run_flops(cfg: DictConfig) -> int:
-    """What one target run costs (the unit the other checks' costs are given in)."""
-    run = run_config(
-        cfg, cfg.ladder.target, "mup", dict(cfg.ladder.hparams), cfg.ladder.target_steps,
-        cfg.seed, target_depth(cfg),
-    )  # fmt: skip
-    return training_flops(run.model, run.steps * run.tokens_per_step)
-
-
-def target_specs(cfg: DictConfig, run_dir: Path, hparams: dict[str, float]) -> list[dict]:
-    container = plain(cfg)
-    kinds = KINDS if cfg.warmstart.method != Method.cold else ("cold",)
-    return [
-        {"cfg": container, "run_dir": str(run_dir), "hparams": hparams, "kind": k} for k in kinds
-    ]
 
 
 def source_is_transfer_point(cfg: DictConfig, tuned: dict[str, float], seed: int) -> bool:
@@ -319,3 +306,101 @@ def target_summary(
             tuning_steps_equiv=tuning_flops / per_step,
         )
     return summary
+
+
+def kinds(cfg: DictConfig) -> tuple[str, ...]:
+    """The target runs the configuration asks for: warm and cold, or cold alone."""
+    return KINDS if cfg.warmstart.method != Method.cold else ("cold",)
+
+
+class TargetStage(Stage):
+    """The warm and cold runs at the target; the progress line counts their training steps,
+    read from the jobs' logs as they train."""
+
+    name = "target"
+
+    def records(self, ctx: Context) -> dict[str, dict[str, Any]]:
+        folder = ctx.run_dir / self.name
+        found = {kind: read_record(folder / f"{kind}.json") for kind in KINDS}
+        return {kind: record for kind, record in found.items() if record is not None}
+
+    def run(self, ctx: Context, driver: Driver) -> None:
+        folder, tuned, steps = (
+            ctx.run_dir / self.name,
+            ctx.require_tuned(),
+            ctx.cfg.ladder.target_steps,
+        )
+        container = plain(ctx.cfg)
+        specs = [
+            {"cfg": container, "run_dir": str(ctx.run_dir), "hparams": tuned, "kind": kind}
+            for kind in kinds(ctx.cfg)
+        ]
+        finished = set(self.records(ctx)) & {s["kind"] for s in specs}
+        todo = [s for s in specs if s["kind"] not in finished]
+        task = driver.progress.add_task(
+            self.name,
+            total=len(specs) * steps,
+            completed=len(finished) * steps,
+            msg="warm + cold" if todo else "",
+        )
+        started, losses = time.time(), {}
+
+        def poll() -> None:
+            done = {kind: steps for kind in finished}
+            for log in (ctx.run_dir / "jobs" / self.name).glob("*_0_log.out"):
+                if log.stat().st_mtime >= started:  # this invocation's jobs
+                    for name, (step, _) in latest_steps(log.read_text(errors="replace")).items():
+                        if name.startswith("target-"):  # not the source's or a stage's lines
+                            done.setdefault(name.removeprefix("target-"), step)
+            parts = [
+                f"{kind} val loss {losses[kind]:.4f}"
+                if kind in losses
+                else f"{kind} {step}/{steps}"
+                for kind, step in sorted(done.items())
+            ]
+            driver.progress.update(task, completed=sum(done.values()), msg=", ".join(parts))
+
+        def on_result(spec: dict, result: dict | None, error: BaseException | None) -> None:
+            if error is not None:
+                raise StageError(f"target run {spec['kind']}: {error}") from error
+            write_record(folder / f"{spec['kind']}.json", result)
+            finished.add(spec["kind"])
+            losses[spec["kind"]] = result["result"]["val_loss"][-1][1]
+            poll()
+
+        driver.launch(self.name, target_job, todo, on_result, on_poll=poll, parallel=True)
+
+    def plan(self, ctx: Context, step_seconds: StepSeconds) -> StagePlan:
+        """The runs still owed, with the source and progressive stages the warm one trains
+        first (the source free when it is the transfer check's run, trained or planned)."""
+        cfg, tuned, ladder = ctx.cfg, ctx.tuned_or_default(), ctx.cfg.ladder
+        todo = [k for k in kinds(cfg) if k not in self.records(ctx)]
+        target = run_config(
+            cfg, ladder.target, "mup", tuned, ladder.target_steps, cfg.seed, target_depth(cfg)
+        )
+        runs = [target] * len(todo)
+        source = source_run(cfg, tuned, cfg.seed)
+        shared = source_is_transfer_point(cfg, tuned, cfg.seed)
+        trained = source_checkpoint(ctx.run_dir, source).exists() or (
+            shared and "transfer" in ctx.planned
+        )
+        if "warm" in todo:  # trained inside the warm job, before it
+            runs += [] if trained else [source]
+            previous = source
+            for width in cfg.warmstart.stages:
+                previous = stage_run(cfg, tuned, target, previous, width)
+                runs.append(previous)
+        flops = sum(r.flops for r in runs)
+        parallel = max(1, min(len(todo), cfg.launcher.max_parallel))
+        seconds = estimated_seconds(runs, step_seconds, 1) / parallel
+        through = "".join(f" → {w}" for w in cfg.warmstart.stages)
+        note = f"warm start {cfg.warmstart.method} from width {source.model.d_model}{through}"
+        note += " (the transfer check's run)" if shared else ""
+        return StagePlan(self.name, len(todo), len(runs), flops, len(runs), flops, seconds, note)
+
+    def summary(self, ctx: Context, so_far: Mapping[str, Any]) -> Section | None:
+        if not (runs := self.records(ctx)):
+            return None
+        tuning_flops = so_far.get("cost", {}).get("tuning_flops", 0.0)
+        section = target_summary(ctx.cfg, runs, tuning_flops)
+        return Section(self.name, section, section.pop("flops"), "target_flops")

@@ -21,16 +21,14 @@ import hashlib
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from sweep.config import data_config, execution, plain, public, run_config
-from sweep.core.data import load_corpus
+from sweep.config import run_config
 from sweep.core.lr_curve import (
     bracket,
     fit_optimum,
@@ -47,10 +45,11 @@ from sweep.core.metrics import (
     wider_is_better,
 )
 from sweep.core.parametrization import PARAMETRIZATIONS
-from sweep.core.records import read_record, write_record
-from sweep.core.train import RunConfig, train
-from sweep.edges.tracking import live_progress, log_result, wandb_run
+from sweep.core.records import read_record
+from sweep.core.train import RunConfig
+from sweep.stages.plan import StagePlan, StepSeconds, estimated_seconds, parallel_jobs
 from sweep.stages.source import shared_checkpoint
+from sweep.stages.stage import Context, PointGrid, Section, job_count, target_run_flops
 
 
 @dataclass(frozen=True)
@@ -137,38 +136,6 @@ def next_runs(cfg: DictConfig, results: Mapping[Run, Result]) -> list[Run]:
     return todo
 
 
-def job_specs(
-    cfg: DictConfig, run_dir: Path, hparams: dict[str, float], todo: list[Any], n_jobs: int
-) -> list[dict]:
-    """Deal the runs (dataclasses: a transfer `Run`, an axes `AxisRun`) to `n_jobs` jobs
-    round-robin, so each gets a mix of cheap and dear ones."""
-    container, n_jobs = plain(cfg), max(1, min(n_jobs, len(todo)))
-    runs = [asdict(run) for run in todo]
-    return [
-        {"cfg": container, "run_dir": str(run_dir), "hparams": hparams, "runs": runs[i::n_jobs]}
-        for i in range(n_jobs)
-        if runs[i::n_jobs]
-    ]
-
-
-def transfer_job(spec: dict[str, Any]) -> list[str]:
-    """Submitit job: train its runs, writing each result file as soon as it is done.
-
-    A killed job loses only the run it was training; the rerun skips the files that exist.
-    """
-    cfg = OmegaConf.create(spec["cfg"])
-    run_dir, tuned = Path(spec["run_dir"]), spec["hparams"]
-    torch.set_num_threads(cfg.launcher.cpus_per_task)
-    tag, done = hparams_tag(tuned), []
-    for fields in spec["runs"]:
-        run = Run(**fields)
-        path = run_dir / "transfer" / f"{run_key(run, tag)}.json"
-        if read_record(path) is None:  # not trained yet, or damaged: train it (again)
-            write_record(path, train_run(cfg, run_dir, tuned, run))
-        done.append(path.stem)
-    return done
-
-
 def point_config(cfg: DictConfig, tuned: Mapping[str, float], run: Run) -> RunConfig:
     """The training run of one point: the tuned HPs, the LR times 2^(k·lr_resolution) (exactly
     the tuned LR at k = 0, so that point is the run the warm start's source makes)."""
@@ -176,33 +143,6 @@ def point_config(cfg: DictConfig, tuned: Mapping[str, float], run: Run) -> RunCo
     return run_config(
         cfg, run.width, run.parametrization, hparams, cfg.ladder.transfer_steps, run.seed
     )
-
-
-def train_run(cfg: DictConfig, run_dir: Path, tuned: dict[str, float], run: Run) -> dict[str, Any]:
-    """One run of the check: its final validation loss (NaN if it diverged) and FLOPs. The run
-    that is also the warm start's source keeps its final state for the target stage."""
-    log2_lr = math.log2(tuned["lr"]) + run.step * cfg.ladder.lr_resolution
-    config = point_config(cfg, tuned, run)
-    hparams = tuned | {"lr": config.optim.lr}
-    wandb_config = {**asdict(run), "log2_lr": log2_lr, **hparams}
-    name = f"{run.parametrization}_w{run.width}_lr{log2_lr:+.2f}_s{run.seed}"
-    with wandb_run(cfg.logger, run_dir, "transfer", name, wandb_config, public(cfg)) as wb:
-        result, _ = train(
-            config,
-            load_corpus(data_config(cfg)),
-            execution=execution(cfg),
-            on_progress=live_progress(wb, name, config.steps),
-            checkpoint_path=shared_checkpoint(cfg, run_dir, tuned, config),
-        )
-        log_result(wb, result)
-    loss = result.final_val_loss if result.status == "completed" else math.nan
-    return {
-        "run": asdict(run),
-        "log2_lr": log2_lr,
-        "loss": loss,
-        "flops": result.flops,
-        "tokens_per_s": result.tokens_per_s,
-    }
 
 
 def read_results(folder: Path, hparams: Mapping[str, float]) -> dict[Run, Result]:
@@ -286,8 +226,86 @@ def transfer_summary(
         unbracketed=unbracketed,
         noise=relative_noise,
         tolerance=cfg.ladder.regret_tolerance,
-    )
+    ).to_dict()
     summary["runs"] = len(results)
     summary["flops"] = sum(r.flops for r in results.values())
     summary["flops_vs_target"] = summary["flops"] / target_flops if target_flops else math.nan
     return summary
+
+
+class TransferStage(PointGrid):
+    """Every ladder width × {µP, SP}: LR grids grown until bracketed, then the noise seeds."""
+
+    name = folder = "transfer"
+    run_type = Run
+
+    def key(self, run: Run, tag: str) -> str:
+        return run_key(run, tag)
+
+    def point(self, cfg: DictConfig, tuned: Mapping[str, float], run: Run) -> RunConfig:
+        return point_config(cfg, tuned, run)
+
+    def wandb_name(self, cfg: DictConfig, run: Run, config: RunConfig) -> str:
+        log2_lr = math.log2(config.optim.lr)
+        return f"{run.parametrization}_w{run.width}_lr{log2_lr:+.2f}_s{run.seed}"
+
+    def checkpoint(
+        self, cfg: DictConfig, run_dir: Path, tuned: Mapping[str, float], config: RunConfig
+    ) -> Path | None:
+        return shared_checkpoint(cfg, run_dir, dict(tuned), config)
+
+    def max_rounds(self, ctx: Context) -> int:
+        return ctx.cfg.ladder.lr_max_points + 3  # each round adds a point or ends
+
+    def read(self, ctx: Context) -> dict[Run, Result]:
+        return read_results(ctx.run_dir / self.folder, ctx.require_tuned())
+
+    def todo(self, ctx: Context, done: Mapping[Run, Result]) -> list[Run]:
+        return next_runs(ctx.cfg, done)
+
+    def plan(self, ctx: Context, step_seconds: StepSeconds) -> StagePlan:
+        """The first round and the noise seeds every series ends with; at most, every series
+        at `lr_max_points`."""
+        cfg, ladder, tuned = ctx.cfg, ctx.cfg.ladder, ctx.tuned_or_default()
+        done = read_results(ctx.run_dir / self.folder, tuned)
+        first = next_runs(cfg, done)
+        noise_seeds = set(extra_seeds(cfg))
+        noise = [
+            (p, w)
+            for p in PARAMETRIZATIONS
+            for w in ladder.widths
+            for _ in range(ladder.noise_seeds)
+            if not any(
+                (r.parametrization, r.width) == (p, w) and r.seed in noise_seeds
+                for r in [*done, *first]
+            )
+        ]
+        per_series = ladder.lr_max_points * len(grid_seeds(cfg)) + ladder.noise_seeds
+        most = max(0, len(PARAMETRIZATIONS) * len(ladder.widths) * per_series - len(done))
+
+        def config(width: int, p: str) -> RunConfig:
+            return run_config(cfg, width, p, tuned, ladder.transfer_steps, cfg.seed)
+
+        runs = [config(r.width, r.parametrization) for r in first]
+        runs += [config(w, p) for p, w in noise]
+        flops = sum(r.flops for r in runs)
+        return StagePlan(
+            self.name,
+            job_count(cfg, len(first)),
+            len(runs),
+            flops,
+            most,
+            flops + (most - len(runs)) * config(ladder.widths[-1], "mup").flops,
+            estimated_seconds(runs, step_seconds, parallel_jobs(cfg)),
+            f"{len(done)} runs done" if done else "",
+        )
+
+    def summary(self, ctx: Context, so_far: Mapping[str, Any]) -> Section | None:
+        from sweep.stages.tune import near_best
+
+        if ctx.tuned is None or not self.complete(ctx, results := self.read(ctx)):
+            return None
+        section = transfer_summary(ctx.cfg, results, ctx.tuned["lr"], target_run_flops(ctx.cfg))
+        flops = section.pop("flops")
+        amends = {"tune": {"near_best": near_best(ctx.study, section["noise"]["band"])}}
+        return Section(self.name, section, flops, "transfer_flops", amends)

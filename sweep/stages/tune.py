@@ -13,7 +13,9 @@ attribute `lineage` (the first trial's number), finds that checkpoint and contin
 from __future__ import annotations
 
 import math
+import uuid
 import warnings
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +25,25 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
 
-from sweep.config import Pruner, Sampler, data_config, execution, public, run_config, tunable
+from sweep.config import (
+    Pruner,
+    Sampler,
+    data_config,
+    execution,
+    plain,
+    public,
+    run_config,
+    tunable,
+)
 from sweep.core.data import load_corpus
 from sweep.core.train import train
 from sweep.edges.tracking import code_version, live_progress, log_result, run_link, wandb_run
+from sweep.stages.plan import StagePlan, StepSeconds, estimated_seconds, parallel_jobs
+from sweep.stages.stage import Context, Driver, Section, Stage, StageError
 
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED)  # trials that count toward n_trials
 RETRIES = 3  # how many times one trial is retried after its worker died
+ROUNDS = 3  # rounds of workers the stage starts before it gives up on the trials owed
 
 
 # heartbeats and their retry callback are "experimental" in Optuna 5 and warn at every use
@@ -320,3 +334,84 @@ def tune_summary(cfg: DictConfig, study: optuna.Study) -> dict[str, Any]:
         "n_failed": sum(t.state is TrialState.FAIL for t in trials),
         "flops": sum(t.user_attrs.get("flops", 0) for t in trials),
     }
+
+
+class TuneStage(Stage):
+    """The study's trials, then, while a tuned value sits at a bound of its range, that range
+    widened and `tune.widen_trials` more trials (once per bound)."""
+
+    name = "tune"
+
+    def run(self, ctx: Context, driver: Driver) -> None:
+        study = ctx.study
+        retry_running_trials(study)
+        task = driver.progress.add_task(self.name, total=trial_budget(ctx.cfg, study), msg="")
+
+        def poll() -> None:
+            trials = study.get_trials(deepcopy=False, states=COUNTED)
+            best = min((t.value for t in trials if t.value is not None), default=math.nan)
+            driver.progress.update(task, completed=len(trials), msg=f"best val loss {best:.4f}")
+
+        poll()
+        self.trials_until(ctx, driver, trial_budget(ctx.cfg, study), poll)
+        while widened := widen_at_bounds(ctx.cfg, study):
+            driver.progress.update(task, total=trial_budget(ctx.cfg, study))
+            driver.progress.note(
+                f"tuned values at a bound of their range: {', '.join(widened)}; the range is "
+                f"widened and {ctx.cfg.tune.widen_trials} more trials search it"
+            )
+            self.trials_until(ctx, driver, trial_budget(ctx.cfg, study), poll)
+
+    def trials_until(self, ctx: Context, driver: Driver, total: int, poll: Callable) -> None:
+        """Workers on the study until it counts `total` trials; a round whose workers died
+        short of it is redone."""
+        study, workers = ctx.study, ctx.cfg.tune.workers
+        invocation = uuid.uuid4().hex[:8]  # tags this driver's workers apart from earlier ones
+        for round_ in range(ROUNDS):
+            remaining = total - len(study.get_trials(deepcopy=False, states=COUNTED))
+            if remaining <= 0:
+                break
+            # quotas that add up to exactly what is owed, so parallel workers cannot overshoot
+            quotas = [remaining // workers + (i < remaining % workers) for i in range(workers)]
+            specs = [
+                {"cfg": plain(ctx.cfg), "run_dir": str(ctx.run_dir), "quota": quota,
+                 "worker": round_ * workers + i, "tag": f"{invocation}-{round_}-{i}"}
+                for i, quota in enumerate(quotas)
+                if quota > 0
+            ]  # fmt: skip
+            driver.launch(self.name, tune_worker, specs, driver.report_errors(), on_poll=poll)
+            retry_running_trials(study)  # every worker has ended: a RUNNING trial is an orphan
+        poll()
+        counted = len(study.get_trials(deepcopy=False, states=COUNTED))
+        if counted < total:
+            raise StageError(
+                f"tune reached {counted} of {total} trials after {ROUNDS} rounds of workers; "
+                f"see {ctx.run_dir / 'jobs' / self.name}"
+            )
+
+    def plan(self, ctx: Context, step_seconds: StepSeconds) -> StagePlan:
+        cfg, study, ladder = ctx.cfg, ctx.study, ctx.cfg.ladder
+        counted = len(study.get_trials(deepcopy=False, states=COUNTED))
+        trials = max(0, trial_budget(cfg, study) - counted)
+        bounds_left = 2 * len(ladder.search) - len(study.user_attrs.get("widened", []))
+        most = trials + cfg.tune.widen_trials * max(0, bounds_left)
+        run = run_config(
+            cfg, ladder.widths[0], "mup", dict(ladder.hparams), ladder.tune_steps, cfg.seed
+        )
+        workers = min(cfg.tune.workers, trials) if trials else 0
+        return StagePlan(
+            self.name,
+            workers,
+            trials,
+            trials * run.flops,
+            most,
+            most * run.flops,
+            estimated_seconds([run] * trials, step_seconds, min(workers, parallel_jobs(cfg)) or 1),
+            f"{counted} trials done" if counted else "",
+        )
+
+    def summary(self, ctx: Context, so_far: Mapping[str, Any]) -> Section | None:
+        if not ctx.study.get_trials(deepcopy=False):
+            return None
+        section = tune_summary(ctx.cfg, ctx.study)
+        return Section(self.name, section, section.pop("flops"), "tuning_flops")

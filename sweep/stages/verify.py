@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from sweep.config import plain
+from sweep.config import plain, run_config, target_depth
 from sweep.core.lr_curve import (
     bracket,
     fit_optimum,
@@ -28,7 +28,10 @@ from sweep.core.lr_curve import (
 from sweep.core.metrics import percent
 from sweep.core.records import read_record, write_record
 from sweep.core.train import RunResult
+from sweep.core.verdict import Status, Verdict
 from sweep.edges.distributed import process_group
+from sweep.stages.plan import StagePlan, StepSeconds, estimated_seconds
+from sweep.stages.stage import Context, GridStage, Section, target_run_flops
 from sweep.stages.target import train_target
 from sweep.stages.transfer import hparams_tag
 
@@ -140,18 +143,17 @@ def verify_summary(
     where = f"optimum log2 LR {optimum.log2_lr:.2f} (within noise {lo:.2f} to {hi:.2f}; tuned "
     where += f"{tuned_log2:.2f})"
     if not closed:
-        summary["verdict"] = (
+        verdict = Verdict(
+            Status.inconclusive,
             f"at the target: inconclusive, the optimum is not bracketed by {len(ks)} LRs "
-            f"(verify.max_runs reached); regret at the tuned LR ≥ {percent(regret)}"
+            f"(verify.max_runs reached); regret at the tuned LR ≥ {percent(regret)}",
         )
     else:
-        within = regret <= max(tolerance, relative_band)
-        summary["verdict"] = (
-            f"at the target: the tuned LR loses {percent(regret)} "
-            f"({'within' if within else 'beyond'} the tolerance), {where}"
-        )
-        if not within and differs:
-            summary["verdict"] += f"; besides its width, {differs}"
+        status, bound = regret_status(regret, tolerance, relative_band)
+        text = f"at the target: the tuned LR loses {percent(regret)} ({bound}), {where}"
+        if status is Status.fails and differs:
+            text += f"; besides its width, {differs}"
+        verdict = Verdict(status, text)
     if predicted_lr is not None and predicted_lr != tuned_lr:
         # both read off the fitted curve: the prediction falls between grid points
         predicted = fitted_regret(xs, ys, math.log2(predicted_lr))
@@ -166,8 +168,101 @@ def verify_summary(
         else:
             which = "better than" if predicted < carried else "worse than"
             which += f" the tuned LR's {percent(carried)}"
-        summary["verdict"] += (
-            f"; the LR predicted along the other axes (log2 {math.log2(predicted_lr):.2f}) loses "
-            f"{percent(predicted)}, {which}"
+        verdict = Verdict(
+            verdict.status,
+            f"{verdict.text}; the LR predicted along the other axes (log2 "
+            f"{math.log2(predicted_lr):.2f}) loses {percent(predicted)}, {which}",
         )
+    summary["verdict"] = verdict.to_dict()
     return summary
+
+
+def regret_status(regret: float, tolerance: float, noise: float) -> tuple[Status, str]:
+    """A regret judged against the tolerance and the noise band, and the bound it met in words."""
+    if regret <= tolerance:
+        return Status.passes, f"within the tolerance {percent(tolerance)}"
+    if regret <= noise:
+        return (
+            Status.within_noise,
+            f"above the tolerance {percent(tolerance)} but within the noise ±{percent(noise)}",
+        )
+    beyond = f"beyond the tolerance {percent(tolerance)} and the noise ±{percent(noise)}"
+    return Status.fails, beyond
+
+
+def differs(cfg: DictConfig) -> str:
+    """How the target differs from the ladder's transfer check besides its width."""
+    ladder, parts = cfg.ladder, []
+    if ladder.target_steps != ladder.transfer_steps:
+        parts.append(f"{ladder.target_steps} steps against the ladder's {ladder.transfer_steps}")
+    if ladder.target_n_layer and ladder.target_n_layer != ladder.n_layer:
+        parts.append(f"{ladder.target_n_layer} layers against {ladder.n_layer}")
+    return "the target trains " + " and ".join(parts) if parts else ""
+
+
+class VerifyStage(GridStage):
+    """The cold target at the tuned LR's neighbours, in rounds until the optimum is bracketed
+    or `verify.max_runs` is spent."""
+
+    name = "verify"
+    parallel = True
+
+    def skipped(self, ctx: Context) -> str | None:
+        return "verify.max_runs < 2 cannot bracket" if ctx.cfg.verify.max_runs < 2 else None
+
+    def max_rounds(self, ctx: Context) -> int:
+        return ctx.cfg.verify.max_runs + 1
+
+    def read(self, ctx: Context) -> dict[int, dict[str, Any]]:
+        return read_curve(ctx.run_dir, ctx.require_tuned())
+
+    def todo(self, ctx: Context, done: Mapping[int, Mapping[str, Any]]) -> list[int]:
+        curve = {k: final_loss(record) for k, record in done.items()}
+        return next_steps(curve, ctx.cfg.verify.max_runs)
+
+    def specs(self, ctx: Context, todo: list[int]) -> list[dict]:
+        return verify_specs(ctx.cfg, ctx.run_dir, ctx.require_tuned(), todo)
+
+    def job(self, spec: dict[str, Any]) -> str:
+        return verify_job(spec)
+
+    def progress(self, ctx: Context, done: Mapping) -> str:
+        return f"{len(done)} target runs"
+
+    def plan(self, ctx: Context, step_seconds: StepSeconds) -> StagePlan:
+        if reason := self.skipped(ctx):
+            return StagePlan(self.name, 0, 0, 0.0, 0, 0.0, 0.0, f"skipped: {reason}")
+        cfg, tuned, max_runs = ctx.cfg, ctx.tuned_or_default(), ctx.cfg.verify.max_runs
+        curve = {k: 0.0 for k in read_curve(ctx.run_dir, tuned)}
+        first = [k for k in next_steps(curve | {0: 0.0}, max_runs) if k != 0]
+        done = len([k for k in curve if k != 0])
+        run = run_config(
+            cfg, cfg.ladder.target, "mup", tuned, cfg.ladder.target_steps, cfg.seed,
+            target_depth(cfg),
+        )  # fmt: skip
+        most = max(0, max_runs - done)
+        return StagePlan(
+            self.name,
+            len(first),
+            len(first),
+            len(first) * run.flops,
+            most,
+            most * run.flops,
+            estimated_seconds([run] * len(first), step_seconds, len(first)),
+            f"the target at the tuned LR × 2^±{cfg.ladder.lr_resolution:g}",
+        )
+
+    def summary(self, ctx: Context, so_far: Mapping[str, Any]) -> Section | None:
+        if ctx.tuned is None or not self.complete(ctx, records := self.read(ctx)):
+            return None
+        band = so_far.get("transfer", {}).get("noise", {}).get("relative_band", 0.0)
+        section = verify_summary(
+            records,
+            ctx.tuned["lr"],
+            band,
+            target_run_flops(ctx.cfg),
+            ctx.cfg.ladder.regret_tolerance,
+            differs(ctx.cfg),
+            predicted_lr=so_far.get("axes", {}).get("prediction", {}).get("lr"),
+        )
+        return Section(self.name, section, section.pop("flops"), "verify_flops")

@@ -1,0 +1,292 @@
+"""What a stage is: one object that the driver runs, the plan estimates and the summary reads.
+
+Every stage answers the same questions from what is on disk (`Context`): whether it is skipped
+and why, its plan estimate, how it runs, and its summary section with what it cost. Most stages
+are grids of runs (`GridStage`): what they have done (`read`), what is left (`todo`), how the
+runs are dealt to jobs (`specs`) and the job that trains them (`job`), in rounds until nothing is
+left. The driver (`sweep.pipeline`) keeps the order, the refusals and the progress display; the
+content of a stage lives in its own module, registered in `sweep.stages.registry`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+import optuna
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from sweep.config import (
+    LauncherKind,
+    data_config,
+    execution,
+    plain,
+    public,
+    run_config,
+    target_depth,
+)
+from sweep.core.data import load_corpus
+from sweep.core.records import read_record, write_record
+from sweep.core.train import RunConfig, train
+from sweep.edges.tracking import live_progress, log_result, wandb_run
+
+
+class StageError(RuntimeError):
+    """A stage that cannot run (e.g. its inputs are missing); its message says what to do."""
+
+
+@dataclass
+class Context:
+    """What a stage reads: the config, the run folder, the study, the stages this invocation
+    runs. Made anew for each stage, so the tuned values are those of the study as it is then."""
+
+    cfg: DictConfig
+    run_dir: Path
+    study: optuna.Study
+    planned: tuple[str, ...] = ()
+
+    @cached_property
+    def tuned(self) -> dict[str, float] | None:
+        """The tuned values once a trial has completed; None before."""
+        from sweep.stages.tune import tuned_hparams  # the tune stage builds on this module
+
+        if any(t.state.name == "COMPLETE" for t in self.study.get_trials(deepcopy=False)):
+            return tuned_hparams(self.cfg, self.study)
+        return None
+
+    def require_tuned(self) -> dict[str, float]:
+        if self.tuned is None:
+            raise StageError("no completed tuning trial in the study: run the tune stage first")
+        return self.tuned
+
+    def tuned_or_default(self) -> dict[str, float]:
+        """The tuned values, or before tuning the ladder's defaults (the grids' shapes and costs
+        do not depend on the LR they are centred on)."""
+        return self.tuned if self.tuned is not None else dict(self.cfg.ladder.hparams)
+
+
+@dataclass(frozen=True)
+class Section:
+    """A stage's part of the summary: its key there, its content, and the FLOPs it spent (under
+    `cost_key` in the summary's `cost`; None: it spends none)."""
+
+    key: str
+    content: dict[str, Any]
+    flops: float | None = None
+    cost_key: str = ""
+    amends: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # into earlier sections
+
+
+class Driver(Protocol):
+    """What a stage may ask of the driver: jobs, a progress line, a note."""
+
+    progress: Any  # sweep.edges.console.StageDisplay
+
+    def launch(
+        self, name: str, fn: Callable, specs: list[dict], on_result: Callable, on_poll=None,
+        parallel: bool = False,
+    ) -> None: ...  # fmt: skip
+
+    def report_errors(self) -> Callable: ...
+
+    def summary(self) -> dict[str, Any]: ...
+
+    def write_summary(self, summary: dict[str, Any]) -> None: ...
+
+
+class Stage:
+    """One stage of the pipeline. Subclasses set `name` and implement `run`, `plan` and
+    `summary`; `skipped` says why a stage has nothing to do in this configuration."""
+
+    name: ClassVar[str]
+
+    def skipped(self, ctx: Context) -> str | None:
+        return None
+
+    def run(self, ctx: Context, driver: Driver) -> None:
+        raise NotImplementedError
+
+    def plan(self, ctx: Context, step_seconds: Callable[[RunConfig], float]) -> Any:
+        raise NotImplementedError  # a sweep.stages.plan.StagePlan
+
+    def summary(self, ctx: Context, so_far: Mapping[str, Any]) -> Section | None:
+        """Its section once complete (None before), given the sections of the stages before."""
+        return None
+
+
+def target_run_flops(cfg: DictConfig) -> int:
+    """What one target run costs (the unit the other checks' costs are given in)."""
+    ladder = cfg.ladder
+    return run_config(
+        cfg, ladder.target, "mup", dict(ladder.hparams), ladder.target_steps, cfg.seed,
+        target_depth(cfg),
+    ).flops  # fmt: skip
+
+
+def job_count(cfg: DictConfig, runs: int) -> int:
+    """How many jobs `runs` runs are dealt to: a few long-lived ones locally (each process pays
+    seconds of imports), one per run on a cluster."""
+    if cfg.launcher.kind == LauncherKind.local:
+        return min(runs, cfg.launcher.max_parallel)
+    return runs
+
+
+class GridStage(Stage):
+    """A stage made of runs whose results decide the next ones: rounds of `todo` → jobs until
+    nothing is left or `max_rounds` is spent; a run that fails is retried by the next
+    invocation. The jobs write their own result files."""
+
+    parallel: ClassVar[bool] = False  # target-size runs: data-parallel over the launcher's GPUs
+
+    def read(self, ctx: Context) -> Mapping:
+        raise NotImplementedError
+
+    def todo(self, ctx: Context, done: Mapping) -> list:
+        raise NotImplementedError
+
+    def specs(self, ctx: Context, todo: list) -> list[dict]:
+        raise NotImplementedError
+
+    def job(self, spec: dict[str, Any]) -> Any:
+        raise NotImplementedError
+
+    def max_rounds(self, ctx: Context) -> int:
+        raise NotImplementedError
+
+    def complete(self, ctx: Context, done: Mapping) -> bool:
+        return bool(done) and not self.todo(ctx, done)
+
+    def progress(self, ctx: Context, done: Mapping) -> str:
+        return f"{len(done)} runs"
+
+    def run(self, ctx: Context, driver: Driver) -> None:
+        task = driver.progress.add_task(self.name, total=None, msg="")
+        if reason := self.skipped(ctx):
+            driver.progress.update(task, msg=f"skipped: {reason}")
+            return
+
+        def poll() -> None:
+            done = self.read(ctx)
+            driver.progress.update(task, completed=len(done), msg=self.progress(ctx, done))
+
+        todo: list = []
+        for _ in range(self.max_rounds(ctx)):
+            done = self.read(ctx)
+            todo = self.todo(ctx, done)
+            if not todo:
+                break
+            driver.progress.update(task, total=len(done) + len(todo))
+            specs = self.specs(ctx, todo)
+            driver.launch(
+                self.name, self.job, specs, driver.report_errors(), poll, parallel=self.parallel
+            )
+        poll()
+        if todo:
+            raise StageError(
+                f"{len(todo)} {self.name} runs failed (see {ctx.run_dir / 'jobs' / self.name}); "
+                "rerun the same command to retry them"
+            )
+
+
+class PointGrid(GridStage):
+    """A grid of short runs at ladder shapes (a dataclass `run_type` each), dealt round-robin to
+    jobs, each run's result one file under `folder` named by `key` (which holds a hash of the
+    tuned values): the transfer check and the axes rungs."""
+
+    folder: ClassVar[str]
+    run_type: ClassVar[type]
+
+    def key(self, run: Any, tag: str) -> str:
+        raise NotImplementedError
+
+    def point(self, cfg: DictConfig, tuned: Mapping[str, float], run: Any) -> RunConfig:
+        """The training run of one grid point."""
+        raise NotImplementedError
+
+    def wandb_name(self, cfg: DictConfig, run: Any, config: RunConfig) -> str:
+        return self.key(run, "").rstrip("_")
+
+    def checkpoint(
+        self, cfg: DictConfig, run_dir: Path, tuned: Mapping[str, float], config: RunConfig
+    ) -> Path | None:
+        """Where a point keeps its final state (the warm start's source); None: nowhere."""
+        return None
+
+    def specs(self, ctx: Context, todo: list) -> list[dict]:
+        """Deal the runs to jobs round-robin, so each gets a mix of cheap and dear ones."""
+        container, n_jobs = plain(ctx.cfg), max(1, job_count(ctx.cfg, len(todo)))
+        runs = [asdict(run) for run in todo]
+        return [
+            {"cfg": container, "run_dir": str(ctx.run_dir), "hparams": ctx.require_tuned(),
+             "runs": runs[i::n_jobs]}
+            for i in range(n_jobs)
+            if runs[i::n_jobs]
+        ]  # fmt: skip
+
+    def job(self, spec: dict[str, Any]) -> list[str]:
+        """Submitit job: train its runs, writing each result file as soon as it is done. A
+        killed job loses only the run it was training; the rerun skips the files that exist."""
+        from sweep.stages.transfer import hparams_tag
+
+        cfg = OmegaConf.create(spec["cfg"])
+        run_dir, tuned = Path(spec["run_dir"]), spec["hparams"]
+        torch.set_num_threads(cfg.launcher.cpus_per_task)
+        tag, done = hparams_tag(tuned), []
+        for fields in spec["runs"]:
+            run = self.run_type(**fields)
+            path = run_dir / self.folder / f"{self.key(run, tag)}.json"
+            if read_record(path) is None:  # not trained yet, or damaged: train it (again)
+                write_record(path, self.train_point(cfg, run_dir, tuned, run))
+            done.append(path.stem)
+        return done
+
+    def train_point(
+        self, cfg: DictConfig, run_dir: Path, tuned: dict[str, float], run: Any
+    ) -> dict[str, Any]:
+        """One point: its final validation loss (NaN if it diverged), LR, λ, FLOPs, tokens/s."""
+        config = self.point(cfg, tuned, run)
+        name = self.wandb_name(cfg, run, config)
+        log2_lr = math.log2(config.optim.lr)
+        wandb_config = {**asdict(run), "log2_lr": log2_lr, **tuned, "lr": config.optim.lr}
+        wandb_config["weight_decay"] = config.optim.weight_decay
+        with wandb_run(cfg.logger, run_dir, self.folder, name, wandb_config, public(cfg)) as wb:
+            result, _ = train(
+                config,
+                load_corpus(data_config(cfg)),
+                execution=execution(cfg),
+                on_progress=live_progress(wb, name, config.steps),
+                checkpoint_path=self.checkpoint(cfg, run_dir, tuned, config),
+            )
+            log_result(wb, result)
+        return {
+            "run": asdict(run),
+            "log2_lr": log2_lr,
+            "weight_decay": config.optim.weight_decay,
+            "loss": result.final_val_loss if result.status == "completed" else math.nan,
+            "flops": result.flops,
+            "tokens_per_s": result.tokens_per_s,
+        }
+
+    def records(self, ctx: Context) -> dict[Any, dict[str, Any]]:
+        """{run: its record} for the runs on disk made with these tuned values."""
+        from sweep.stages.transfer import hparams_tag
+
+        tuned = ctx.tuned
+        if tuned is None:
+            return {}
+        out = {}
+        for path in sorted((ctx.run_dir / self.folder).glob(f"*_{hparams_tag(tuned)}.json")):
+            if (record := read_record(path)) is not None:  # damaged: moved aside, redone
+                out[self.run_type(**record["run"])] = record
+        return out
+
+
+def ordered(stages: Sequence[Stage], names: Sequence[str]) -> list[Stage]:
+    """The stages named, in the order given."""
+    by_name = {s.name: s for s in stages}
+    return [by_name[str(n)] for n in names]
