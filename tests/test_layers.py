@@ -125,3 +125,31 @@ def test_the_products_tests_do_not_import_the_analysis_scripts():
         if name.split(".")[0] == "analysis"
     ]
     assert offending == []
+
+
+def test_only_the_configs_hydra_module_imports_hydra():
+    """Building, validating and recording a config need no Hydra: a job or a script can build
+    the core's dataclasses from a plain config."""
+    modules = sorted((ROOT / "sweep" / "config").glob("*.py"))
+    assert {p.stem for p in modules} >= {"schema", "hydra", "records", "hardware", "build"}
+    offending = [
+        f"{path.name} imports {name}"
+        for path in modules
+        if path.stem not in ("hydra", "__init__")
+        for name in imports_of(path, f"sweep.config.{path.stem}")
+        if name.split(".")[0] == "hydra"
+    ]
+    assert offending == []
+
+
+def test_the_stage_protocol_knows_no_stage():
+    """`sweep.stages.stage` is what every stage builds on; the stages register themselves in
+    `sweep.stages.registry`, which nothing but the driver and the summary needs."""
+    names = imports_of(ROOT / "sweep" / "stages" / "stage.py", "sweep.stages.stage")
+    assert not [n for n in names if n.startswith("sweep.stages.")]
+    importers = {
+        path.relative_to(ROOT).as_posix()
+        for path in (ROOT / "sweep").rglob("*.py")
+        if "sweep.stages.registry" in imports_of(path, "sweep.x")
+    }
+    assert importers == {"sweep/pipeline.py", "sweep/summary.py"}

@@ -39,8 +39,8 @@ from sweep.core.metrics import drift
 from sweep.core.records import read_record
 from sweep.core.train import RunConfig
 from sweep.stages.plan import StagePlan, StepSeconds, estimated_seconds, parallel_jobs
-from sweep.stages.stage import Context, PointGrid, Section, job_count
-from sweep.stages.transfer import best_step, grid_extension, grid_seeds, hparams_tag
+from sweep.stages.stage import Context, PointGrid, Section, hparams_tag, job_count
+from sweep.stages.transfer import best_step, grid_extension, grid_seeds
 
 AXES = ("horizon", "batch")
 COVER_REACH = 4  # grid steps a series may grow by to bring a rule's value onto it

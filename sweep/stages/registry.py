@@ -1,7 +1,7 @@
 """Every stage, in the order the pipeline runs them and the summary lists them.
 
 A new stage is one module with its `Stage` subclass, registered here (and, for the config to
-accept its name, in `sweep.config.Stage`).
+accept its name, in `sweep.config.StageName`).
 """
 
 from __future__ import annotations

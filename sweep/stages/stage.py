@@ -10,6 +10,8 @@ content of a stage lives in its own module, registered in `sweep.stages.registry
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -36,6 +38,17 @@ from sweep.core.train import RunConfig, train
 from sweep.edges.tracking import live_progress, log_result, wandb_run
 
 
+def tuned_hparams(cfg: DictConfig, study: optuna.Study) -> dict[str, float]:
+    """The proxy's best hyperparameters: what every later stage carries to other widths."""
+    return dict(cfg.ladder.hparams) | study.best_params
+
+
+def hparams_tag(hparams: Mapping[str, float]) -> str:
+    """A short name for the tuned values the runs are made with."""
+    blob = json.dumps(sorted((k, float(v)) for k, v in hparams.items()))
+    return hashlib.sha256(blob.encode()).hexdigest()[:8]
+
+
 class StageError(RuntimeError):
     """A stage that cannot run (e.g. its inputs are missing); its message says what to do."""
 
@@ -53,8 +66,6 @@ class Context:
     @cached_property
     def tuned(self) -> dict[str, float] | None:
         """The tuned values once a trial has completed; None before."""
-        from sweep.stages.tune import tuned_hparams  # the tune stage builds on this module
-
         if any(t.state.name == "COMPLETE" for t in self.study.get_trials(deepcopy=False)):
             return tuned_hparams(self.cfg, self.study)
         return None
@@ -231,8 +242,6 @@ class PointGrid(GridStage):
     def job(self, spec: dict[str, Any]) -> list[str]:
         """Submitit job: train its runs, writing each result file as soon as it is done. A
         killed job loses only the run it was training; the rerun skips the files that exist."""
-        from sweep.stages.transfer import hparams_tag
-
         cfg = OmegaConf.create(spec["cfg"])
         run_dir, tuned = Path(spec["run_dir"]), spec["hparams"]
         torch.set_num_threads(cfg.launcher.cpus_per_task)
@@ -274,8 +283,6 @@ class PointGrid(GridStage):
 
     def records(self, ctx: Context) -> dict[Any, dict[str, Any]]:
         """{run: its record} for the runs on disk made with these tuned values."""
-        from sweep.stages.transfer import hparams_tag
-
         tuned = ctx.tuned
         if tuned is None:
             return {}

@@ -17,8 +17,6 @@ results.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -49,7 +47,14 @@ from sweep.core.records import read_record
 from sweep.core.train import RunConfig
 from sweep.stages.plan import StagePlan, StepSeconds, estimated_seconds, parallel_jobs
 from sweep.stages.source import shared_checkpoint
-from sweep.stages.stage import Context, PointGrid, Section, job_count, target_run_flops
+from sweep.stages.stage import (
+    Context,
+    PointGrid,
+    Section,
+    hparams_tag,
+    job_count,
+    target_run_flops,
+)
 
 
 @dataclass(frozen=True)
@@ -64,12 +69,6 @@ class Run:
 class Result:
     loss: float  # final validation loss; NaN when the run diverged
     flops: int
-
-
-def hparams_tag(hparams: Mapping[str, float]) -> str:
-    """A short name for the tuned values the runs are made with."""
-    blob = json.dumps(sorted((k, float(v)) for k, v in hparams.items()))
-    return hashlib.sha256(blob.encode()).hexdigest()[:8]
 
 
 def run_key(run: Run, tag: str) -> str:

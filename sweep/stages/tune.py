@@ -223,11 +223,6 @@ def near_best(study: optuna.Study, band: float) -> dict[str, Any]:
     }
 
 
-def tuned_hparams(cfg: DictConfig, study: optuna.Study) -> dict[str, float]:
-    """The proxy's best hyperparameters: what every later stage carries to other widths."""
-    return dict(cfg.ladder.hparams) | study.best_params
-
-
 def trial_checkpoint(run_dir: Path, trial: optuna.Trial) -> Path:
     """The checkpoint of the trial's lineage: a retried trial continues its first try's run."""
     lineage = trial.user_attrs.get("lineage", trial.number)

@@ -31,9 +31,8 @@ from sweep.core.train import RunResult
 from sweep.core.verdict import Status, Verdict
 from sweep.edges.distributed import process_group
 from sweep.stages.plan import StagePlan, StepSeconds, estimated_seconds
-from sweep.stages.stage import Context, GridStage, Section, target_run_flops
+from sweep.stages.stage import Context, GridStage, Section, hparams_tag, target_run_flops
 from sweep.stages.target import train_target
-from sweep.stages.transfer import hparams_tag
 
 
 def verify_key(step: int, tag: str) -> str:
@@ -155,26 +154,35 @@ def verify_summary(
             text += f"; besides its width, {differs}"
         verdict = Verdict(status, text)
     if predicted_lr is not None and predicted_lr != tuned_lr:
-        # both read off the fitted curve: the prediction falls between grid points
-        predicted = fitted_regret(xs, ys, math.log2(predicted_lr))
-        carried = fitted_regret(xs, ys, tuned_log2)
-        summary |= {
-            "predicted_log2_lr": math.log2(predicted_lr),
-            "predicted_regret": predicted,
-            "carried_regret_fitted": carried,
-        }
-        if abs(predicted - carried) <= relative_band:
-            which = f"within the noise (±{percent(relative_band)}) of the tuned LR's"
-        else:
-            which = "better than" if predicted < carried else "worse than"
-            which += f" the tuned LR's {percent(carried)}"
-        verdict = Verdict(
-            verdict.status,
-            f"{verdict.text}; the LR predicted along the other axes (log2 "
-            f"{math.log2(predicted_lr):.2f}) loses {percent(predicted)}, {which}",
-        )
+        prediction, sentence = judge_prediction(xs, ys, tuned_log2, predicted_lr, relative_band)
+        summary |= prediction
+        verdict = Verdict(verdict.status, f"{verdict.text}; {sentence}")
     summary["verdict"] = verdict.to_dict()
     return summary
+
+
+def judge_prediction(
+    xs: list[float], ys: list[float], tuned_log2: float, predicted_lr: float, band: float
+) -> tuple[dict[str, float], str]:
+    """The regret of the LR the axes stage predicted, beside the tuned LR's, both read off the
+    fitted curve (the prediction falls between grid points), and the sentence comparing them."""
+    predicted = fitted_regret(xs, ys, math.log2(predicted_lr))
+    carried = fitted_regret(xs, ys, tuned_log2)
+    if abs(predicted - carried) <= band:
+        which = f"within the noise (±{percent(band)}) of the tuned LR's"
+    else:
+        which = "better than" if predicted < carried else "worse than"
+        which += f" the tuned LR's {percent(carried)}"
+    figures = {
+        "predicted_log2_lr": math.log2(predicted_lr),
+        "predicted_regret": predicted,
+        "carried_regret_fitted": carried,
+    }
+    sentence = (
+        f"the LR predicted along the other axes (log2 {math.log2(predicted_lr):.2f}) loses "
+        f"{percent(predicted)}, {which}"
+    )
+    return figures, sentence
 
 
 def regret_status(regret: float, tolerance: float, noise: float) -> tuple[Status, str]:

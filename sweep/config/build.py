@@ -1,0 +1,131 @@
+"""The core's dataclasses built from the config: the data, the model at a width, the run of a
+job; and what a model takes (its tunable HPs, its source digest)."""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig, OmegaConf
+
+from sweep.config.records import plain
+from sweep.config.schema import MODEL_HPARAMS, TUNABLE, ModelKind
+from sweep.core import custom
+from sweep.core.custom import CustomConfig, frozen_options
+from sweep.core.data import BYTE_VOCAB, DataConfig, load_corpus
+from sweep.core.model import GPTConfig
+from sweep.core.models import ModelConfig, source_digest
+from sweep.core.train import OptimConfig, RunConfig
+from sweep.grow.warmstart import SourceModel
+
+
+def data_config(cfg: DictConfig) -> DataConfig:
+    return DataConfig(**plain(cfg.data))
+
+
+def source_width(cfg: DictConfig) -> int:
+    """The width of the model the warm start grows: `warmstart.source` read as a ladder width."""
+    source, widths = str(cfg.warmstart.source), list(cfg.ladder.widths)
+    if source == SourceModel.widest:
+        return widths[-1]
+    if source == SourceModel.proxy:
+        return widths[0]
+    return int(source)
+
+
+def target_depth(cfg: DictConfig) -> int:
+    ladder = cfg.ladder
+    return ladder.n_layer if ladder.target_n_layer is None else ladder.target_n_layer
+
+
+def model_config(
+    cfg: DictConfig, width: int, parametrization: str, hparams: dict, n_layer: int | None = None
+) -> ModelConfig:
+    """The ladder's model at `width` (and `n_layer`, default the ladder's depth), with the
+    corpus's vocabulary (at least the 256 bytes)."""
+    ladder = cfg.ladder
+    vocab = max(BYTE_VOCAB, load_corpus(data_config(cfg)).vocab_size)
+    depth = ladder.n_layer if n_layer is None else n_layer
+    base = ladder.n_layer if ladder.base_n_layer is None else ladder.base_n_layer
+    if cfg.model.kind == ModelKind.custom:
+        model = cfg.model
+        if not model.factory:
+            raise ValueError(
+                "model.factory: model=custom needs the function that builds the model, e.g. "
+                "model.factory=my_package.model:build or model.factory=path/to/model.py:build"
+            )
+        return CustomConfig(
+            factory=model.factory,
+            vocab_size=vocab,
+            seq_len=ladder.seq_len,
+            n_layer=depth,
+            d_model=width,
+            parametrization=parametrization,
+            base_d_model=ladder.widths[0],
+            base_n_layer=None if base == depth else base,
+            depth_alpha=ladder.depth_alpha,
+            init=str(model.init),
+            readout=model.readout,
+            embeddings=tuple(model.embeddings),
+            options=frozen_options(OmegaConf.to_container(model.options)),
+            **{name: float(hparams[name]) for name in MODEL_HPARAMS},
+        )
+    return GPTConfig(
+        vocab_size=vocab,
+        seq_len=ladder.seq_len,
+        n_layer=depth,
+        d_model=width,
+        d_head=ladder.d_head,
+        mlp_ratio=ladder.mlp_ratio,
+        parametrization=parametrization,
+        base_d_model=ladder.widths[0],
+        base_n_layer=None if base == depth else base,  # one config per model: None = own depth
+        depth_alpha=ladder.depth_alpha,
+        **{name: float(hparams[name]) for name in MODEL_HPARAMS},
+    )
+
+
+def run_config(
+    cfg: DictConfig,
+    width: int,
+    parametrization: str,
+    hparams: dict,
+    steps: int,
+    seed: int,
+    n_layer: int | None = None,
+) -> RunConfig:
+    """The training run of one job: the ladder's shapes and schedule, these HPs and steps."""
+    ladder = cfg.ladder
+    optim = OptimConfig(
+        lr=float(hparams["lr"]),
+        weight_decay=float(hparams["weight_decay"]),
+        warmup_steps=ladder.warmup_steps,
+        schedule=str(ladder.schedule),
+        decay_fraction=float(ladder.decay_fraction),
+    )
+    return RunConfig(
+        model=model_config(cfg, width, parametrization, hparams, n_layer),
+        optim=optim,
+        steps=steps,
+        batch_size=ladder.batch_size,
+        seed=seed,
+        eval_every=ladder.eval_every,
+        eval_batches=ladder.eval_batches,
+    )
+
+
+def tunable(cfg: DictConfig) -> tuple[str, ...]:
+    """The HPs that change the ladder's model: all of TUNABLE for the GPT; for a custom model
+    the multipliers its factory takes or the tool applies, the init scales under init=mup."""
+    if cfg.model.kind != ModelKind.custom:
+        return TUNABLE
+    model = model_config(cfg, cfg.ladder.widths[0], "mup", dict(cfg.ladder.hparams))
+    changes = custom.tunable(model) | {"lr", "weight_decay"}
+    return tuple(name for name in TUNABLE if name in changes)
+
+
+def model_source(cfg: DictConfig) -> str:
+    """A hash of the ladder's model's source file ('' for the built-in GPT)."""
+    return source_digest(model_config(cfg, cfg.ladder.widths[0], "mup", dict(cfg.ladder.hparams)))
+
+
+def unused_search(cfg: DictConfig) -> list[str]:
+    """Search ranges of HPs that do not change this model (the search leaves them out)."""
+    return [name for name in cfg.ladder.search if name not in tunable(cfg)]

@@ -1,0 +1,86 @@
+"""Hydra: the schemas registered, the config composed from `conf/`, and `--help`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
+
+from sweep.config.schema import (
+    RUN_STAGES,
+    DataSection,
+    LadderConfig,
+    LauncherConfig,
+    LoggerConfig,
+    ModelSection,
+    PipelineConfig,
+    TuneConfig,
+    WarmstartConfig,
+)
+
+
+def register_configs() -> None:
+    OmegaConf.register_new_resolver("musweep_help", help_text, replace=True)
+    cs = ConfigStore.instance()
+    cs.store(name="pipeline_schema", node=PipelineConfig)
+    for group, node in (
+        ("ladder", LadderConfig),
+        ("model", ModelSection),
+        ("data", DataSection),
+        ("tune", TuneConfig),
+        ("launcher", LauncherConfig),
+        ("logger", LoggerConfig),
+        ("warmstart", WarmstartConfig),
+    ):
+        cs.store(group=group, name=f"{group}_schema", node=node)
+
+
+def compose_config(*overrides: str) -> DictConfig:
+    """The pipeline's config from `conf/` and Hydra overrides, as `python -m sweep.run` composes
+    it (for tests and analysis scripts, which call the pipeline without the command line)."""
+    register_configs()
+    with initialize_config_dir(str(config_dir()), version_base="1.3"):
+        return compose("config", overrides=list(overrides))
+
+
+def choices(group: str) -> list[str]:
+    """The options of a config group, as `group=option` takes them."""
+    return sorted(p.stem for p in (config_dir() / group).glob("*.yaml"))
+
+
+def help_text() -> str:
+    """`--help`: what a user can pick, then Hydra's own flags and the composed config."""
+    groups = "\n".join(
+        f"  {group + ':':<11}{', '.join(choices(group))}"
+        for group in sorted(p.name for p in config_dir().iterdir() if p.is_dir())
+    )
+    return f"""musweep: tune a language model's hyperparameters on a µP proxy with Optuna, check
+that they transfer across widths (µP against SP) and at the target, and train the target
+warm-started. The model is the built-in GPT or yours (model=custom model.factory=...).
+
+  python -m sweep.run +ladder=NAME [group=option ...] [key=value ...]
+  musweep +ladder=NAME ...                      (the same command)
+  musweep -m +ladder=NAME seed=0,1              (one run folder per job)
+  musweep +ladder=NAME model=custom model.factory=path/to/model.py:build
+
+Config groups (group=option; +ladder= is required):
+{groups}
+Stages (stages=[...], in this order): {", ".join(RUN_STAGES)}; stages=[plan] prints what
+they would run (jobs, FLOPs, time) and stops
+Every other key (hardware.*, verify.*, tune.*, launcher.*, out_root, run_name, seed) is
+listed below with its value; `--cfg job` prints the composed config alone.
+
+== Flags ==
+$FLAGS_HELP
+== Config ==
+$CONFIG"""
+
+
+def config_dir() -> Path:
+    return Path(__file__).resolve().parents[2] / "conf"
+
+
+def available_ladders() -> list[str]:
+    return choices("ladder")

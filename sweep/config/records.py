@@ -1,0 +1,59 @@
+"""The config as plain data: what jobs receive, files record and W&B shows (passwords masked),
+and experiment records of earlier versions read with the fields added since at their defaults."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from sweep.config.schema import DataSection, LadderConfig, ModelSection, WarmstartConfig
+
+
+def plain(cfg: DictConfig) -> dict[str, Any]:
+    """The config as plain data (choices as their strings): what jobs receive and files record."""
+    return OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+
+
+_PASSWORD_IN_URL = re.compile(r"(://[^:/@]*:)[^@]*@")
+
+
+def public_url(url: str) -> str:
+    """A URL with its password masked (user:***@host)."""
+    return _PASSWORD_IN_URL.sub(r"\1***@", url)
+
+
+def public(cfg: DictConfig) -> dict[str, Any]:
+    """The config as plain data with the password of a storage URL masked: what W&B runs, the
+    study's attributes and the run folder's `config.yaml` record."""
+    container = plain(cfg)
+    storage = container["tune"].get("storage")
+    if storage:
+        container["tune"]["storage"] = public_url(storage)
+    return container
+
+
+EXPERIMENT_SCHEMAS = {
+    "ladder": LadderConfig,
+    "model": ModelSection,
+    "data": DataSection,
+    "warmstart": WarmstartConfig,
+}
+
+
+ADDED_SECTIONS = ("model",)  # sections a record of an earlier version may lack: then defaults
+
+
+def with_defaults(experiment: dict) -> dict:
+    """An experiment record (ladder, data, seed, warm start) with every field its schema has
+    gained since the record was written set to its default: a run folder of an earlier version
+    stays usable as long as nothing its results depend on has changed."""
+    out = dict(experiment)
+    for key, schema in EXPERIMENT_SCHEMAS.items():
+        if key not in out and key in ADDED_SECTIONS:
+            out[key] = {}
+        if key in out:
+            merged = OmegaConf.merge(OmegaConf.structured(schema), out[key])
+            out[key] = OmegaConf.to_container(merged, enum_to_str=True)
+    return out
