@@ -4,6 +4,7 @@ from dataclasses import replace
 
 import pytest
 
+from sweep.core import mup_rules
 from sweep.core import parametrization as P
 from sweep.core.coord_check import DEFAULT_THRESHOLD, coord_check
 from sweep.core.model import GPTConfig
@@ -37,7 +38,7 @@ def test_sp_activations_blow_up_with_width_and_steps(corpus):
 
 def test_breaking_the_hidden_lr_rule_fails_the_check(corpus, monkeypatch):
     """Adam's hidden LR not divided by m: the check must notice."""
-    monkeypatch.setattr(P, "lr_multiplier", lambda cfg, role, m=None: 1.0)
+    monkeypatch.setattr(mup_rules, "lr_multiplier", lambda role, m, depth: 1.0)
     check = run(corpus)
     assert not check.passes()
 

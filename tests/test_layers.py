@@ -153,3 +153,13 @@ def test_the_stage_protocol_knows_no_stage():
         if "sweep.stages.registry" in imports_of(path, "sweep.x")
     }
     assert importers == {"sweep/pipeline.py", "sweep/summary.py"}
+
+
+def test_the_mup_rule_table_imports_no_model():
+    """One table for every model: the rules are functions of a role, a width multiplier and a
+    depth ratio, and know neither the GPT nor a user's model."""
+    names = imports_of(ROOT / "sweep" / "core" / "mup_rules.py", "sweep.core.mup_rules")
+    assert not [n for n in names if n.split(".")[0] == "sweep"], names
+    for user in ("parametrization.py", "custom.py", "models.py"):
+        path = ROOT / "sweep" / "core" / user
+        assert "sweep.core.mup_rules" in imports_of(path, f"sweep.core.{path.stem}"), user

@@ -48,7 +48,8 @@ from mup import MuReadout, make_base_shapes, set_base_shapes
 from mup.infshape import InfShape
 from torch import nn
 
-from sweep.core.parametrization import PARAMETRIZATIONS, Role
+from sweep.core import mup_rules as R
+from sweep.core.mup_rules import PARAMETRIZATIONS, Role
 
 MULTIPLIERS = ("alpha_in", "alpha_out", "alpha_attn")  # tuned forward multipliers
 TOOL_APPLIED = ("alpha_in", "alpha_out")  # applied by the tool when the factory does not take them
@@ -220,9 +221,14 @@ def tunable(cfg: CustomConfig) -> set[str]:
     return changed | (set(INIT_HPARAMS) if cfg.init == "mup" else set())
 
 
+def depth(cfg: CustomConfig) -> R.Depth:
+    """L / L_base and α, for the table's depth rules."""
+    return R.Depth(cfg.n_layer / cfg.depth_base, cfg.depth_alpha)
+
+
 def residual_multiplier(cfg: CustomConfig) -> float:
     """CompleteP's (L_base / L)^α (docs/methods.md §1)."""
-    return (cfg.n_layer / cfg.depth_base) ** -cfg.depth_alpha
+    return R.residual_multiplier(depth(cfg))
 
 
 REQUIRED = ("width", "depth", "vocab_size", "seq_len")  # what every factory is called with
@@ -439,14 +445,12 @@ class ScaleInput:
 
 def init_std(cfg: CustomConfig, role: Role, shape: tuple[int, ...], mult: float) -> float:
     """The tool's init (init=mup) of a matrix by its role; `mult` its fan-in multiplier."""
-    fan_in = math.prod(shape[1:])
-    if role is Role.INPUT:
-        return cfg.input_std
-    if role is Role.HIDDEN:
-        return cfg.init_std / math.sqrt(fan_in)
-    if role is Role.OUTPUT:
-        return cfg.output_std / math.sqrt(fan_in / mult)  # µP: the base fan-in; SP: the fan-in
-    raise ValueError(f"role {role} has no init std (vectors keep the factory's init)")
+    if role is Role.VECTOR:
+        raise ValueError(f"role {role} has no init std (vectors keep the factory's init)")
+    return R.init_std(
+        role, math.prod(shape[1:]), mult, sigma=cfg.init_std, sigma_in=cfg.input_std,
+        sigma_out=cfg.output_std,
+    )  # fmt: skip
 
 
 def build_custom(cfg: CustomConfig) -> nn.Module:
@@ -473,7 +477,7 @@ def build_custom(cfg: CustomConfig) -> nn.Module:
             if module.readout_zero_init:
                 keep.add(id(module.weight))
         else:
-            module.register_forward_pre_hook(ScaleInput(alpha / mult))
+            module.register_forward_pre_hook(ScaleInput(R.readout_multiplier(alpha, mult)))
     if not names(cfg.factory, "alpha_in") and cfg.alpha_in != 1.0:
         for module in embedding_modules(model, cfg):
             module.register_forward_hook(ScaleOutput(cfg.alpha_in))

@@ -15,6 +15,7 @@ from typing import Any
 from torch import nn
 
 from sweep.core import custom as C
+from sweep.core import mup_rules as R
 from sweep.core import parametrization as P
 from sweep.core.custom import CustomConfig
 from sweep.core.model import GPT, GPTConfig
@@ -62,7 +63,7 @@ def param_groups(
         return P.param_groups(model, lr, weight_decay, eps, scale_eps)
     by_name = C.roles(model, cfg)
     named = ((name, p, *by_name[name]) for name, p in model.named_parameters())
-    return P.grouped(named, cfg, lr, weight_decay, eps, scale_eps)
+    return R.grouped(named, C.depth(cfg), lr, weight_decay, eps, scale_eps)
 
 
 def init_stds(model: nn.Module) -> dict[str, float | None]:
@@ -133,7 +134,7 @@ def describe(cfg: ModelConfig) -> str:
 
 
 def width_multiplier(cfg: ModelConfig) -> float:
-    return cfg.d_model / cfg.base_width if cfg.parametrization == "mup" else 1.0
+    return R.width_multiplier(cfg.d_model, cfg.base_width, cfg.parametrization)
 
 
 def depth_multiplier(cfg: ModelConfig) -> float:
@@ -153,7 +154,7 @@ def multipliers(cfg: ModelConfig) -> dict[str, float]:
         }
     return {
         "embedding_output": cfg.alpha_in,
-        "readout": cfg.alpha_out / width_multiplier(cfg),
+        "readout": R.readout_multiplier(cfg.alpha_out, width_multiplier(cfg)),
         "residual_branch": C.residual_multiplier(cfg),
         "width_multiplier_m": width_multiplier(cfg),
         "depth_multiplier": depth_multiplier(cfg),
