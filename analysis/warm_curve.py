@@ -30,10 +30,9 @@ from typing import Any
 import numpy as np
 import optuna
 import torch
-from omegaconf import OmegaConf
 
 from analysis.warmstart import pipeline_cfg, tune_proxy
-from sweep.config import plain, run_config, target_depth
+from sweep.config import job_config, plain, run_config, target_depth
 from sweep.core.atomic import write_atomic
 from sweep.core.models import state_shapes
 from sweep.core.speedup import steps_to_reach
@@ -57,7 +56,7 @@ def decay_start(steps: int, decay_fraction: float) -> int:
 def curve_job(spec: dict[str, Any]) -> str:
     """One run: a long one keeping snapshots, or a short one decayed from the long one's."""
     torch.set_num_threads(1)
-    cfg = OmegaConf.create(spec["cfg"])
+    cfg = job_config(spec["cfg"])
     folder = Path(spec["dir"])
     long = folder / f"{spec['kind']}_s{spec['seed']}.ckpt"
     branch = spec.get("branch")

@@ -28,9 +28,9 @@ from typing import Any
 import numpy as np
 import optuna
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from sweep.config import compose_config, plain
+from sweep.config import compose_config, job_config, plain
 from sweep.core.atomic import write_atomic
 from sweep.core.lr_curve import fit_optimum
 from sweep.core.speedup import speedup
@@ -112,7 +112,7 @@ def runs(ladder: str, out: Path, seeds: list[int]) -> list[dict[str, Any]]:
 
 def with_warmstart(spec: dict[str, Any]) -> DictConfig:
     """The job's config: the tuned pipeline's, with this run's warm start and eval cadence."""
-    cfg = OmegaConf.create(spec["cfg"])
+    cfg = job_config(spec["cfg"])
     cfg.ladder.eval_every = spec["eval_every"]  # finer than tuning's, to resolve steps-to-loss
     if spec["warmstart"] is not None:
         cfg.warmstart = spec["warmstart"]

@@ -33,6 +33,7 @@ from sweep.config.hydra import (
 from sweep.config.records import (
     ADDED_SECTIONS,
     EXPERIMENT_SCHEMAS,
+    job_config,
     plain,
     public,
     public_url,
@@ -125,6 +126,7 @@ __all__ = [
     "data_config",
     "execution",
     "help_text",
+    "job_config",
     "model_config",
     "model_source",
     "plain",

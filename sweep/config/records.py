@@ -8,12 +8,27 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from sweep.config.schema import DataSection, LadderConfig, ModelSection, WarmstartConfig
+from sweep.config.schema import (
+    DataSection,
+    LadderConfig,
+    ModelSection,
+    PipelineConfig,
+    WarmstartConfig,
+)
 
 
 def plain(cfg: DictConfig) -> dict[str, Any]:
     """The config as plain data (choices as their strings): what jobs receive and files record."""
     return OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+
+
+def job_config(container: dict[str, Any]) -> DictConfig:
+    """What a job trains from: the plain config it received merged back into the schema, so
+    its choices are their enums again and a wrong field fails, and read-only, so no job can
+    change what the others see."""
+    cfg = OmegaConf.merge(OmegaConf.structured(PipelineConfig), container)
+    OmegaConf.set_readonly(cfg, True)
+    return cfg
 
 
 _PASSWORD_IN_URL = re.compile(r"(://[^:/@]*:)[^@]*@")

@@ -21,12 +21,13 @@ from typing import Any, ClassVar, Protocol
 
 import optuna
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from sweep.config import (
     LauncherKind,
     data_config,
     execution,
+    job_config,
     plain,
     public,
     run_config,
@@ -242,7 +243,7 @@ class PointGrid(GridStage):
     def job(self, spec: dict[str, Any]) -> list[str]:
         """Submitit job: train its runs, writing each result file as soon as it is done. A
         killed job loses only the run it was training; the rerun skips the files that exist."""
-        cfg = OmegaConf.create(spec["cfg"])
+        cfg = job_config(spec["cfg"])
         run_dir, tuned = Path(spec["run_dir"]), spec["hparams"]
         torch.set_num_threads(cfg.launcher.cpus_per_task)
         tag, done = hparams_tag(tuned), []

@@ -24,11 +24,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from sweep.config import (
     data_config,
     execution,
+    job_config,
     plain,
     public,
     run_config,
@@ -252,7 +253,7 @@ def train_target(
 
 def target_job(spec: dict[str, Any]) -> dict[str, Any]:
     """Submitit job: the stage's warm or cold run; returns its record."""
-    cfg = OmegaConf.create(spec["cfg"])
+    cfg = job_config(spec["cfg"])
     run_dir, kind = Path(spec["run_dir"]), spec["kind"]
     torch.set_num_threads(cfg.launcher.cpus_per_task)
     with process_group(cfg.hardware.device, cfg.hardware.data_parallel) as world:

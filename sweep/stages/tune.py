@@ -21,7 +21,7 @@ from typing import Any
 
 import optuna
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
 
@@ -30,6 +30,7 @@ from sweep.config import (
     Sampler,
     data_config,
     execution,
+    job_config,
     plain,
     public,
     run_config,
@@ -274,7 +275,7 @@ def tune_worker(spec: dict[str, Any]) -> int:
     the trial it was running under its tag, retries it (from its checkpoint) and owes only what
     its quota still lacks.
     """
-    cfg = OmegaConf.create(spec["cfg"])
+    cfg = job_config(spec["cfg"])
     run_dir = Path(spec["run_dir"])
     torch.set_num_threads(cfg.launcher.cpus_per_task)
     optuna.logging.set_verbosity(optuna.logging.WARNING)

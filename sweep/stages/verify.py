@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from sweep.config import plain, run_config, target_depth
+from sweep.config import job_config, plain, run_config, target_depth
 from sweep.core.lr_curve import (
     bracket,
     fit_optimum,
@@ -77,7 +77,7 @@ def verify_specs(cfg: DictConfig, run_dir: Path, tuned: dict, steps: list[int]) 
 
 def verify_job(spec: dict[str, Any]) -> str:
     """Submitit job: one cold target run at the tuned LR × 2^(k·res); writes its record."""
-    cfg = OmegaConf.create(spec["cfg"])
+    cfg = job_config(spec["cfg"])
     run_dir, tuned, k = Path(spec["run_dir"]), spec["hparams"], spec["step"]
     torch.set_num_threads(cfg.launcher.cpus_per_task)
     key = verify_key(k, hparams_tag(tuned))
