@@ -37,8 +37,9 @@ from sweep.core.speedup import speedup
 from sweep.core.train import RunResult
 from sweep.edges.launch import run_jobs
 from sweep.pipeline import Pipeline
+from sweep.stages.stage import tuned_hparams
 from sweep.stages.target import train_source, train_target
-from sweep.stages.tune import open_or_create_study, tune_summary, tuned_hparams
+from sweep.stages.tune import open_or_create_study, tune_summary
 
 METHOD_FILES = ("shrink_pad_perturb", "function_preserving", "rc_sampling", "stack")
 RC_IID = {"method": "rc_sampling", "sampling": "iid"}  # the mean-field variant, beside stratified
