@@ -292,7 +292,7 @@ def test_an_unwritable_out_root_is_refused_and_what_the_probe_made_is_removed(
     def refuse(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr("sweep.config.validate.tempfile.mkstemp", refuse)
+    monkeypatch.setattr("sweep.config.checks.tempfile.mkstemp", refuse)
     out_root = tmp_path / "new" / "runs"
     cfg = compose_config("+ladder=gpt_tiny", f"out_root={out_root}")
     with pytest.raises(ValueError, match=r"out_root must be a writable folder.*Permission denied"):

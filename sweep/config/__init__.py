@@ -1,7 +1,7 @@
 """The pipeline's configuration, by concern: `schema` (the structured configs and their enums),
 `hydra` (registration, composition, help), `records` (plain data for jobs and files),
 `hardware` (devices and processes, resolved once), `build` (the core's dataclasses from a config)
-and `validate` (every field's check, before any job).
+and `checks` (every field's check and `validate`, before any job).
 """
 
 from sweep.config.build import (
@@ -13,6 +13,20 @@ from sweep.config.build import (
     target_depth,
     tunable,
     unused_search,
+)
+from sweep.config.checks import (
+    EXEMPT,
+    FIELD_CHECKS,
+    HPARAM_DOMAINS,
+    SEED,
+    WANDB_FORBIDDEN,
+    Check,
+    Domain,
+    at_least,
+    check_warmstart,
+    positive,
+    validate,
+    within,
 )
 from sweep.config.hardware import (
     check_hardware,
@@ -64,20 +78,6 @@ from sweep.config.schema import (
     VerifyConfig,
     WandbMode,
     WarmstartConfig,
-)
-from sweep.config.validate import (
-    EXEMPT,
-    FIELD_CHECKS,
-    HPARAM_DOMAINS,
-    SEED,
-    WANDB_FORBIDDEN,
-    Check,
-    Domain,
-    at_least,
-    check_warmstart,
-    positive,
-    validate,
-    within,
 )
 
 __all__ = [
