@@ -130,57 +130,40 @@ def plot_transfer(summary: Mapping, path: Path) -> Path | None:
         regrets = _by_width(section.get("regret"))
         handles = []
         for w, (xs, ys) in panel.items():
-            ok = np.isfinite(ys)
-            ax.plot(xs[ok], ys[ok], "-o", color=colour[w], ms=3.5, lw=1.5)
-            opt = optima.get(w, math.nan)
-            if math.isfinite(opt) and ok.any():
-                y_opt = float(np.interp(opt, xs[ok], ys[ok]))
-                ax.plot([opt], [y_opt], "*", ms=13, color=colour[w], mec="black", mew=0.8, zorder=5)
-            lo, hi = (num(v) for v in intervals.get(str(w), [math.nan, math.nan]))
-            if math.isfinite(lo) and math.isfinite(hi) and ok.any():
-                ax.plot(
-                    [lo, hi],
-                    [float(ys[ok].min())] * 2,
-                    color=colour[w],
-                    lw=5,
-                    alpha=0.35,
-                    solid_capstyle="butt",
-                )
-            if ylim is not None and (~ok).any():
-                any_diverged = True
-                ax.plot(
-                    xs[~ok],
-                    np.full(int((~ok).sum()), ylim[1]),
-                    "x",
-                    color=colour[w],
-                    ms=7,
-                    mew=1.8,
-                    clip_on=False,
-                    zorder=6,
-                )
-            if ylim is not None and (ys[ok] > ylim[1]).any():
-                any_clipped = True
+            diverged, clipped = _draw_width(
+                ax, xs, ys, colour[w], optima.get(w, math.nan),
+                intervals.get(str(w), [math.nan, math.nan]), ylim,
+            )  # fmt: skip
+            any_diverged, any_clipped = any_diverged or diverged, any_clipped or clipped
             role = " (proxy)" if w == proxy else ""
-            regret = regrets.get(w, math.nan)
-            label = f"{w}{role}: regret {_percent(regret)}"
+            label = f"{w}{role}: regret {_percent(regrets.get(w, math.nan))}"
             handles.append(Line2D([], [], marker="o", ms=3.5, color=colour[w], label=label))
         if math.isfinite(tuned):
             ax.axvline(tuned, color="0.3", ls="--", lw=1.2)
-        title = f"{PARAM_LABELS[kind]}: worst regret {_percent(num(section.get('worst_regret')))}"
-        title += f"; optima drift {num(section.get('drift_log2')):.2f} log2"
-        beyond = num(section.get("drift_beyond_noise_log2"))
-        if math.isfinite(beyond):
-            title += f"\n({beyond:.2f} beyond the noise)"
-        wib = section.get("wider_is_better")
-        if wib is not None:
-            title += f"; wider is better: {'yes' if wib else 'no'}"
-        ax.set_title(title, fontsize=9)
-        ax.set_xlabel("log2 learning rate")
+        ax.set(xlabel="log2 learning rate")
+        ax.set_title(_transfer_title(kind, section), fontsize=9)
         ax.grid(alpha=0.3)
         ax.legend(handles=handles, title="width", fontsize=7, title_fontsize=7, loc="best")
         if ylim is not None:
             ax.set_ylim(*ylim)
     axes[0, 0].set_ylabel("final validation loss (mean over seeds)")
+
+    if verdict := transfer.get("verdict"):
+        fig.suptitle(textwrap.fill(Verdict.from_dict(verdict).text, 140), fontsize=9)
+    right = 5.2 * len(kinds) / (5.2 * len(kinds) + 1.8)  # the panels' share; legend beyond
+    fig.tight_layout(rect=(0, 0, right, 1))
+    legend = _transfer_legend(tuned, any_diverged, any_clipped)
+    place = {"loc": "center left", "bbox_to_anchor": (right, 0.5), "frameon": False}
+    fig.legend(handles=legend, fontsize=8, **place)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _transfer_legend(tuned: float, diverged: bool, clipped: bool) -> list:
+    """The transfer figure's shared legend: the star, the noise bar, the tuned LR, and the
+    diverged and clipped marks where the panels have them."""
+    from matplotlib.lines import Line2D
 
     handles = [
         Line2D([], [], marker="*", ls="", color="0.6", mec="black", ms=10, label="fitted optimum"),
@@ -188,20 +171,45 @@ def plot_transfer(summary: Mapping, path: Path) -> Path | None:
     ]
     if math.isfinite(tuned):
         handles.append(Line2D([], [], ls="--", color="0.3", label=f"tuned LR ({tuned:.2f})"))
-    if any_diverged:
+    if diverged:
         handles.append(Line2D([], [], marker="x", ls="", color="0.3", mew=1.8, label="diverged"))
-    if any_clipped:
+    if clipped:
         handles.append(Line2D([], [], ls="", label="(higher losses\n off the top)"))
-    if verdict := transfer.get("verdict"):
-        fig.suptitle(textwrap.fill(Verdict.from_dict(verdict).text, 140), fontsize=9)
-    right = 5.2 * len(kinds) / (5.2 * len(kinds) + 1.8)  # the panels' share; legend beyond
-    fig.tight_layout(rect=(0, 0, right, 1))
-    fig.legend(
-        handles=handles, fontsize=8, loc="center left", bbox_to_anchor=(right, 0.5), frameon=False
-    )
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return handles
+
+
+def _draw_width(ax, xs, ys, colour, optimum: float, interval, ylim) -> tuple[bool, bool]:
+    """One width's curve on a transfer panel: the finite points, the fitted optimum (star),
+    the LRs within the noise (a bar at the best loss), diverged points (× at the top); whether
+    it had diverged points, and points above the top."""
+    ok = np.isfinite(ys)
+    ax.plot(xs[ok], ys[ok], "-o", color=colour, ms=3.5, lw=1.5)
+    if math.isfinite(optimum) and ok.any():
+        y_opt = float(np.interp(optimum, xs[ok], ys[ok]))
+        ax.plot([optimum], [y_opt], "*", ms=13, color=colour, mec="black", mew=0.8, zorder=5)
+    lo, hi = (num(v) for v in interval)
+    if math.isfinite(lo) and math.isfinite(hi) and ok.any():
+        best = float(ys[ok].min())
+        ax.plot([lo, hi], [best] * 2, color=colour, lw=5, alpha=0.35, solid_capstyle="butt")
+    diverged = ylim is not None and bool((~ok).any())
+    if diverged:
+        top = np.full(int((~ok).sum()), ylim[1])
+        ax.plot(xs[~ok], top, "x", color=colour, ms=7, mew=1.8, clip_on=False, zorder=6)
+    clipped = ylim is not None and bool((ys[ok] > ylim[1]).any())
+    return diverged, clipped
+
+
+def _transfer_title(kind: str, section: Mapping) -> str:
+    """A transfer panel's title: worst regret, drift (and beyond the noise), wider is better."""
+    title = f"{PARAM_LABELS[kind]}: worst regret {_percent(num(section.get('worst_regret')))}"
+    title += f"; optima drift {num(section.get('drift_log2')):.2f} log2"
+    beyond = num(section.get("drift_beyond_noise_log2"))
+    if math.isfinite(beyond):
+        title += f"\n({beyond:.2f} beyond the noise)"
+    wib = section.get("wider_is_better")
+    if wib is not None:
+        title += f"; wider is better: {'yes' if wib else 'no'}"
+    return title
 
 
 def _percent(fraction: float) -> str:
@@ -384,6 +392,13 @@ def plot_warmstart(summary: Mapping, path: Path) -> Path | None:
             top = max(top, float(warm_losses[0]))
         top = min(hi, top)
         ax.set_ylim(lo - 0.1 * (top - lo), top + 0.03 * (top - lo))
+    title = _warmstart_title(target)
+    ax.set(title=title, xlabel="step", ylabel="validation loss")
+    return _finish(fig, ax, path)
+
+
+def _warmstart_title(target: Mapping) -> str:
+    """The warm-vs-cold figure's title: the target width and the speedups measured."""
     title = f"target width {target.get('width', '?')}"
     if target.get("speedup") is not None:
         title += f": speedup {fmt_speedup(target['speedup'])}"
@@ -395,8 +410,7 @@ def plot_warmstart(summary: Mapping, path: Path) -> Path | None:
             title += f", {fmt_speedup(target['speedup_with_tuning'])} counting tuning too"
     elif "speedup" in target:
         title += ": warm never reached the cold final loss"
-    ax.set(title=title, xlabel="step", ylabel="validation loss")
-    return _finish(fig, ax, path)
+    return title
 
 
 def complete_trials(study: optuna.Study) -> list:

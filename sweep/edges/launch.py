@@ -97,17 +97,8 @@ def run_jobs(
     kind = launcher["kind"]
     debug = kind == "debug"  # debug jobs run in this process when asked for results
     if kind == "slurm":
-        executor.update_parameters(job_name=name)
-        try:
-            with executor.batch():  # one job array; SLURM enforces the parallelism
-                jobs = [executor.submit(Requeueable(fn), spec) for spec in specs]
-        except Exception as e:  # sbatch refused: show its own words, nothing was submitted
-            raise LaunchError(f"sbatch refused the {name} jobs: {e}") from e
-        with (folder / SUBMITTED).open("a") as f:  # for `cancel_leftover_jobs` after a crash
-            f.write(f"{jobs[0].job_id.split('_')[0]}\n")
-        pending, running = [], list(zip(specs, jobs, strict=True))
-        tasks = (launcher.get("tasks_per_node") or 1) if parallel else 1
-        watch: QueueWatch | None = QueueWatch(launcher, name, tasks)
+        running, watch = _submit_array(executor, launcher, folder, fn, specs, name, parallel)
+        pending = []
     else:
         pending, running, watch = list(specs), [], None
     gpus = launcher["gpus_per_node"] if kind == "local" else 0
@@ -135,6 +126,29 @@ def run_jobs(
             gpu_of.pop(id(job)) for _, job in running if id(job) not in kept and id(job) in gpu_of
         ]
         running = still
+
+
+def _submit_array(
+    executor,
+    launcher: dict,
+    folder: Path,
+    fn: Callable,
+    specs: Sequence[Any],
+    name: str,
+    parallel: bool,
+) -> tuple[list, QueueWatch]:
+    """Every spec as one SLURM job array (SLURM enforces its parallelism), its id recorded for
+    `cancel_leftover_jobs` after a crash; the running (spec, job) pairs and their queue watch."""
+    executor.update_parameters(job_name=name)
+    try:
+        with executor.batch():
+            jobs = [executor.submit(Requeueable(fn), spec) for spec in specs]
+    except Exception as e:  # sbatch refused: show its own words, nothing was submitted
+        raise LaunchError(f"sbatch refused the {name} jobs: {e}") from e
+    with (folder / SUBMITTED).open("a") as f:
+        f.write(f"{jobs[0].job_id.split('_')[0]}\n")
+    tasks = (launcher.get("tasks_per_node") or 1) if parallel else 1
+    return list(zip(specs, jobs, strict=True)), QueueWatch(launcher, name, tasks)
 
 
 class JobFailed(RuntimeError):

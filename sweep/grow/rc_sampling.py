@@ -162,11 +162,17 @@ def resample_width(
             t = _take(src_state[name], rows, cols)
             out[name] = t * factor if factor != 1.0 else t
         if noise > 0.0:
-            for name, t in out.items():
-                if t.ndim != 2:
-                    continue
-                std = P.init_std(tgt_cfg, name, P.role_of(name, t), fan_in=t.shape[1])
-                if std > 0.0:
-                    draw = torch.randn(t.shape, generator=gen)
-                    t.add_(draw.to(dtype=t.dtype, device=t.device), alpha=noise * std)
+            _add_init_noise(out, tgt_cfg, noise, gen)
     return out
+
+
+def _add_init_noise(state: State, cfg: GPTConfig, noise: float, gen: torch.Generator) -> None:
+    """`noise` × the µP init std of each matrix, drawn from `gen` in the state's order, added in
+    place; none where the init is zero."""
+    for name, t in state.items():
+        if t.ndim != 2:
+            continue
+        std = P.init_std(cfg, name, P.role_of(name, t), fan_in=t.shape[1])
+        if std > 0.0:
+            draw = torch.randn(t.shape, generator=gen)
+            t.add_(draw.to(dtype=t.dtype, device=t.device), alpha=noise * std)

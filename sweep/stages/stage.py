@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -281,20 +281,3 @@ class PointGrid(GridStage):
             "flops": result.flops,
             "tokens_per_s": result.tokens_per_s,
         }
-
-    def records(self, ctx: Context) -> dict[Any, dict[str, Any]]:
-        """{run: its record} for the runs on disk made with these tuned values."""
-        tuned = ctx.tuned
-        if tuned is None:
-            return {}
-        out = {}
-        for path in sorted((ctx.run_dir / self.folder).glob(f"*_{hparams_tag(tuned)}.json")):
-            if (record := read_record(path)) is not None:  # damaged: moved aside, redone
-                out[self.run_type(**record["run"])] = record
-        return out
-
-
-def ordered(stages: Sequence[Stage], names: Sequence[str]) -> list[Stage]:
-    """The stages named, in the order given."""
-    by_name = {s.name: s for s in stages}
-    return [by_name[str(n)] for n in names]

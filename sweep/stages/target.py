@@ -206,19 +206,13 @@ def train_target(
     kind = "warm" if warm else "cold"
     hparams = tuned | {"lr": tuned["lr"] * lr_scale}
     run = run_config(cfg, cfg.ladder.target, "mup", hparams, steps, seed, target_depth(cfg))
-    init_state, source_flops, info = None, 0, {"method": str(Method.cold)}
+    init_state, info = None, {"method": str(Method.cold)}
     if warm:
-        init_state, grown_from, info = warm_init(cfg, run_dir, tuned, run, world)
-        ws = cfg.warmstart
-        optim = warm_optim(
-            run.optim, grown_from.optim, grown_from.steps, warmup=ws.warmup, peak=ws.peak
-        )
-        run = replace(run, optim=optim)
-        source_flops = info["charged_flops"]
+        init_state, run, info = warm_run(cfg, run_dir, tuned, run, world)
     config = {"width": cfg.ladder.target, "parametrization": "mup", "warmstart": kind, **hparams}
     name = wandb_name or f"target-{kind}"
-    job_type = job_type or f"target-{kind}"
     logger = cfg.logger if world.main else {"kind": "none"}
+    job_type = job_type or f"target-{kind}"
     with wandb_run(logger, run_dir, job_type, name, config | info, public(cfg)) as wb:
         result, _ = train(
             run,
@@ -233,14 +227,35 @@ def train_target(
             snapshots=snapshots,
         )
         log_result(wb, result)
+    return target_record(kind, seed, hparams["lr"], run, result, info)
+
+
+def warm_run(
+    cfg: DictConfig, run_dir: Path, tuned: dict[str, float], run: RunConfig, world: World
+) -> tuple[dict[str, torch.Tensor], RunConfig, dict[str, Any]]:
+    """The warm run's initial state, the run on its own schedule (its warmup rising from the
+    LR the model it grew from ended at), and what to record about the warm start."""
+    init_state, grown_from, info = warm_init(cfg, run_dir, tuned, run, world)
+    ws = cfg.warmstart
+    optim = warm_optim(
+        run.optim, grown_from.optim, grown_from.steps, warmup=ws.warmup, peak=ws.peak
+    )
+    return init_state, replace(run, optim=optim), info
+
+
+def target_record(
+    kind: str, seed: int, lr: float, run: RunConfig, result: RunResult, info: dict[str, Any]
+) -> dict[str, Any]:
+    """A target run's record: its LR (the tuned one × `lr_scale`), history, the warm start's
+    settings and what it charged, and the schedule it trained on."""
     return {
         "kind": kind,
         "seed": seed,
-        "steps": steps,
-        "log2_lr": math.log2(hparams["lr"]),
+        "steps": run.steps,
+        "log2_lr": math.log2(lr),
         "warmstart": info,
         "result": result.to_dict(),
-        "source_flops": source_flops,
+        "source_flops": info.get("charged_flops", 0),
         "flops_per_step": result.flops / max(1, result.steps_done),
         "schedule": {
             "lr": run.optim.lr,

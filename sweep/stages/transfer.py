@@ -55,6 +55,7 @@ from sweep.stages.stage import (
     job_count,
     target_run_flops,
 )
+from sweep.stages.tune import near_best
 
 
 @dataclass(frozen=True)
@@ -300,8 +301,6 @@ class TransferStage(PointGrid):
         )
 
     def summary(self, ctx: Context, so_far: Mapping[str, Any]) -> Section | None:
-        from sweep.stages.tune import near_best
-
         if ctx.tuned is None or not self.complete(ctx, results := self.read(ctx)):
             return None
         section = transfer_summary(ctx.cfg, results, ctx.tuned["lr"], target_run_flops(ctx.cfg))
