@@ -13,7 +13,14 @@ import pytest
 import torch
 from hydra.errors import ConfigCompositionException
 
-from sweep.config import check_hardware, compose_config, execution, resolve_hardware
+from sweep.config import (
+    check_hardware,
+    compose_config,
+    execution,
+    job_config,
+    plain,
+    resolve_hardware,
+)
 from sweep.core import distributed as D
 from sweep.core.checkpoint import load_checkpoint, save_checkpoint
 from sweep.core.flops import flops_per_token
@@ -36,6 +43,14 @@ def test_auto_resolves_to_the_cpu_without_gpus():
     assert (hw.device, hw.precision, hw.compile, hw.sync_every) == ("cpu", "fp32", False, 1)
     assert cfg.launcher.tasks_per_node == 1
     assert execution(cfg) == Execution()  # the CPU path trains exactly as a bare `train` call
+
+
+def test_a_job_resolves_its_read_only_config_without_changing_it():
+    """A job's config is read-only (no job may change what the others see); one a script built
+    without the driver's resolution still trains, on a copy."""
+    cfg = job_config(plain(tiny()))
+    assert execution(cfg).device == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert cfg.hardware.device == "auto"  # the shared config is untouched
 
 
 def test_auto_takes_every_local_gpu_in_bf16_with_compile():

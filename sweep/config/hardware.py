@@ -7,7 +7,7 @@ import copy
 import math
 import shutil
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from sweep.config.schema import LauncherKind
 from sweep.core.hardware import Device, Execution, Precision
@@ -128,6 +128,7 @@ def execution(cfg: DictConfig) -> Execution:
     hw = cfg.hardware
     if Device.auto in (hw.device, hw.precision) or None in (hw.compile, hw.sync_every):
         cfg = copy.deepcopy(cfg)
+        OmegaConf.set_readonly(cfg, False)  # a job's config is read-only; its copy need not be
         resolve_hardware(cfg, cuda_devices())
     hw = cfg.hardware
     return Execution(
