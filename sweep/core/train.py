@@ -11,7 +11,7 @@ import math
 import time
 from collections.abc import Callable, Collection
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum, auto
 from pathlib import Path
 
@@ -255,6 +255,257 @@ def snapshot_path(checkpoint_path: str | Path, step: int) -> Path:
     return path.with_name(f"{path.stem}.step{step}{path.suffix}")
 
 
+@dataclass
+class LoopState:
+    """What a checkpoint carries besides the weights: where the run is and what it has seen."""
+
+    step: int = 0
+    train_loss: list[tuple[int, float]] = field(default_factory=list)
+    val_loss: list[tuple[int, float]] = field(default_factory=list)
+    status: str = "running"
+    reason: str = ""
+    train_seconds: float = 0.0  # training time banked up to the last checkpoint
+    steps_timed: int = 0  # the steps that time covers
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: dict) -> LoopState:
+        return cls(**{f.name: ckpt[f.name] for f in fields(cls) if f.name in ckpt})
+
+
+@dataclass
+class _Clock:
+    """Training time since the last bank, evaluations and checkpoints paused out: throughput
+    counts only optimizer steps."""
+
+    from_step: int
+    started: float = field(default_factory=time.perf_counter)
+    paused: float = 0.0
+
+    def restart(self) -> None:
+        self.started, self.paused = time.perf_counter(), 0.0
+
+    def bank(self, state: LoopState, step: int, now: float) -> None:
+        """Add the time since the last bank to `state` (a checkpoint carries it on)."""
+        state.train_seconds += now - self.started - self.paused
+        state.steps_timed += step - self.from_step
+        self.started, self.paused, self.from_step = now, 0.0, step
+
+    def tokens_per_s(self, state: LoopState, step: int, tokens_per_step: int) -> float:
+        seconds = state.train_seconds + time.perf_counter() - self.started - self.paused
+        steps = state.steps_timed + step - self.from_step
+        return steps * tokens_per_step / seconds if steps > 0 and seconds > 0 else math.nan
+
+
+def starting_checkpoint(
+    run: RunConfig,
+    execution: Execution,
+    checkpoint_path: str | Path | None,
+    branch_from: str | Path | None,
+) -> dict | None:
+    """The checkpoint a run starts from: its own (a resume), else `branch_from`'s once it is
+    shown to be a point of a run this one can branch from, else None (a fresh start)."""
+    own = checkpoint_path is not None and Path(checkpoint_path).exists()
+    if not own and branch_from is None:
+        return None
+    path = checkpoint_path if own else branch_from
+    ckpt = load_checkpoint(path)
+    if own and not _same_run(ckpt["run"], run):
+        raise ValueError(f"checkpoint {checkpoint_path} belongs to a different run config")
+    if not own:
+        if ckpt["status"] != "running":
+            raise ValueError(f"{branch_from}: a run branches from a checkpoint taken mid-run")
+        branch_point(ckpt["run"], ckpt["step"], run)
+    if ckpt.get("precision", Precision.fp32) != execution.precision:
+        raise ValueError(
+            f"checkpoint {path} was trained in {ckpt.get('precision', 'fp32')}; "
+            f"resume it in that precision, not {execution.precision}"
+        )
+    return ckpt
+
+
+class _Loop:
+    """One run under way: the model, its optimizer and `LoopState`, and the named steps `train`
+    takes over them (an optimizer step, reading the losses, evaluating, saving)."""
+
+    def __init__(
+        self,
+        run: RunConfig,
+        corpus: Corpus,
+        execution: Execution,
+        world: World,
+        init_state: dict[str, torch.Tensor] | None,
+        on_eval: EvalCallback | None,
+        on_progress: ProgressCallback | None,
+    ) -> None:
+        self.run, self.corpus, self.execution, self.world = run, corpus, execution, world
+        self.on_eval, self.on_progress = on_eval, on_progress
+        self.micro, self.n_micro = micro_batches(run, execution, world)
+        self.device = device = _device(execution)
+        torch.manual_seed(run.seed)
+        self.model = build_model(run.model)  # drawn on the CPU: the same weights on any device
+        if init_state is not None:
+            self.model.load_state_dict(init_state)
+        self.module = D.wrap(self.model.to(device), world, device)
+        fused = device.type == "cuda"
+        self.optimizer = make_optimizer(D.unwrapped(self.module), run.optim, fused=fused)
+        self.forward = torch.compile(self.module) if execution.compile else self.module
+        self.rows = D.rows(run.batch_size, world)
+        batches = val_batches(corpus.val, run.eval_batches, run.batch_size, run.model.seq_len)
+        self.eval_set = [(_to(x[self.rows], device), _to(y[self.rows], device)) for x, y in batches]
+        self.state = LoopState()
+        self.pending: list[tuple[int, torch.Tensor]] = []  # losses not yet read back to the host
+        self.clock = _Clock(0)
+
+    def restore(self, ckpt: dict) -> None:
+        """Continue from `ckpt` (weights, optimizer, state), replaying its history to progress."""
+        D.load_full_state(self.module, self.optimizer, ckpt["model"], ckpt["optim"])
+        self.state = LoopState.from_checkpoint(ckpt)
+        for step, metrics in history_rows(self.state.train_loss, self.state.val_loss):
+            self.report(step, metrics)  # what a resumed run restored, before what it adds
+
+    def report(self, step: int, metrics: dict[str, float]) -> None:
+        if self.on_progress is not None:
+            self.on_progress(step, metrics)
+
+    def stop(self, status: str, reason: str) -> bool:
+        self.state.status, self.state.reason = status, reason
+        return True
+
+    def save(self, path: str | Path | None) -> None:
+        if path is None:
+            return
+        model_state, optim_state = D.full_state(self.module, self.optimizer)  # FSDP: collective
+        if self.world.main:
+            payload = {"run": self.run.to_dict(), "precision": self.execution.precision}
+            payload |= {"model": model_state, "optim": optim_state}
+            save_checkpoint(path, payload | asdict(self.state))
+        D.barrier(self.world)
+
+    def evaluate(self, step: int) -> bool:
+        """Evaluate at `step`; True when the run must stop (divergence or the callback's wish)."""
+        rate = self.clock.tokens_per_s(self.state, step, self.run.tokens_per_step)
+        val = evaluate(self.forward, self.eval_set, self.world, self.execution.precision)
+        self.state.val_loss.append((step, val))
+        self.report(
+            step, {"val/loss": val} | ({"tokens_per_s": rate} if math.isfinite(rate) else {})
+        )
+        if not math.isfinite(val):
+            return self.stop("diverged", f"validation loss is {val} at step {step}")
+        if self.on_eval is not None and self.on_eval(step, val):
+            return self.stop("stopped", f"stopped by the evaluation callback at step {step}")
+        return False
+
+    def read_losses(self) -> bool:
+        """Record the pending losses (one host sync); True when one of them diverged."""
+        if not self.pending:
+            return False
+        stacked = torch.stack([loss for _, loss in self.pending])
+        values = D.mean_over_world(stacked, self.world).tolist()
+        steps = [s for s, _ in self.pending]
+        self.pending.clear()
+        history = self.state.train_loss
+        for s, value in zip(steps, values, strict=True):
+            history.append((s, value))
+            self.report(s, {"train/loss": value})
+            first = history[0][1]
+            if not math.isfinite(value) or value > self.run.diverge_factor * first:
+                self.state.step = s  # the run ends at the step that diverged
+                return self.stop(
+                    "diverged", f"train loss {value:.4g} at step {s} (first {first:.4g})"
+                )
+        return False
+
+    def optimizer_step(self) -> None:
+        """One step at the schedule's LR over this process's rows of the step's batch, in
+        micro-batches; its loss is left pending (read back every `sync_every` steps)."""
+        run, state, micro, n_micro = self.run, self.state, self.micro, self.n_micro
+        factor = lr_factor(state.step, run.optim, run.steps)
+        for group in self.optimizer.param_groups:
+            group["lr"] = run.optim.lr * group["lr_mult"] * factor
+        x, y = train_batch(
+            self.corpus.train, state.step, run.seed, run.batch_size, run.model.seq_len
+        )
+        x, y = x[self.rows], y[self.rows]
+        self.optimizer.zero_grad(set_to_none=True)
+        total = None
+        for i in range(n_micro):
+            xb = _to(x[i * micro : (i + 1) * micro], self.device)
+            yb = _to(y[i * micro : (i + 1) * micro], self.device)
+            last = i == n_micro - 1
+            with (
+                _gradient_sync(self.module, last),
+                _autocast(self.device, self.execution.precision),
+            ):
+                loss = lm_loss(self.forward, xb, yb)
+            (loss / n_micro if n_micro > 1 else loss).backward()
+            total = loss.detach() if total is None else total + loss.detach()
+        if run.optim.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.module.parameters(), run.optim.grad_clip)
+        self.optimizer.step()
+        state.step += 1
+        self.pending.append((state.step, total / n_micro if n_micro > 1 else total))
+
+    def run_steps(
+        self, checkpoint_path: str | Path | None, checkpoint_every: int, snapshots: Collection[int]
+    ) -> None:
+        """Train to the end (or a stop), evaluating, checkpointing and keeping snapshots on the
+        way, and save the final checkpoint."""
+        run, state = self.run, self.state
+        self.clock = clock = _Clock(state.step)
+        done = state.status != "running" or (state.step == 0 and self.evaluate(0))
+        clock.restart()
+        while not done and state.step < run.steps:
+            self.optimizer_step()
+            step = state.step
+            evaluating = step % run.eval_every == 0 or step == run.steps
+            saving = bool(checkpoint_every) and step % checkpoint_every == 0
+            keeping = step in snapshots
+            if step % self.execution.sync_every == 0 or evaluating or saving or keeping:
+                done = self.read_losses()
+            if done:
+                break
+            pause = time.perf_counter()
+            if evaluating:
+                done = self.evaluate(step)
+            if not done and (saving or keeping):
+                clock.bank(state, step, pause)
+                if saving:
+                    self.save(checkpoint_path)
+                if keeping:
+                    self.save(snapshot_path(checkpoint_path, step))
+            clock.paused += time.perf_counter() - pause
+        self.read_losses()
+        if state.step > clock.from_step:
+            clock.bank(state, state.step, time.perf_counter())
+        if state.status == "running":
+            self.stop("completed", f"trained {run.steps} steps")
+        self.save(checkpoint_path)
+
+    def result(self, resumed_from: int) -> RunResult:
+        run, state, cfg = self.run, self.state, self.run.model
+        tokens = state.step * run.tokens_per_step
+        seconds = state.train_seconds
+        tokens_per_s = (
+            state.steps_timed * run.tokens_per_step / seconds if seconds > 0 else math.nan
+        )
+        peak = self.execution.peak_flops
+        if peak is None and self.device.type == "cuda":
+            peak = peak_flops(torch.cuda.get_device_name(self.device))
+        return RunResult(
+            state.status,
+            state.reason,
+            state.step,
+            state.train_loss,
+            state.val_loss,
+            tokens,
+            training_flops(cfg, tokens),
+            resumed_from,
+            tokens_per_s,
+            mfu(flops_per_token(cfg), tokens_per_s, peak, self.world.size),
+            self.world.size,
+        )
+
+
 def train(
     run: RunConfig,
     corpus: Corpus,
@@ -278,198 +529,25 @@ def train(
     schedules still agree (a WSD run's stable phase), starts this run at that step instead of
     step 0; this run's own checkpoint, once it has one, takes precedence. At each step of
     `snapshots` a copy of the checkpoint is kept beside it (`snapshot_path`): the points that
-    shorter runs branch from. Under a `world`
-    of several processes every process calls `train` alike; they train one model on their rows
-    of each batch, see the same losses, and only the main process writes the checkpoint.
+    shorter runs branch from. Under a `world` of several processes every process calls `train`
+    alike; they train one model on their rows of each batch, see the same losses, and only the
+    main process writes the checkpoint.
     """
-    cfg = run.model
     if snapshots and checkpoint_path is None:
         raise ValueError("snapshots are copies of the run's checkpoint: give checkpoint_path")
-    if cfg.vocab_size < corpus.vocab_size:
+    if run.model.vocab_size < corpus.vocab_size:
         raise ValueError(
-            f"model.vocab_size ({cfg.vocab_size}) is smaller than the corpus vocabulary "
+            f"model.vocab_size ({run.model.vocab_size}) is smaller than the corpus vocabulary "
             f"({corpus.vocab_size})"
         )
-    check_corpus_fits(corpus, cfg.seq_len)
-    micro, n_micro = micro_batches(run, execution, world)
-    device = _device(execution)
-    torch.manual_seed(run.seed)
-    model = build_model(cfg)  # the init is drawn on the CPU: the same weights on any device
-    if init_state is not None:
-        model.load_state_dict(init_state)
-    module = D.wrap(model.to(device), world, device)
-    optimizer = make_optimizer(D.unwrapped(module), run.optim, fused=device.type == "cuda")
-    state = {
-        "step": 0,
-        "train_loss": [],
-        "val_loss": [],
-        "status": "running",
-        "reason": "",
-        "train_seconds": 0.0,
-        "steps_timed": 0,
-    }
-
-    own = checkpoint_path is not None and Path(checkpoint_path).exists()
-    if own or branch_from is not None:
-        path = checkpoint_path if own else branch_from
-        ckpt = load_checkpoint(path)
-        if own and not _same_run(ckpt["run"], run):
-            raise ValueError(f"checkpoint {checkpoint_path} belongs to a different run config")
-        if not own:
-            if ckpt["status"] != "running":
-                raise ValueError(f"{branch_from}: a run branches from a checkpoint taken mid-run")
-            branch_point(ckpt["run"], ckpt["step"], run)
-        if ckpt.get("precision", Precision.fp32) != execution.precision:
-            raise ValueError(
-                f"checkpoint {path} was trained in {ckpt.get('precision', 'fp32')}; "
-                f"resume it in that precision, not {execution.precision}"
-            )
-        D.load_full_state(module, optimizer, ckpt["model"], ckpt["optim"])
-        state |= {key: ckpt[key] for key in state if key in ckpt}
-    resumed_from = state["step"]
-
-    def report(step: int, metrics: dict[str, float]) -> None:
-        if on_progress is not None:
-            on_progress(step, metrics)
-
-    for restored_step, metrics in history_rows(state["train_loss"], state["val_loss"]):
-        report(restored_step, metrics)  # what a resumed run restored, before what it adds
-
-    def save(path: str | Path | None = checkpoint_path) -> None:
-        if path is None:
-            return
-        model_state, optim_state = D.full_state(module, optimizer)  # collective under FSDP
-        if world.main:
-            payload = {"run": run.to_dict(), "precision": execution.precision}
-            payload |= {"model": model_state, "optim": optim_state}
-            save_checkpoint(path, payload | state)
-        D.barrier(world)
-
-    def stop(status: str, reason: str) -> bool:
-        state["status"], state["reason"] = status, reason
-        return True
-
-    forward = torch.compile(module) if execution.compile else module
-    eval_set = [
-        (
-            _to(x[D.rows(run.batch_size, world)], device),
-            _to(y[D.rows(run.batch_size, world)], device),
-        )
-        for x, y in val_batches(corpus.val, run.eval_batches, run.batch_size, cfg.seq_len)
-    ]
-
-    def evaluate_and_check(step: int) -> bool:
-        """Evaluate at `step`; True when the run must stop (divergence or the callback's wish)."""
-        rate = throughput_so_far(step)
-        val = evaluate(forward, eval_set, world, execution.precision)
-        state["val_loss"].append((step, val))
-        report(step, {"val/loss": val} | ({"tokens_per_s": rate} if math.isfinite(rate) else {}))
-        if not math.isfinite(val):
-            return stop("diverged", f"validation loss is {val} at step {step}")
-        if on_eval is not None and on_eval(step, val):
-            return stop("stopped", f"stopped by the evaluation callback at step {step}")
-        return False
-
-    pending: list[tuple[int, torch.Tensor]] = []  # losses not yet read back to the host
-
-    def read_losses() -> bool:
-        """Record the pending losses (one host sync); True when one of them diverged."""
-        if not pending:
-            return False
-        values = D.mean_over_world(torch.stack([loss for _, loss in pending]), world).tolist()
-        steps = [s for s, _ in pending]
-        pending.clear()
-        for s, value in zip(steps, values, strict=True):
-            state["train_loss"].append((s, value))
-            report(s, {"train/loss": value})
-            first = state["train_loss"][0][1]
-            if not math.isfinite(value) or value > run.diverge_factor * first:
-                state["step"] = s  # the run ends at the step that diverged
-                return stop("diverged", f"train loss {value:.4g} at step {s} (first {first:.4g})")
-        return False
-
-    def throughput_so_far(step: int) -> float:
-        """Tokens a second over this run's training steps up to now (evaluations excluded)."""
-        seconds = state["train_seconds"] + time.perf_counter() - started - paused
-        steps = state["steps_timed"] + step - timed_from
-        return steps * run.tokens_per_step / seconds if steps > 0 and seconds > 0 else math.nan
-
-    rows = D.rows(run.batch_size, world)
-    step = state["step"]
-    started, paused, timed_from = time.perf_counter(), 0.0, step
-    done = state["status"] != "running" or (step == 0 and evaluate_and_check(0))
-    started, paused = time.perf_counter(), 0.0
-    while not done and step < run.steps:
-        factor = lr_factor(step, run.optim, run.steps)
-        for group in optimizer.param_groups:
-            group["lr"] = run.optim.lr * group["lr_mult"] * factor
-        x, y = train_batch(corpus.train, step, run.seed, run.batch_size, cfg.seq_len)
-        x, y = x[rows], y[rows]
-        optimizer.zero_grad(set_to_none=True)
-        total = None
-        for i in range(n_micro):
-            last = i == n_micro - 1
-            xb, yb = (
-                _to(x[i * micro : (i + 1) * micro], device),
-                _to(y[i * micro : (i + 1) * micro], device),
-            )
-            with _gradient_sync(module, last), _autocast(device, execution.precision):
-                loss = lm_loss(forward, xb, yb)
-            (loss / n_micro if n_micro > 1 else loss).backward()
-            total = loss.detach() if total is None else total + loss.detach()
-        if run.optim.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(module.parameters(), run.optim.grad_clip)
-        optimizer.step()
-        step += 1
-        state["step"] = step
-        pending.append((step, total / n_micro if n_micro > 1 else total))
-        evaluating = step % run.eval_every == 0 or step == run.steps
-        saving = bool(checkpoint_every) and step % checkpoint_every == 0
-        keeping = step in snapshots
-        if step % execution.sync_every == 0 or evaluating or saving or keeping:
-            done = read_losses()
-        if done:
-            break
-        pause = time.perf_counter()
-        if evaluating:
-            done = evaluate_and_check(step)
-        if not done and (saving or keeping):
-            state["train_seconds"] += pause - started - paused
-            state["steps_timed"] += step - timed_from
-            started, paused, timed_from = pause, 0.0, step
-            if saving:
-                save()
-            if keeping:
-                save(snapshot_path(checkpoint_path, step))
-        paused += time.perf_counter() - pause
-    done = read_losses() or done
-    if step > timed_from:
-        state["train_seconds"] += time.perf_counter() - started - paused
-        state["steps_timed"] += state["step"] - timed_from
-    if state["status"] == "running":
-        stop("completed", f"trained {run.steps} steps")
-    save()
-    steps_done = state["step"]
-    tokens = steps_done * run.tokens_per_step
-    seconds, timed = state["train_seconds"], state["steps_timed"]
-    tokens_per_s = timed * run.tokens_per_step / seconds if seconds > 0 else math.nan
-    peak = execution.peak_flops
-    if peak is None and device.type == "cuda":
-        peak = peak_flops(torch.cuda.get_device_name(device))
-    result = RunResult(
-        state["status"],
-        state["reason"],
-        steps_done,
-        state["train_loss"],
-        state["val_loss"],
-        tokens,
-        training_flops(cfg, tokens),
-        resumed_from,
-        tokens_per_s,
-        mfu(flops_per_token(cfg), tokens_per_s, peak, world.size),
-        world.size,
-    )
-    return result, model
+    check_corpus_fits(corpus, run.model.seq_len)
+    loop = _Loop(run, corpus, execution, world, init_state, on_eval, on_progress)
+    start = starting_checkpoint(run, execution, checkpoint_path, branch_from)
+    if start is not None:
+        loop.restore(start)
+    resumed_from = loop.state.step
+    loop.run_steps(checkpoint_path, checkpoint_every, snapshots)
+    return loop.result(resumed_from), loop.model
 
 
 def history_rows(
