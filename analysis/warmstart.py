@@ -20,6 +20,7 @@ Every run is a Submitit job (`launcher=local`, 2 at a time) that writes `<out>/<
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 from pathlib import Path
@@ -113,11 +114,11 @@ def runs(ladder: str, out: Path, seeds: list[int]) -> list[dict[str, Any]]:
 
 def with_warmstart(spec: dict[str, Any]) -> DictConfig:
     """The job's config: the tuned pipeline's, with this run's warm start and eval cadence."""
-    cfg = job_config(spec["cfg"])
-    cfg.ladder.eval_every = spec["eval_every"]  # finer than tuning's, to resolve steps-to-loss
+    container = copy.deepcopy(spec["cfg"])
+    container["ladder"]["eval_every"] = spec["eval_every"]  # finer than tuning's: steps-to-loss
     if spec["warmstart"] is not None:
-        cfg.warmstart = spec["warmstart"]
-    return cfg
+        container["warmstart"] = spec["warmstart"]
+    return job_config(container)
 
 
 def source_job(spec: dict[str, Any]) -> str:
