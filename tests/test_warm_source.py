@@ -114,13 +114,13 @@ def test_warmup_from_zero_is_the_plain_linear_warmup():
 @pytest.mark.parametrize("method", ["shrink_pad_perturb", "function_preserving", "rc_sampling"])
 def test_progressive_growth_composes_to_the_targets_shapes_exactly(method):
     target = GPTConfig(vocab_size=64, seq_len=16, n_layer=2, d_model=128, d_head=8, base_d_model=32)
-    options = {"shrink": 0.8, "perturb": 0.3, "sampling": "iid", "noise": 0.0, "seed": 0}
+    options = {"shrink": 0.8, "perturb": 0.3, "sampling": "iid", "noise": 0.0, "stack_factor": 2}
     widths = [32, 64, 96, 128]  # 96: a stage need not be a power of two
     configs = [source_config(target, method, w, stack_factor=2) for w in widths[:-1]] + [target]
     torch.manual_seed(0)
     state = GPT(configs[0]).state_dict()
     for before, after in pairwise(configs):
-        state = warm_start(method, state, before, after, **options)
+        state = warm_start(method, state, before, after, options, seed=0)
         expected = GPT(after).state_dict()
         assert state.keys() == expected.keys()
         assert all(state[k].shape == expected[k].shape for k in state), after.d_model
@@ -137,8 +137,7 @@ def test_function_preserving_growth_keeps_the_function_through_every_stage():
             p.add_(0.05 * torch.randn_like(p))
     state = source.state_dict()
     for before, after in pairwise(configs):
-        state = warm_start("function_preserving", state, before, after, shrink=1, perturb=0,
-                           sampling="stratified", noise=0, seed=0)  # fmt: skip
+        state = warm_start("function_preserving", state, before, after, {}, seed=0)
     grown = GPT(target).double()
     grown.load_state_dict(state)
     with torch.no_grad():

@@ -1,5 +1,6 @@
 """`warmstart.method`: each method gives a trainable µP target; exact ones keep the function."""
 
+import inspect
 from dataclasses import replace
 from itertools import pairwise
 
@@ -9,14 +10,14 @@ import torch
 from sweep.core import parametrization as P
 from sweep.core.model import GPT, GPTConfig, lm_loss
 from sweep.core.train import OptimConfig, make_optimizer
-from sweep.grow.warmstart import Method, source_config, warm_start
+from sweep.grow.warmstart import GROWERS, Method, method_settings, source_config, warm_start
 
 TARGET = GPTConfig(
     vocab_size=64, seq_len=16, n_layer=2, d_model=128, d_head=8, base_d_model=32, alpha_out=1.5
 )
 IDX = torch.randint(0, 64, (2, 16), generator=torch.Generator().manual_seed(1))
 GROWN = [m for m in Method if m != Method.cold]
-OPTIONS = {"shrink": 0.8, "perturb": 0.3, "sampling": "stratified", "noise": 0.0, "seed": 0}
+OPTIONS = {"shrink": 0.8, "perturb": 0.3, "sampling": "stratified", "noise": 0.0, "stack_factor": 2}
 
 
 def trained_source(cfg: GPTConfig) -> GPT:
@@ -32,7 +33,9 @@ def trained_source(cfg: GPTConfig) -> GPT:
 @pytest.mark.parametrize("method", GROWN)
 def test_every_method_gives_a_target_state_that_trains_with_the_targets_mup_rules(method):
     src_cfg = source_config(TARGET, method, width=64, stack_factor=2)
-    state = warm_start(method, trained_source(src_cfg).state_dict(), src_cfg, TARGET, **OPTIONS)
+    state = warm_start(
+        method, trained_source(src_cfg).state_dict(), src_cfg, TARGET, OPTIONS, seed=0
+    )
     model = GPT(TARGET).double()
     model.load_state_dict(state, strict=True)  # every tensor, the target's shapes
     optimizer = make_optimizer(model, OptimConfig(lr=1e-2))
@@ -52,7 +55,7 @@ def test_exact_methods_start_from_the_sources_function(method):
     src_cfg = source_config(TARGET, method, width=32, stack_factor=2)
     source = trained_source(src_cfg)
     grown = GPT(TARGET).double()
-    grown.load_state_dict(warm_start(method, source.state_dict(), src_cfg, TARGET, **OPTIONS))
+    grown.load_state_dict(warm_start(method, source.state_dict(), src_cfg, TARGET, OPTIONS, seed=0))
     with torch.no_grad():
         assert (source(IDX) - grown(IDX)).abs().max().item() <= 1e-10
 
@@ -69,7 +72,9 @@ def test_inexact_methods_change_the_function_and_the_exact_ones_do_not_at_zero_n
         ("rc_sampling", OPTIONS | {"sampling": "iid"}),
     ]:
         grown = GPT(TARGET).double()
-        grown.load_state_dict(warm_start(method, source.state_dict(), src_cfg, TARGET, **options))
+        grown.load_state_dict(
+            warm_start(method, source.state_dict(), src_cfg, TARGET, options, seed=0)
+        )
         with torch.no_grad():
             assert (expected - grown(IDX)).abs().max().item() > 1e-3, (method, options)
 
@@ -78,7 +83,7 @@ def test_stack_source_is_shallower_and_its_blocks_repeat():
     src_cfg = source_config(TARGET, "stack", width=TARGET.d_model, stack_factor=2)
     assert src_cfg.n_layer == 1 and src_cfg.d_model == TARGET.d_model
     state = trained_source(src_cfg).state_dict()
-    grown = warm_start("stack", state, src_cfg, TARGET, **OPTIONS)
+    grown = warm_start("stack", state, src_cfg, TARGET, OPTIONS, seed=0)
     for suffix in ("attn.q.weight", "mlp.fc.weight", "norm_attn.weight"):
         assert torch.equal(grown[f"blocks.0.{suffix}"], grown[f"blocks.1.{suffix}"])
         assert torch.equal(grown[f"blocks.0.{suffix}"], state[f"blocks.0.{suffix}"])
@@ -89,7 +94,7 @@ def test_bad_stack_factor_and_cold_are_refused():
         source_config(replace(TARGET, n_layer=3), "stack", width=64, stack_factor=2)
     src_cfg = source_config(TARGET, "cold", width=64, stack_factor=2)
     with pytest.raises(ValueError, match=r"warmstart\.method"):
-        warm_start("cold", GPT(src_cfg).state_dict(), src_cfg, TARGET, **OPTIONS)
+        warm_start("cold", GPT(src_cfg).state_dict(), src_cfg, TARGET, OPTIONS, seed=0)
 
 
 @pytest.mark.parametrize("n_layer, base, factor, source_base", [(2, None, 2, 2), (8, 2, 4, None)])
@@ -103,5 +108,25 @@ def test_a_stack_source_keeps_completep_s_base_at_the_tuned_depth(
     assert source.n_layer == n_layer // factor
     assert source.depth_base == target.depth_base
     assert P.residual_multiplier(source) == (target.depth_base / source.n_layer) ** 1.0
-    state = warm_start(Method.stack, trained_source(source).state_dict(), source, target, **OPTIONS)
+    settings = OPTIONS | {"stack_factor": factor}
+    state = warm_start(
+        Method.stack, trained_source(source).state_dict(), source, target, settings, 0
+    )
     GPT(target).double().load_state_dict(state, strict=True)
+
+
+def test_each_method_records_exactly_the_settings_its_function_takes():
+    for method, grower in GROWERS.items():
+        params = inspect.signature(grower.grow).parameters
+        takes = {name for name, p in params.items() if p.kind is p.KEYWORD_ONLY} - {"seed"}
+        assert takes == set(grower.settings), method
+    assert method_settings("cold", OPTIONS) == {}
+    assert method_settings("rc_sampling", OPTIONS) == {"sampling": "stratified", "noise": 0.0}
+
+
+def test_stack_refuses_a_depth_its_factor_does_not_give():
+    source = replace(TARGET, d_model=32, n_layer=1)
+    with pytest.raises(ValueError, match="stack grows 1 blocks into 2"):
+        warm_start(
+            "stack", GPT(source).state_dict(), source, replace(TARGET, n_layer=3), OPTIONS, 0
+        )

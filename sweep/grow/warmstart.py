@@ -22,8 +22,10 @@ target's width-dependent multipliers by the operators themselves.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from enum import StrEnum, auto
+from typing import Any
 
 import torch
 
@@ -115,30 +117,71 @@ def pad_function_gap(state: State, source: ModelConfig, target: ModelConfig) -> 
     return float((a - b).abs().max() / a.abs().mean().clamp_min(1e-12))
 
 
+def _shrink_pad_perturb(state, source, target, *, seed, shrink, perturb) -> State:
+    return shrink_pad_perturb(state, source, target, shrink=shrink, perturb=perturb, seed=seed)
+
+
+def _function_preserving(state, source, target, *, seed) -> State:
+    return expand(state, source, target, init="random", seed=seed)
+
+
+def _rc_sampling(state, source, target, *, seed, sampling, noise) -> State:
+    return resample_width(state, source, target, mode=sampling, noise=noise, seed=seed)
+
+
+def _stack(state, source, target, *, seed, stack_factor) -> State:
+    """Stack the source's blocks up to the target's depth (a stage of a progressive growth
+    keeps the source's depth), then grow the width as `function_preserving`."""
+    times = target.n_layer // source.n_layer
+    if times not in (1, stack_factor) or times * source.n_layer != target.n_layer:
+        raise ValueError(
+            f"stack grows {source.n_layer} blocks into {source.n_layer * stack_factor} "
+            f"(warmstart.stack_factor {stack_factor}), not into {target.n_layer}"
+        )
+    stacked, deeper = stack_layers(state, source, times)
+    if deeper.depth_base == target.depth_base:  # the same model; spell its base as the target
+        deeper = replace(deeper, base_n_layer=target.base_n_layer)
+    return expand(stacked, deeper, target, init="random", seed=seed)
+
+
+@dataclass(frozen=True)
+class Grower:
+    """A method that grows a model: its function and the `warmstart.*` settings it takes
+    (recorded beside every warm run's result)."""
+
+    grow: Callable[..., State]
+    settings: tuple[str, ...] = ()
+
+
+GROWERS: dict[Method, Grower] = {
+    Method.shrink_pad_perturb: Grower(_shrink_pad_perturb, ("shrink", "perturb")),
+    Method.function_preserving: Grower(_function_preserving),
+    Method.rc_sampling: Grower(_rc_sampling, ("sampling", "noise")),
+    Method.stack: Grower(_stack, ("stack_factor",)),
+}
+
+
+def method_settings(method: str, settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings `method` takes, read from `settings` (`warmstart`); none for `cold`."""
+    grower = GROWERS.get(Method(method))
+    return {} if grower is None else {name: settings[name] for name in grower.settings}
+
+
 def warm_start(
     method: str,
     state: State,
     source: ModelConfig,
     target: ModelConfig,
-    *,
-    shrink: float,
-    perturb: float,
-    sampling: str,
-    noise: float,
+    settings: Mapping[str, Any],
     seed: int,
 ) -> State:
-    """The target's initial state grown from `state` (of the source's model) by `method`."""
+    """The target's initial state grown from `state` (of the source's model) by `method`, with
+    the settings of `settings` (`warmstart`) that the method takes."""
     check_method(target, method)
-    if method == Method.shrink_pad_perturb:
-        return shrink_pad_perturb(state, source, target, shrink=shrink, perturb=perturb, seed=seed)
-    if method == Method.function_preserving:
-        return expand(state, source, target, init="random", seed=seed)
-    if method == Method.rc_sampling:
-        return resample_width(state, source, target, mode=sampling, noise=noise, seed=seed)
-    if method == Method.stack:
-        stacked, deeper = stack_layers(state, source, target.n_layer // source.n_layer)
-        if deeper.depth_base == target.depth_base:  # the same model; spell its base as the target
-            deeper = replace(deeper, base_n_layer=target.base_n_layer)
-        return expand(stacked, deeper, target, init="random", seed=seed)
-    growers = ", ".join(m for m in Method if m != Method.cold)
-    raise ValueError(f"warmstart.method must be one of {growers} to grow a model, got {method!r}")
+    grower = GROWERS.get(Method(method)) if method in set(Method) else None
+    if grower is None:
+        growers = ", ".join(GROWERS)
+        raise ValueError(
+            f"warmstart.method must be one of {growers} to grow a model, got {method!r}"
+        )
+    return grower.grow(state, source, target, seed=seed, **method_settings(method, settings))

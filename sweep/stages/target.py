@@ -46,19 +46,20 @@ from sweep.core.train import RunConfig, RunResult, train
 from sweep.edges.distributed import process_group
 from sweep.edges.tracking import latest_steps, live_progress, log_result, wandb_run
 from sweep.grow.state import State
-from sweep.grow.warmstart import Method, pad_function_gap, source_config, warm_optim, warm_start
+from sweep.grow.warmstart import (
+    Method,
+    method_settings,
+    pad_function_gap,
+    source_config,
+    warm_optim,
+    warm_start,
+)
 from sweep.stages.plan import StagePlan, StepSeconds, estimated_seconds
 from sweep.stages.source import digest, source_checkpoint, source_run
 from sweep.stages.stage import Context, Driver, Section, Stage, StageError
 from sweep.stages.transfer import Run, point_config
 
 KINDS = ("warm", "cold")
-# the settings each method reads, recorded beside its result
-METHOD_SETTINGS = {
-    Method.shrink_pad_perturb: ("shrink", "perturb"),
-    Method.rc_sampling: ("sampling", "noise"),
-    Method.stack: ("stack_factor",),
-}
 
 
 def source_is_transfer_point(cfg: DictConfig, tuned: dict[str, float], seed: int) -> bool:
@@ -104,18 +105,7 @@ def grow(
     cfg: DictConfig, state: State, source: ModelConfig, target: ModelConfig, seed: int
 ) -> State:
     """One growth step by `warmstart.method` with its settings."""
-    ws = cfg.warmstart
-    return warm_start(
-        ws.method,
-        state,
-        source,
-        target,
-        shrink=ws.shrink,
-        perturb=ws.perturb,
-        sampling=ws.sampling,
-        noise=ws.noise,
-        seed=seed,
-    )
+    return warm_start(cfg.warmstart.method, state, source, target, cfg.warmstart, seed)
 
 
 def warm_init(
@@ -141,7 +131,7 @@ def warm_init(
         "source_layers": run.model.n_layer,
         "source_from_transfer": shared,
         "source_flops": source_result.flops,
-        **{name: ws[name] for name in METHOD_SETTINGS.get(ws.method, ())},
+        **method_settings(ws.method, ws),
     }
     if ws.method == Method.shrink_pad_perturb:  # how exactly its padding kept the function
         info["pad_function_gap"] = pad_function_gap(state, run.model, target.model)
