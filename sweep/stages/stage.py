@@ -25,18 +25,14 @@ from omegaconf import DictConfig
 
 from sweep.config import (
     LauncherKind,
-    data_config,
-    execution,
     job_config,
     plain,
-    public,
     run_config,
     target_depth,
 )
-from sweep.core.data import load_corpus
 from sweep.core.records import read_record, write_record
-from sweep.core.train import RunConfig, train
-from sweep.edges.tracking import live_progress, log_result, wandb_run
+from sweep.core.train import RunConfig
+from sweep.stages.training import train_logged
 
 
 def tuned_hparams(cfg: DictConfig, study: optuna.Study) -> dict[str, float]:
@@ -264,15 +260,15 @@ class PointGrid(GridStage):
         log2_lr = math.log2(config.optim.lr)
         wandb_config = {**asdict(run), "log2_lr": log2_lr, **tuned, "lr": config.optim.lr}
         wandb_config["weight_decay"] = config.optim.weight_decay
-        with wandb_run(cfg.logger, run_dir, self.folder, name, wandb_config, public(cfg)) as wb:
-            result, _ = train(
-                config,
-                load_corpus(data_config(cfg)),
-                execution=execution(cfg),
-                on_progress=live_progress(wb, name, config.steps),
-                checkpoint_path=self.checkpoint(cfg, run_dir, tuned, config),
-            )
-            log_result(wb, result)
+        result, _ = train_logged(
+            cfg,
+            run_dir,
+            config,
+            name=name,
+            job_type=self.folder,
+            wandb_config=wandb_config,
+            checkpoint_path=self.checkpoint(cfg, run_dir, tuned, config),
+        )
         return {
             "run": asdict(run),
             "log2_lr": log2_lr,

@@ -27,24 +27,20 @@ import torch
 from omegaconf import DictConfig
 
 from sweep.config import (
-    data_config,
-    execution,
     job_config,
     plain,
-    public,
     run_config,
     source_width,
     target_depth,
 )
 from sweep.core.checkpoint import load_checkpoint
-from sweep.core.data import load_corpus
 from sweep.core.hardware import SINGLE, World
 from sweep.core.models import ModelConfig
 from sweep.core.records import read_record, write_record
 from sweep.core.speedup import speedup
-from sweep.core.train import RunConfig, RunResult, train
+from sweep.core.train import RunConfig, RunResult
 from sweep.edges.distributed import process_group
-from sweep.edges.tracking import latest_steps, live_progress, log_result, wandb_run
+from sweep.edges.tracking import latest_steps
 from sweep.grow.state import State
 from sweep.grow.warmstart import (
     Method,
@@ -57,6 +53,7 @@ from sweep.grow.warmstart import (
 from sweep.stages.plan import StagePlan, StepSeconds, estimated_seconds
 from sweep.stages.source import digest, source_checkpoint, source_run
 from sweep.stages.stage import Context, Driver, Section, Stage, StageError
+from sweep.stages.training import train_logged
 from sweep.stages.transfer import Run, point_config
 
 KINDS = ("warm", "cold")
@@ -77,11 +74,12 @@ def train_source(
     back from the checkpoint, so that every process of a data-parallel run holds them whole,
     whatever the sharding)."""
     run = source_run(cfg, hparams, seed)
-    return run, *_trained(cfg, run, source_checkpoint(run_dir, run), "source", world)
+    return run, *_trained(cfg, run_dir, run, source_checkpoint(run_dir, run), "source", world)
 
 
 def _trained(
     cfg: DictConfig,
+    run_dir: Path,
     run: RunConfig,
     checkpoint: Path,
     label: str,
@@ -89,14 +87,9 @@ def _trained(
     init_state: dict[str, torch.Tensor] | None = None,
 ) -> tuple[RunResult, dict[str, torch.Tensor]]:
     """`run` trained to its checkpoint (or read from it): its result and final weights."""
-    result, _ = train(
-        run,
-        load_corpus(data_config(cfg)),
-        execution=execution(cfg),
-        world=world,
-        init_state=init_state,
-        on_progress=live_progress(None, f"{label} {run.model.d_model}", run.steps, echo=world.main),
-        checkpoint_path=checkpoint,
+    name = f"{label} {run.model.d_model}"
+    result, _ = train_logged(
+        cfg, run_dir, run, name=name, world=world, init_state=init_state, checkpoint_path=checkpoint
     )
     return result, load_checkpoint(checkpoint)["model"]
 
@@ -141,7 +134,8 @@ def warm_init(
         chain.append(digest({"run": stage.to_dict(), "settings": plain(ws)}))
         model = f"stage_w{width}_L{stage.model.n_layer}_s{stage.seed}_{digest(chain)}.ckpt"
         grown = grow(cfg, state, run.model, stage.model, target.seed)
-        result, state = _trained(cfg, stage, run_dir / "target" / model, "stage", world, grown)
+        checkpoint = run_dir / "target" / model
+        result, state = _trained(cfg, run_dir, stage, checkpoint, "stage", world, grown)
         stage_flops += result.flops
         run = stage
     info |= {
@@ -201,22 +195,20 @@ def train_target(
         init_state, run, info = warm_run(cfg, run_dir, tuned, run, world)
     config = {"width": cfg.ladder.target, "parametrization": "mup", "warmstart": kind, **hparams}
     name = wandb_name or f"target-{kind}"
-    logger = cfg.logger if world.main else {"kind": "none"}
-    job_type = job_type or f"target-{kind}"
-    with wandb_run(logger, run_dir, job_type, name, config | info, public(cfg)) as wb:
-        result, _ = train(
-            run,
-            load_corpus(data_config(cfg)),
-            execution=execution(cfg),
-            world=world,
-            init_state=init_state,
-            on_progress=live_progress(wb, name, run.steps, echo=world.main),
-            checkpoint_path=checkpoint,
-            checkpoint_every=cfg.ladder.eval_every,
-            branch_from=branch_from,
-            snapshots=snapshots,
-        )
-        log_result(wb, result)
+    result, _ = train_logged(
+        cfg,
+        run_dir,
+        run,
+        name=name,
+        job_type=job_type or f"target-{kind}",
+        wandb_config=config | info,
+        world=world,
+        init_state=init_state,
+        checkpoint_path=checkpoint,
+        checkpoint_every=cfg.ladder.eval_every,
+        branch_from=branch_from,
+        snapshots=snapshots,
+    )
     return target_record(kind, seed, hparams["lr"], run, result, info)
 
 

@@ -28,19 +28,16 @@ from optuna.trial import TrialState
 from sweep.config import (
     Pruner,
     Sampler,
-    data_config,
-    execution,
     job_config,
     plain,
     public,
     run_config,
     tunable,
 )
-from sweep.core.data import load_corpus
-from sweep.core.train import train
-from sweep.edges.tracking import code_version, live_progress, log_result, run_link, wandb_run
+from sweep.edges.tracking import code_version, run_link
 from sweep.stages.plan import StagePlan, StepSeconds, estimated_seconds, parallel_jobs
 from sweep.stages.stage import Context, Driver, Section, Stage, StageError
+from sweep.stages.training import train_logged
 
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED)  # trials that count toward n_trials
 RETRIES = 3  # how many times one trial is retried after its worker died
@@ -242,20 +239,24 @@ def objective(trial: optuna.Trial, cfg: DictConfig, run_dir: Path, worker_tag: s
         return trial.should_prune()
 
     config = {"width": ladder.widths[0], "parametrization": "mup", "trial": trial.number, **hparams}
-    with wandb_run(cfg.logger, run_dir, "tune", f"trial-{trial.number}", config, public(cfg)) as wb:
-        if link := run_link(wb):
-            trial.set_user_attr("wandb", link)
-        checkpoint = trial_checkpoint(run_dir, trial)
-        result, _ = train(
-            run,
-            load_corpus(data_config(cfg)),
-            execution=execution(cfg),
-            on_eval=report,
-            on_progress=live_progress(wb, f"trial {trial.number}", run.steps),
-            checkpoint_path=checkpoint,
-            checkpoint_every=ladder.eval_every,
-        )
-        log_result(wb, result)
+
+    def link(wb: Any) -> None:
+        if url := run_link(wb):
+            trial.set_user_attr("wandb", url)
+
+    checkpoint = trial_checkpoint(run_dir, trial)
+    result, _ = train_logged(
+        cfg,
+        run_dir,
+        run,
+        name=f"trial-{trial.number}",
+        job_type="tune",
+        wandb_config=config,
+        on_wandb=link,
+        on_eval=report,
+        checkpoint_path=checkpoint,
+        checkpoint_every=ladder.eval_every,
+    )
     checkpoint.unlink()  # the trial's outcome goes to the study next; its weights are not needed
     trial.set_user_attr("resumed_from", result.resumed_from)
     trial.set_user_attr("status", result.status)
