@@ -32,7 +32,7 @@ import optuna
 import torch
 
 from analysis.warmstart import pipeline_cfg, tune_proxy
-from sweep.config import job_config, plain, run_config, target_depth
+from sweep.config import job_config, plain, resolve_vocabulary, run_config, target_depth
 from sweep.core.atomic import write_atomic
 from sweep.core.models import state_shapes
 from sweep.core.speedup import steps_to_reach
@@ -250,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(records) < len(names):
         print(f"{len(names) - len(records)} runs failed; rerun the same command to retry them")
         return 1
+    resolve_vocabulary(cfg)
     target = run_config(cfg, cfg.ladder.target, "mup", hparams, 1, 0, target_depth(cfg))
     params = sum(math.prod(shape) for shape in state_shapes(target.model).values())
     summary = summarize(records, args.seeds, target.tokens_per_step / params) | {

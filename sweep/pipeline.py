@@ -28,6 +28,7 @@ from sweep.config import (
     public,
     public_url,
     resolve_hardware,
+    resolve_vocabulary,
     unused_search,
     validate,
     with_defaults,
@@ -70,8 +71,12 @@ class Pipeline:
     ):
         validate(cfg)
         check_slurm_present(cfg)
+        # the experiment as asked for: what the run folder's results are compared by (a value
+        # resolved below, such as the vocabulary, follows from it)
+        self.asked = plain(cfg)
         self.cfg = copy.deepcopy(cfg)
         resolve_hardware(self.cfg, cuda_devices())  # every job trains on what is decided here
+        resolve_vocabulary(self.cfg)  # read once: building a model reads no file
         self.run_dir = run_dir_of(cfg)
         wandb_settings(self.cfg.logger, self.run_dir)  # a WANDB_MODE it cannot use: one line
         self.console = console or Console()
@@ -149,7 +154,7 @@ class Pipeline:
         (that is how a run is resumed or extended); what the stored results depend on may not.
         """
         saved = self.run_dir / "experiment.yaml"
-        current = {k: self.container[k] for k in EXPERIMENT_KEYS}
+        current = {k: self.asked[k] for k in EXPERIMENT_KEYS}
         if source := model_source(self.cfg):  # a custom model's code, not only its name
             current["model_source"] = source
         if not saved.exists():

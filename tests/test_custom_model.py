@@ -20,7 +20,7 @@ import pytest
 import torch
 import yaml
 
-from sweep.config import compose_config, validate
+from sweep.config import compose_config, resolve_vocabulary, validate
 from sweep.core import custom as C
 from sweep.core.custom import CustomConfig, check_custom, roles
 from sweep.core.models import build_model, param_groups
@@ -579,6 +579,7 @@ def test_a_token_file_of_a_wider_vocabulary_sizes_the_model(tmp_path, corpus, mo
         *model,
     )
     validate(cfg)
+    resolve_vocabulary(cfg)
     assert model_config(cfg, 64, "mup", dict(cfg.ladder.hparams)).vocab_size == 1000
     run = run_config(cfg, 32, "mup", dict(cfg.ladder.hparams), steps=2, seed=0)
     result, _ = train(run, load_corpus(data_config(cfg)))

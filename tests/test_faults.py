@@ -11,7 +11,7 @@ from pathlib import Path
 
 import optuna
 
-from sweep.config import compose_config, data_config, run_config
+from sweep.config import compose_config, data_config, resolve_vocabulary, run_config
 from sweep.core.checkpoint import load_checkpoint
 from sweep.core.data import load_corpus
 from sweep.core.train import train
@@ -80,6 +80,7 @@ def test_a_trial_killed_mid_run_is_retried_from_its_checkpoint(tmp_path):
     assert retried[0].user_attrs["resumed_from"] >= 20
 
     hparams = dict(cfg.ladder.hparams) | retried[0].params
+    resolve_vocabulary(cfg)
     run = run_config(cfg, cfg.ladder.widths[0], "mup", hparams, cfg.ladder.tune_steps, cfg.seed)
     reference, _ = train(run, load_corpus(data_config(cfg)))
     assert retried[0].value == reference.final_val_loss

@@ -164,6 +164,8 @@ BAD: list[tuple[str, object]] = [
     ("data.val_fraction", 0.7),
     ("data.val_fraction", "nan"),
     ("data.vocab_size", 1000),
+    ("model.vocab_size", 100),  # the byte corpus has 256 symbols
+    ("model.vocab_size", 0),
     ("data.cache_dir", "{tmp}/afile"),
 ]
 

@@ -15,7 +15,7 @@ from omegaconf import open_dict
 from test_report import assert_self_contained
 from wandb_records import history, run_info
 
-from sweep.config import available_ladders, compose_config, validate
+from sweep.config import available_ladders, compose_config, resolve_vocabulary, validate
 from sweep.core.verdict import SEVERITY, Status
 from sweep.pipeline import Pipeline
 
@@ -469,6 +469,7 @@ def test_a_deeper_target_gets_completep_and_a_stacked_warm_start(tmp_path):
     )
     target = Pipeline(cfg).run()["target"]
     assert target["n_layer"] == 4 and target["method"] == "stack"
+    resolve_vocabulary(cfg)
     model = run_config(cfg, cfg.ladder.target, "mup", dict(cfg.ladder.hparams), 1, 0, 4).model
     assert (model.n_layer, model.depth_base) == (target_depth(cfg), 2)
     assert math.isfinite(target["warm"]["final_val_loss"])

@@ -4,7 +4,7 @@ import pytest
 from services import POSTGRES_URL as URL
 from services import postgres_status, require
 
-from sweep.config import compose_config
+from sweep.config import compose_config, resolve_vocabulary
 from sweep.pipeline import Pipeline
 
 STATUS = postgres_status(URL)
@@ -96,6 +96,7 @@ def test_a_killed_worker_goes_stale_and_its_trial_resumes_from_the_checkpoint(tm
     assert retry.user_attrs["worker"] == "second"
     assert retry.user_attrs["lineage"] == 0 and retry.user_attrs["resumed_from"] >= 20
     hparams = dict(cfg.ladder.hparams) | retry.params
+    resolve_vocabulary(cfg)
     run = run_config(cfg, cfg.ladder.widths[0], "mup", hparams, cfg.ladder.tune_steps, cfg.seed)
     reference, _ = train(run, load_corpus(data_config(cfg)))
     assert retry.value == reference.final_val_loss

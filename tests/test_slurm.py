@@ -6,7 +6,7 @@ import subprocess
 import pytest
 from services import require, slurm_status
 
-from sweep.config import compose_config
+from sweep.config import compose_config, resolve_vocabulary
 from sweep.edges.launch import LaunchError
 from sweep.pipeline import Pipeline
 
@@ -191,6 +191,7 @@ def test_preempted_tune_worker_retries_its_trial_from_the_checkpoint(tmp_path):
     assert retry.user_attrs["lineage"] == 0 and retry.user_attrs["resumed_from"] >= 20
     assert retry.user_attrs["worker"] == first.user_attrs["worker"]  # the requeued job itself
     hparams = dict(cfg.ladder.hparams) | retry.params
+    resolve_vocabulary(cfg)
     run = run_config(cfg, cfg.ladder.widths[0], "mup", hparams, cfg.ladder.tune_steps, cfg.seed)
     reference, _ = train(run, load_corpus(data_config(cfg)))
     assert retry.value == reference.final_val_loss

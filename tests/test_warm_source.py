@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from sweep.config import compose_config, run_config, target_depth
+from sweep.config import compose_config, resolve_vocabulary, run_config, target_depth
 from sweep.core.checkpoint import load_checkpoint
 from sweep.core.model import GPT, GPTConfig
 from sweep.core.train import OptimConfig, lr_factor
@@ -25,8 +25,9 @@ LR = 0.0123  # 2**log2(0.0123) != 0.0123: the transfer's point must take the tun
 
 
 def tiny(tmp_path: Path, *overrides: str):
-    """gpt_tiny, its transfer runs 12 steps; `tuned` its HPs with the LR at `LR`."""
-    return compose_config(
+    """gpt_tiny, its transfer runs 12 steps, resolved as the driver resolves it; `tuned` its HPs
+    with the LR at `LR`."""
+    cfg = compose_config(
         f"out_root={tmp_path}",
         "+ladder=gpt_tiny",
         "logger=none",
@@ -34,6 +35,8 @@ def tiny(tmp_path: Path, *overrides: str):
         "ladder.eval_every=6",
         *overrides,
     )
+    resolve_vocabulary(cfg)
+    return cfg
 
 
 def tuned(cfg) -> dict[str, float]:

@@ -1,7 +1,8 @@
 """The pipeline's configuration, by concern: `schema` (the structured configs and their enums),
 `hydra` (registration, composition, help), `records` (plain data for jobs and files),
 `hardware` (devices and processes, resolved once), `build` (the core's dataclasses from a config)
-and `checks` (every field's check and `validate`, before any job).
+`vocabulary` (the corpus's, read once) and `checks` (every field's check and `validate`, before
+any job).
 """
 
 from sweep.config.build import (
@@ -13,6 +14,7 @@ from sweep.config.build import (
     target_depth,
     tunable,
     unused_search,
+    vocab_size,
 )
 from sweep.config.checks import (
     EXEMPT,
@@ -79,6 +81,7 @@ from sweep.config.schema import (
     WandbMode,
     WarmstartConfig,
 )
+from sweep.config.vocabulary import resolve_vocabulary, with_vocabulary
 
 __all__ = [
     "ADDED_SECTIONS",
@@ -135,13 +138,16 @@ __all__ = [
     "public_url",
     "register_configs",
     "resolve_hardware",
+    "resolve_vocabulary",
     "run_config",
     "source_width",
     "target_depth",
     "tunable",
     "unused_search",
     "validate",
+    "vocab_size",
     "with_defaults",
+    "with_vocabulary",
     "within",
     "world_size",
 ]

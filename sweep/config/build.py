@@ -9,7 +9,7 @@ from sweep.config.records import plain
 from sweep.config.schema import MODEL_HPARAMS, TUNABLE, ModelKind
 from sweep.core import custom
 from sweep.core.custom import CustomConfig, frozen_options
-from sweep.core.data import BYTE_VOCAB, DataConfig, load_corpus
+from sweep.core.data import DataConfig
 from sweep.core.model import GPTConfig
 from sweep.core.models import ModelConfig, source_digest
 from sweep.core.train import OptimConfig, RunConfig
@@ -30,6 +30,17 @@ def source_width(cfg: DictConfig) -> int:
     return int(source)
 
 
+def vocab_size(cfg: DictConfig) -> int:
+    """`model.vocab_size`, which `resolve_vocabulary` reads from the corpus when it is null."""
+    vocab = cfg.model.vocab_size
+    if vocab is None:
+        raise ValueError(
+            "model.vocab_size is not resolved: resolve_vocabulary(cfg) reads it from the corpus "
+            "(the pipeline does before any job)"
+        )
+    return int(vocab)
+
+
 def target_depth(cfg: DictConfig) -> int:
     ladder = cfg.ladder
     return ladder.n_layer if ladder.target_n_layer is None else ladder.target_n_layer
@@ -39,9 +50,9 @@ def model_config(
     cfg: DictConfig, width: int, parametrization: str, hparams: dict, n_layer: int | None = None
 ) -> ModelConfig:
     """The ladder's model at `width` (and `n_layer`, default the ladder's depth), with the
-    corpus's vocabulary (at least the 256 bytes)."""
+    vocabulary `model.vocab_size` (resolved from the corpus before building: no I/O here)."""
     ladder = cfg.ladder
-    vocab = max(BYTE_VOCAB, load_corpus(data_config(cfg)).vocab_size)
+    vocab = vocab_size(cfg)
     depth = ladder.n_layer if n_layer is None else n_layer
     base = ladder.n_layer if ladder.base_n_layer is None else ladder.base_n_layer
     if cfg.model.kind == ModelKind.custom:

@@ -26,6 +26,7 @@ from sweep.config.hardware import check_hardware
 from sweep.config.hydra import available_ladders
 from sweep.config.records import public_url
 from sweep.config.schema import TUNABLE, ModelKind, StageName
+from sweep.config.vocabulary import with_vocabulary
 from sweep.core import custom
 from sweep.core.data import check_corpus_fits, load_corpus
 from sweep.grow.rc_sampling import Sampling
@@ -35,6 +36,7 @@ from sweep.grow.warmstart import Method, SourceModel, source_config
 def check_warmstart(cfg: DictConfig) -> None:
     """A warm start whose source can be built and grown into the target (the values of
     shrink, perturb and noise alone are `validate`'s domains)."""
+    cfg = with_vocabulary(cfg)
     ws, ladder = cfg.warmstart, cfg.ladder
     widths = list(ladder.widths)
     if str(ws.source) not in {*SourceModel, *map(str, widths)}:
@@ -181,6 +183,7 @@ def _check_folders(cfg: DictConfig) -> None:
 
 def _check_ladder_shape(cfg: DictConfig) -> None:
     """Widths that grow to the target, and a model that can be built at each of them."""
+    cfg = with_vocabulary(cfg)
     ladder = cfg.ladder
     widths = list(ladder.widths)
     if not widths or widths != sorted(set(widths)) or widths[0] <= 0:
@@ -204,6 +207,7 @@ def _check_model(cfg: DictConfig) -> None:
             if cfg.model[name] is not None:
                 raise ValueError(f"model.{name} applies to model=custom only")
         return
+    cfg = with_vocabulary(cfg)
     ladder = cfg.ladder
     base = model_config(cfg, ladder.widths[0], "mup", dict(ladder.hparams))
     custom.check_custom(base)
@@ -297,8 +301,16 @@ def _check_heartbeat(cfg: DictConfig) -> None:
 
 
 def _check_corpus(cfg: DictConfig) -> None:
-    """The data exist, are what their source says, and are long enough for one window."""
-    check_corpus_fits(load_corpus(data_config(cfg)), cfg.ladder.seq_len)
+    """The data exist, are what their source says, and are long enough for one window; a
+    vocabulary given in `model.vocab_size` holds the corpus's."""
+    corpus = load_corpus(data_config(cfg))
+    check_corpus_fits(corpus, cfg.ladder.seq_len)
+    vocab = cfg.model.vocab_size
+    if vocab is not None and not (isinstance(vocab, int) and vocab >= corpus.vocab_size):
+        raise ValueError(
+            f"model.vocab_size must hold the corpus's {corpus.vocab_size} tokens; got {vocab!r} "
+            "(null: the corpus's own)"
+        )
 
 
 Check = Domain | Callable[[DictConfig], None]
@@ -386,6 +398,7 @@ FIELD_CHECKS: dict[str, Check] = {
     "data.path": _check_corpus,
     "data.val_fraction": _check_corpus,
     "data.vocab_size": _check_corpus,
+    "model.vocab_size": _check_corpus,
     "data.cache_dir": _check_folders,
 }
 

@@ -24,9 +24,12 @@ def plain(cfg: DictConfig) -> dict[str, Any]:
 
 def job_config(container: dict[str, Any]) -> DictConfig:
     """What a job trains from: the plain config it received merged back into the schema, so
-    its choices are their enums again and a wrong field fails, and read-only, so no job can
-    change what the others see."""
+    its choices are their enums again and a wrong field fails, its vocabulary resolved, and
+    read-only, so no job can change what the others see."""
+    from sweep.config.vocabulary import resolve_vocabulary  # it builds on this module
+
     cfg = OmegaConf.merge(OmegaConf.structured(PipelineConfig), container)
+    resolve_vocabulary(cfg)  # the driver did; a script handing a job a raw config did not
     OmegaConf.set_readonly(cfg, True)
     return cfg
 

@@ -142,6 +142,9 @@ class ModelSection:
     factory: str | None = None  # "package.module:function" or "path/to/file.py:function"
     options: dict[str, Any] = field(default_factory=dict)  # more keyword arguments for it
     readout: str | None = None  # the module giving the logits, when it is no mup.MuReadout
+    # rows of the embedding and the readout; None: the corpus's vocabulary, at least the 256
+    # bytes (read once, before any job); a larger value pads it (a multiple of 64, say)
+    vocab_size: int | None = None
     embeddings: list[str] = field(default_factory=list)  # input modules; []: every nn.Embedding
     init: InitKind = InitKind.mup
 
