@@ -40,7 +40,7 @@ import torch
 from sweep.core import parametrization as P
 from sweep.core.model import GPTConfig
 from sweep.grow.pad import grow_state, head_layout_of, pad_to
-from sweep.grow.state import State, block_of, check_state, fresh_init, state_shapes
+from sweep.grow.state import State, check_state, fresh_init, move_blocks, state_shapes
 
 INITS = ("random", "zero")
 NO_FREE_ENTRIES = ("wte.weight", "wpe.weight", "attn.proj.weight", "mlp.proj.weight")
@@ -153,13 +153,9 @@ def add_layer(
         if name.startswith(f"blocks.{position}."):
             zero = fresh is None or name.endswith(BRANCH_OUTPUTS)
             out[name] = like.new_zeros(shape) if zero else fresh[name].to(like)
-    with torch.no_grad():
-        for name, t in state.items():
-            block = block_of(name)
-            if block is None:
-                out[name] = t.clone()
-                continue
-            index, rest = block
-            new_name = f"blocks.{index + (index >= position)}.{rest}"
-            out[new_name] = t * rescale if rest in BRANCH_OUTPUTS and rescale != 1.0 else t.clone()
-    return out, new_cfg
+
+    def shifted(index: int, rest: str, t: torch.Tensor) -> list[tuple[int, torch.Tensor]]:
+        scaled = rest in BRANCH_OUTPUTS and rescale != 1.0
+        return [(index + (index >= position), t * rescale if scaled else t.clone())]
+
+    return out | move_blocks(state, shifted), new_cfg

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import torch
-
 from sweep.core.model import GPTConfig
-from sweep.grow.state import State, block_of, check_state
+from sweep.grow.state import State, check_state, move_blocks
 
 
 def stack_layers(state: State, cfg: GPTConfig, times: int) -> tuple[State, GPTConfig]:
@@ -20,14 +18,6 @@ def stack_layers(state: State, cfg: GPTConfig, times: int) -> tuple[State, GPTCo
     if type(times) is not int or times < 1:
         raise ValueError(f"stack_layers: times must be a positive integer, got {times!r}")
     new_cfg = replace(cfg, n_layer=cfg.n_layer * times)
-    out = {}
-    with torch.no_grad():
-        for name, t in state.items():
-            block = block_of(name)
-            if block is None:
-                out[name] = t.clone()
-                continue
-            index, rest = block
-            for copy in range(times):
-                out[f"blocks.{copy * cfg.n_layer + index}.{rest}"] = t.clone()
+    copies = range(times)
+    out = move_blocks(state, lambda i, _, t: [(c * cfg.n_layer + i, t.clone()) for c in copies])
     return out, new_cfg

@@ -3,13 +3,23 @@ a seeded fresh init, and block names. Shared by every growth operator; pure, no 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+
 import torch
 
 from sweep.core import models
 from sweep.core.models import ModelConfig, state_shapes
 
 State = dict[str, torch.Tensor]
-__all__ = ["State", "block_of", "check_same", "check_state", "fresh_init", "state_shapes"]
+__all__ = [
+    "State",
+    "block_of",
+    "check_same",
+    "check_state",
+    "fresh_init",
+    "move_blocks",
+    "state_shapes",
+]
 
 
 def check_same(source: ModelConfig, target: ModelConfig, fields: tuple[str, ...]) -> None:
@@ -55,3 +65,23 @@ def block_of(name: str) -> tuple[int, str] | None:
         return None
     index, rest = name.removeprefix("blocks.").split(".", 1)
     return int(index), rest
+
+
+BlockPlacement = Callable[[int, str, torch.Tensor], Iterable[tuple[int, torch.Tensor]]]
+
+
+def move_blocks(state: State, place: BlockPlacement) -> State:
+    """A state with every tensor outside the blocks copied and each block tensor put where
+    `place(index, name within the block, tensor)` says: (new block index, tensor) pairs, one
+    per copy (the operators that add or repeat blocks)."""
+    out = {}
+    with torch.no_grad():
+        for name, t in state.items():
+            block = block_of(name)
+            if block is None:
+                out[name] = t.clone()
+                continue
+            index, rest = block
+            for new_index, tensor in place(index, rest, t):
+                out[f"blocks.{new_index}.{rest}"] = tensor
+    return out
