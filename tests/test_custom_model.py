@@ -210,9 +210,12 @@ def test_fused_blocks_are_padded_block_by_block():
 
 
 def check_cfg(tmp_path, *overrides):
-    return compose_config(
+    """A custom model's config, its vocabulary resolved as the driver resolves it."""
+    cfg = compose_config(
         f"out_root={tmp_path}", "+ladder=gpt_tiny", "logger=none", "model=custom", *overrides
     )
+    resolve_vocabulary(cfg)
+    return cfg
 
 
 def test_the_examples_pass_the_model_check(tmp_path):

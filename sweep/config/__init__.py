@@ -15,6 +15,7 @@ from sweep.config.build import (
     tunable,
     unused_search,
     vocab_size,
+    with_vocabulary,
 )
 from sweep.config.checks import (
     EXEMPT,
@@ -81,7 +82,7 @@ from sweep.config.schema import (
     WandbMode,
     WarmstartConfig,
 )
-from sweep.config.vocabulary import resolve_vocabulary, with_vocabulary
+from sweep.config.vocabulary import resolve_vocabulary
 
 __all__ = [
     "ADDED_SECTIONS",

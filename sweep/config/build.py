@@ -3,13 +3,15 @@ job; and what a model takes (its tunable HPs, its source digest)."""
 
 from __future__ import annotations
 
+import copy
+
 from omegaconf import DictConfig, OmegaConf
 
 from sweep.config.records import plain
 from sweep.config.schema import MODEL_HPARAMS, TUNABLE, ModelKind
 from sweep.core import custom
 from sweep.core.custom import CustomConfig, frozen_options
-from sweep.core.data import DataConfig
+from sweep.core.data import BYTE_VOCAB, DataConfig
 from sweep.core.model import GPTConfig
 from sweep.core.models import ModelConfig, source_digest
 from sweep.core.train import OptimConfig, RunConfig
@@ -39,6 +41,18 @@ def vocab_size(cfg: DictConfig) -> int:
             "(the pipeline does before any job)"
         )
     return int(vocab)
+
+
+def with_vocabulary(cfg: DictConfig, placeholder: int = BYTE_VOCAB) -> DictConfig:
+    """`cfg` itself when its vocabulary is resolved, else a copy with `placeholder` in its place:
+    what the checks build their shapes from before the corpus is read (no shape depends on the
+    vocabulary's size)."""
+    if cfg.model.vocab_size is not None:
+        return cfg
+    out = copy.deepcopy(cfg)
+    OmegaConf.set_readonly(out, False)
+    out.model.vocab_size = placeholder
+    return out
 
 
 def target_depth(cfg: DictConfig) -> int:
@@ -127,7 +141,8 @@ def tunable(cfg: DictConfig) -> tuple[str, ...]:
     the multipliers its factory takes or the tool applies, the init scales under init=mup."""
     if cfg.model.kind != ModelKind.custom:
         return TUNABLE
-    model = model_config(cfg, cfg.ladder.widths[0], "mup", dict(cfg.ladder.hparams))
+    shapes = with_vocabulary(cfg)  # which HPs a model takes does not depend on its vocabulary
+    model = model_config(shapes, cfg.ladder.widths[0], "mup", dict(cfg.ladder.hparams))
     changes = custom.tunable(model) | {"lr", "weight_decay"}
     return tuple(name for name in TUNABLE if name in changes)
 

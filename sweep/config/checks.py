@@ -21,12 +21,17 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from sweep.config.build import data_config, model_config, source_width, target_depth
+from sweep.config.build import (
+    data_config,
+    model_config,
+    source_width,
+    target_depth,
+    with_vocabulary,
+)
 from sweep.config.hardware import check_hardware
 from sweep.config.hydra import available_ladders
 from sweep.config.records import public_url
 from sweep.config.schema import TUNABLE, ModelKind, StageName
-from sweep.config.vocabulary import with_vocabulary
 from sweep.core import custom
 from sweep.core.data import check_corpus_fits, load_corpus
 from sweep.grow.rc_sampling import Sampling
