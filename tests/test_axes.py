@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from sweep.config import compose_config
+from sweep.config import compose_config, resolve_vocabulary
 from sweep.core.axis_rules import adamw_timescale, weight_decay_for
 from sweep.stages import axes
 
@@ -15,9 +15,13 @@ BETA = 0.4
 
 
 def tiny(tmp_path, *overrides: str):
-    return compose_config(
+    """gpt_tiny, its vocabulary resolved as the driver resolves it (the tests drive the stage's
+    functions directly)."""
+    cfg = compose_config(
         f"out_root={tmp_path}", "+ladder=gpt_tiny", "logger=none", "axes.budget=100", *overrides
     )
+    resolve_vocabulary(cfg)
+    return cfg
 
 
 def synthetic(cfg, tuned: dict, beta: float = BETA, wd_curvature: float = 0.0):
