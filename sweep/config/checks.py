@@ -311,7 +311,7 @@ def _check_corpus(cfg: DictConfig) -> None:
     corpus = load_corpus(data_config(cfg))
     check_corpus_fits(corpus, cfg.ladder.seq_len)
     vocab = cfg.model.vocab_size
-    if vocab is not None and not (isinstance(vocab, int) and vocab >= corpus.vocab_size):
+    if vocab is not None and vocab < corpus.vocab_size:
         raise ValueError(
             f"model.vocab_size must hold the corpus's {corpus.vocab_size} tokens; got {vocab!r} "
             "(null: the corpus's own)"

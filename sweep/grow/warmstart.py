@@ -163,7 +163,7 @@ GROWERS: dict[Method, Grower] = {
 
 def method_settings(method: str, settings: Mapping[str, Any]) -> dict[str, Any]:
     """The settings `method` takes, read from `settings` (`warmstart`); none for `cold`."""
-    grower = GROWERS.get(Method(method))
+    grower = GROWERS.get(method)  # a StrEnum key: the method's name finds it
     return {} if grower is None else {name: settings[name] for name in grower.settings}
 
 
@@ -178,7 +178,7 @@ def warm_start(
     """The target's initial state grown from `state` (of the source's model) by `method`, with
     the settings of `settings` (`warmstart`) that the method takes."""
     check_method(target, method)
-    grower = GROWERS.get(Method(method)) if method in set(Method) else None
+    grower = GROWERS.get(method)
     if grower is None:
         growers = ", ".join(GROWERS)
         raise ValueError(
