@@ -55,21 +55,11 @@ def _coord_check(inputs: ReportInputs, path: Path) -> str:
     )
 
 
-def _plotted(
-    inputs: ReportInputs, path: Path, plot: Callable, present: object, absent: str, empty: str
-) -> None:
-    """Draw a stage's figure: Skipped with `absent` when the summary lacks what it plots
-    (`present` falsy), with `empty` when there is nothing finite to draw."""
-    if not present:
-        raise Skipped(absent)
-    if plot(inputs.summary, path) is None:
-        raise Skipped(empty)
-
-
 def _transfer(inputs: ReportInputs, path: Path) -> str:
-    absent = "No transfer check in the summary (stage not run yet)."
-    empty = "The transfer section has no loss curves to plot."
-    _plotted(inputs, path, figures.plot_transfer, inputs.summary.get("transfer"), absent, empty)
+    if not inputs.summary.get("transfer"):
+        raise Skipped("No transfer check in the summary (stage not run yet).")
+    if figures.plot_transfer(inputs.summary, path) is None:
+        raise Skipped("The transfer section has no loss curves to plot.")
     return (
         "µTransfer check (docs/methods.md §3): final validation loss against log2 LR per width, "
         "µP left, SP right, on grids centred on the LR tuned on the proxy (dashed) and grown "
@@ -80,9 +70,10 @@ def _transfer(inputs: ReportInputs, path: Path) -> str:
 
 
 def _verify(inputs: ReportInputs, path: Path) -> str:
-    absent = "No check at the target in the summary (verify stage not run yet)."
-    empty = "The check at the target has no finite loss to plot."
-    _plotted(inputs, path, figures.plot_verify, inputs.summary.get("verify"), absent, empty)
+    if not inputs.summary.get("verify"):
+        raise Skipped("No check at the target in the summary (verify stage not run yet).")
+    if figures.plot_verify(inputs.summary, path) is None:
+        raise Skipped("The check at the target has no finite loss to plot.")
     return (
         "The direct check at the target (docs/methods.md §3): the cold target trained at the "
         "tuned LR and its neighbours (×2^±resolution, further out until bracketed)."
@@ -91,9 +82,10 @@ def _verify(inputs: ReportInputs, path: Path) -> str:
 
 def _axes(inputs: ReportInputs, path: Path) -> str:
     prediction = (inputs.summary.get("axes") or {}).get("prediction")
-    absent = "No check beside width in the summary (axes stage not run or no axis)."
-    empty = "The axes section has no loss curves to plot."
-    _plotted(inputs, path, figures.plot_axes, prediction, absent, empty)
+    if not prediction:
+        raise Skipped("No check beside width in the summary (axes stage not run or no axis).")
+    if figures.plot_axes(inputs.summary, path) is None:
+        raise Skipped("The axes section has no loss curves to plot.")
     return (
         "Transfer beside width (docs/methods.md §11): at the proxy width, loss against log2 LR "
         "at each rung of training length (or batch), and the optimum against the rung beside "
@@ -104,9 +96,10 @@ def _axes(inputs: ReportInputs, path: Path) -> str:
 
 def _warmstart(inputs: ReportInputs, path: Path) -> str:
     target = inputs.summary.get("target")
-    absent = "No target runs in the summary (stage not run yet)."
-    empty = "The target section has no validation curves to plot."
-    _plotted(inputs, path, figures.plot_warmstart, target, absent, empty)
+    if not target:
+        raise Skipped("No target runs in the summary (stage not run yet).")
+    if figures.plot_warmstart(inputs.summary, path) is None:
+        raise Skipped("The target section has no validation curves to plot.")
     return (
         f"Target model warm-started by {target.get('method', 'a warm start')} from width "
         f"{target.get('source_width')} trained with the tuned HPs, against a cold µP init "
