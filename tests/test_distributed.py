@@ -194,27 +194,45 @@ def test_a_local_job_of_two_tasks_forms_one_process_group(tmp_path, monkeypatch)
     assert result == (0, 2, 1.5 * 1 + 1.5 * 2)  # rank 0's answer, after summing both ranks'
 
 
-def gpu_of_job(seconds: float) -> tuple[str, float, float]:
+def gpu_of_job(spec: tuple[str, int, int]) -> tuple[str, float, float, bool]:
+    """Hold a GPU until another job is seen running beside it, or every job has started.
+
+    Each job leaves a start and an end mark in a shared folder, so concurrency is observed by
+    the jobs themselves rather than inferred from start times a busy machine can stagger.
+    """
+    folder, index, jobs = Path(spec[0]), spec[1], spec[2]
     start = time.time()
-    time.sleep(seconds)
-    return os.environ.get("CUDA_VISIBLE_DEVICES", ""), start, time.time()
+    (folder / f"{index}.start").touch()
+    beside = False
+    while time.time() - start < 30:
+        started = {int(p.stem) for p in folder.glob("*.start")} - {index}
+        ended = {int(p.stem) for p in folder.glob("*.end")}
+        beside = bool(started - ended)
+        if beside or len(started) == jobs - 1:
+            break
+        time.sleep(0.05)
+    time.sleep(0.2)
+    gpu = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+    (folder / f"{index}.end").touch()
+    return gpu, start, time.time(), beside
 
 
 def test_local_jobs_are_packed_one_per_gpu(tmp_path, monkeypatch):
     """Two GPUs, five single-device jobs: each job sees one GPU, never one another job holds."""
     monkeypatch.setenv("PYTHONPATH", importable_tests())
     launcher = {"kind": "local", "max_parallel": 8, "timeout_min": 5, "gpus_per_node": 2}
+    marks = tmp_path / "marks"
+    marks.mkdir()
     seen = []
     run_jobs(
         launcher,
         tmp_path / "jobs",
         gpu_of_job,
-        [0.5] * 5,
+        [(str(marks), index, 5) for index in range(5)],
         lambda spec, result, error: seen.append(error or result),
     )
-    assert len(seen) == 5 and {gpu for gpu, _, _ in seen} == {"0", "1"}
+    assert len(seen) == 5 and {gpu for gpu, *_ in seen} == {"0", "1"}
     for gpu in ("0", "1"):
-        spans = sorted((start, end) for g, start, end in seen if g == gpu)
+        spans = sorted((start, end) for g, start, end, _ in seen if g == gpu)
         assert all(end <= later for (_, end), (later, _) in itertools.pairwise(spans))
-    starts = sorted(start for _, start, _ in seen)
-    assert starts[1] - starts[0] < 0.5  # two ran at once, one on each GPU
+    assert any(beside for *_, beside in seen)  # two ran at once, one on each GPU
