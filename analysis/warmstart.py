@@ -40,7 +40,7 @@ from sweep.edges.launch import run_jobs
 from sweep.pipeline import Pipeline
 from sweep.stages.stage import tuned_hparams
 from sweep.stages.target import train_source, train_target
-from sweep.stages.tune import open_or_create_study, tune_summary
+from sweep.stages.tune import open_or_create_study, tuning_flops
 
 METHOD_FILES = ("shrink_pad_perturb", "function_preserving", "rc_sampling", "stack")
 RC_IID = {"method": "rc_sampling", "sampling": "iid"}  # the mean-field variant, beside stratified
@@ -67,7 +67,7 @@ def tune_proxy(
     Pipeline(cfg).run()
     folder = out / cfg.ladder.name
     study = open_or_create_study(cfg, folder)
-    return cfg, folder, tuned_hparams(cfg, study), tune_summary(cfg, study)["flops"]
+    return cfg, folder, tuned_hparams(cfg, study), tuning_flops(study)
 
 
 def warmstart_of(ladder: str, out: Path, method: str) -> dict[str, Any]:

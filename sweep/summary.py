@@ -13,7 +13,6 @@ import json
 import math
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import optuna
@@ -21,6 +20,14 @@ from omegaconf import DictConfig
 
 from sweep.config import ModelKind, model_config, tunable, world_size
 from sweep.core.metrics import run_verdict
+from sweep.core.sections import (
+    HardwareSection,
+    LadderSection,
+    ModelCheck,
+    ModelSection,
+    Sections,
+    Summary,
+)
 from sweep.core.verdict import Verdict
 from sweep.stages.model_check import CHECK_FILE
 from sweep.stages.registry import STAGES
@@ -32,52 +39,48 @@ def build_summary(
     run_dir: Path,
     study: optuna.Study,
     stages: Mapping[str, Stage] = STAGES,
-) -> dict[str, Any]:
+) -> Summary:
     """Everything measured so far in `run_dir`: each registered stage's section once it is
     complete (each given those before it), the run's verdict and what each stage spent."""
-    summary: dict[str, Any] = {
-        "ladder": {
-            "name": cfg.ladder.name,
-            "widths": list(cfg.ladder.widths),
-            "proxy": cfg.ladder.widths[0],
-            "target": cfg.ladder.target,
-        },
-        "model": model_summary(cfg, run_dir),
-    }
-    ctx, cost = Context(cfg, run_dir, study), {}
+    ladder = LadderSection(
+        name=cfg.ladder.name,
+        widths=list(cfg.ladder.widths),
+        proxy=cfg.ladder.widths[0],
+        target=cfg.ladder.target,
+    )
+    summary = Sections(ladder=ladder, model=model_summary(cfg, run_dir), cost={})
+    ctx = Context(cfg, run_dir, study)
     for stage in stages.values():
-        section = stage.summary(ctx, summary | {"cost": cost})
+        section = stage.summary(ctx, summary)
         if section is None:
             continue
         summary[section.key] = section.content
         if section.flops is not None:
-            cost[section.cost_key] = section.flops
+            summary["cost"][section.cost_key] = section.flops
         for key, extra in section.amends.items():
             if key in summary:
                 summary[key] |= extra
     parts = [summary.get(key, {}).get("verdict") for key in ("transfer", "verify")]
     transfer, target = (None if p is None else Verdict.from_dict(p) for p in parts)
     verdict = run_verdict(transfer, summary.get("coord_check", {}).get("mup"), target)
-    if verdict:
-        summary["verdict"] = verdict.to_dict()
-    summary["cost"] = cost
-    summary["hardware"] = hardware_summary(cfg, study)
-    return summary
+    cost = summary.pop("cost")  # the verdict, the cost and the hardware close the summary
+    closing = {"verdict": verdict.to_dict()} if verdict else {}
+    return Summary(**summary, **closing, cost=cost, hardware=hardware_summary(cfg, study))
 
 
-def model_summary(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+def model_summary(cfg: DictConfig, run_dir: Path) -> ModelSection:
     """Which model, which HPs its search could change, and the pre-flight check's verdict."""
     model = model_config(cfg, cfg.ladder.widths[0], "mup", dict(cfg.ladder.hparams))
-    out: dict[str, Any] = {"kind": str(cfg.model.kind), "tunable": list(tunable(cfg))}
+    out = ModelSection(kind=str(cfg.model.kind), tunable=list(tunable(cfg)))
     if cfg.model.kind != ModelKind.gpt:
         out |= {"factory": model.factory, "init": model.init, "readout": model.readout}
     with contextlib.suppress(OSError, ValueError, KeyError):
         record = json.loads((run_dir / CHECK_FILE).read_text())
-        out["check"] = record["worst"] | {"widths": record["widths"]}
+        out["check"] = ModelCheck(**record["worst"], widths=record["widths"])
     return out
 
 
-def hardware_summary(cfg: DictConfig, study: optuna.Study) -> dict[str, Any]:
+def hardware_summary(cfg: DictConfig, study: optuna.Study) -> HardwareSection:
     """Where the runs trained, and the tuning trials' median throughput (the target's is in
     its own section, run by run)."""
     hw = cfg.hardware
@@ -86,11 +89,11 @@ def hardware_summary(cfg: DictConfig, study: optuna.Study) -> dict[str, Any]:
         for t in study.get_trials(deepcopy=False)
         if math.isfinite(t.user_attrs.get("tokens_per_s", math.nan))
     ]
-    return {
-        "device": str(hw.device),
-        "precision": str(hw.precision),
-        "compile": bool(hw.compile),
-        "data_parallel": str(hw.data_parallel),
-        "processes": world_size(cfg),
-        "tune_tokens_per_s": float(np.median(rates)) if rates else None,
-    }
+    return HardwareSection(
+        device=str(hw.device),
+        precision=str(hw.precision),
+        compile=bool(hw.compile),
+        data_parallel=str(hw.data_parallel),
+        processes=world_size(cfg),
+        tune_tokens_per_s=float(np.median(rates)) if rates else None,
+    )

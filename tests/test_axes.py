@@ -62,7 +62,7 @@ def test_a_known_power_law_in_tokens_is_recovered_and_the_rule_beats_carry_over(
     cfg = tiny(tmp_path, "axes.horizon=[2,4,8]")
     tuned = dict(cfg.ladder.hparams) | {"lr": 0.01}
     results = run_check(cfg, tuned, synthetic(cfg, tuned))
-    summary = axes.axes_summary(cfg, tuned, results, flops=0.0)
+    summary = axes.axes_summary(cfg, tuned, results)
     horizon = summary["horizon"]
     assert horizon["rungs"] == [1.0, 2.0, 4.0, 8.0] and all(horizon["bracketed"].values())
     assert horizon["beta"] == pytest.approx(BETA, abs=1e-6)
@@ -83,7 +83,7 @@ def test_a_given_beta_is_used_as_given(tmp_path):
     cfg = tiny(tmp_path, "axes.horizon=[2]", "axes.beta=0.25")
     tuned = dict(cfg.ladder.hparams) | {"lr": 0.01}
     results = run_check(cfg, tuned, synthetic(cfg, tuned))
-    horizon = axes.axes_summary(cfg, tuned, results, flops=0.0)["horizon"]
+    horizon = axes.axes_summary(cfg, tuned, results)["horizon"]
     assert (horizon["beta"], horizon["beta_from"]) == (0.25, "given")
     assert horizon["rule_log2_lr"]["2"] == pytest.approx(math.log2(0.01) - 0.25)
 
@@ -92,7 +92,7 @@ def test_weight_decay_at_a_fixed_timescale_beats_a_fixed_weight_decay(tmp_path):
     cfg = tiny(tmp_path, "axes.horizon=[4]")
     tuned = dict(cfg.ladder.hparams) | {"lr": 0.01, "weight_decay": 0.1}
     results = run_check(cfg, tuned, synthetic(cfg, tuned, wd_curvature=0.02))
-    wd = axes.axes_summary(cfg, tuned, results, flops=0.0)["horizon"]["weight_decay"]
+    wd = axes.axes_summary(cfg, tuned, results)["horizon"]["weight_decay"]
     assert wd["regret_timescale"]["4"] == pytest.approx(0, abs=1e-9)
     assert wd["regret_fixed"]["4"] > 1e-3
     # the λ grid sits at the rung's best grid LR, 2× below the tuned one (its optimum is

@@ -25,6 +25,7 @@ from sweep.core import custom as C
 from sweep.core.custom import CustomConfig, check_custom, roles
 from sweep.core.models import build_model, param_groups
 from sweep.core.parametrization import Role
+from sweep.core.sections import Summary, mismatches
 from sweep.core.train import OptimConfig, RunConfig, train
 from sweep.grow.pad_inferred import grow_inferred, pad_blocks
 from sweep.grow.shrink_pad_perturb import shrink_pad_perturb
@@ -378,6 +379,7 @@ def test_each_example_runs_the_whole_pipeline(tmp_path, corpus, name, overrides)
         *FAST,
     )
     summary = Pipeline(cfg).run()
+    assert mismatches(json.loads((tmp_path / name / "summary.json").read_text()), Summary) == []
     assert summary["tune"]["n_trials"] == 3
     transfer = summary["transfer"]
     for p in ("mup", "sp"):

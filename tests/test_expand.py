@@ -41,19 +41,19 @@ CONFIGS = {
 def _compose(state, cfg, **kw):
     """Every operator in turn, each fed the previous one's output."""
     state, cfg = E.grow_hidden(state, cfg, cfg.d_model + 24, **kw)
-    state, cfg = E.grow_mlp(state, cfg, cfg.d_mlp + 20, **kw)
-    state, cfg = E.add_heads(state, cfg, cfg.n_heads + 3, **kw)
-    state, cfg = E.grow_key_size(state, cfg, cfg.d_key + 6, **kw)
-    state, cfg = E.grow_value_size(state, cfg, cfg.d_value + 5, **kw)
+    state, cfg = E.grow_inner(state, cfg, mlp_width=cfg.d_mlp + 20, **kw)
+    state, cfg = E.grow_inner(state, cfg, head_count=cfg.n_heads + 3, **kw)
+    state, cfg = E.grow_inner(state, cfg, key_size=cfg.d_key + 6, **kw)
+    state, cfg = E.grow_inner(state, cfg, value_size=cfg.d_value + 5, **kw)
     state, cfg = E.add_layer(state, cfg, 0, **kw)
     return E.add_layer(state, cfg, cfg.n_layer, **kw)
 
 
 OPS = {
-    "mlp": lambda s, c, **kw: E.grow_mlp(s, c, c.d_mlp + 24, **kw),
-    "heads": lambda s, c, **kw: E.add_heads(s, c, c.n_heads + 3, **kw),
-    "value": lambda s, c, **kw: E.grow_value_size(s, c, c.d_value + 5, **kw),
-    "key": lambda s, c, **kw: E.grow_key_size(s, c, c.d_key + 6, **kw),
+    "mlp": lambda s, c, **kw: E.grow_inner(s, c, mlp_width=c.d_mlp + 24, **kw),
+    "heads": lambda s, c, **kw: E.grow_inner(s, c, head_count=c.n_heads + 3, **kw),
+    "value": lambda s, c, **kw: E.grow_inner(s, c, value_size=c.d_value + 5, **kw),
+    "key": lambda s, c, **kw: E.grow_inner(s, c, key_size=c.d_key + 6, **kw),
     "hidden": lambda s, c, **kw: E.grow_hidden(s, c, c.d_model + 24, **kw),
     "layer": lambda s, c, **kw: E.add_layer(s, c, 1, **kw),
     "all": _compose,
@@ -96,17 +96,17 @@ def test_zero_init_composition_preserves_the_function():
 
 def test_free_entries_come_from_the_grown_configs_init():
     src = random_state(SRC, torch.float64)
-    grown, new_cfg = E.grow_mlp(src, SRC, 200, init="random", seed=5)
+    grown, new_cfg = E.grow_inner(src, SRC, mlp_width=200, init="random", seed=5)
     fresh = fresh_init(new_cfg, 5)
     fc = "blocks.1.mlp.fc.weight"
     assert torch.equal(grown[fc][128:], fresh[fc][128:].double())
     assert torch.equal(grown[fc][:128], src[fc])
-    zero, _ = E.grow_mlp(src, SRC, 200, init="zero", seed=5)
+    zero, _ = E.grow_inner(src, SRC, mlp_width=200, init="zero", seed=5)
     assert torch.count_nonzero(zero[fc][128:]) == 0
-    again, _ = E.grow_mlp(src, SRC, 200, init="random", seed=5)
+    again, _ = E.grow_inner(src, SRC, mlp_width=200, init="random", seed=5)
     assert all(torch.equal(again[n], grown[n]) for n in grown)
     # key growth: new k coordinates free, the old heads' new q coordinates zero
-    grown, new_cfg = E.grow_key_size(src, SRC, 12, init="random", seed=5)
+    grown, new_cfg = E.grow_inner(src, SRC, key_size=12, init="random", seed=5)
     q = grown["blocks.0.attn.q.weight"].view(4, 12, 32)
     k = grown["blocks.0.attn.k.weight"].view(4, 12, 32)
     assert torch.count_nonzero(q[:, 8:]) == 0 and torch.count_nonzero(k[:, 8:]) == k[:, 8:].numel()
@@ -223,18 +223,19 @@ def test_stack_layers_repeats_the_whole_stack(tie):
 
 
 BAD = [
-    (lambda s, c: E.grow_mlp(s, c, 64), "model.mlp_width"),
-    (lambda s, c: E.grow_mlp(s, c, 0), "model.mlp_width"),
-    (lambda s, c: E.add_heads(s, c, 2), "model.head_count"),
-    (lambda s, c: E.grow_value_size(s, c, 4), "model.value_size"),
-    (lambda s, c: E.grow_key_size(s, c, 4), "model.key_size"),
+    (lambda s, c: E.grow_inner(s, c, mlp_width=64), "model.mlp_width"),
+    (lambda s, c: E.grow_inner(s, c, mlp_width=0), "model.mlp_width"),
+    (lambda s, c: E.grow_inner(s, c, head_count=2), "model.head_count"),
+    (lambda s, c: E.grow_inner(s, c, value_size=4), "model.value_size"),
+    (lambda s, c: E.grow_inner(s, c, key_size=4), "model.key_size"),
     (lambda s, c: E.grow_hidden(s, c, 24), "model.d_model"),
-    (lambda s, c: E.grow_mlp(s, c, 200, init="normal"), "init must be"),
+    (lambda s, c: E.grow_inner(s, c, d_model=128), "grow_hidden's"),
+    (lambda s, c: E.grow_inner(s, c, mlp_width=200, init="normal"), "init must be"),
     (lambda s, c: E.add_layer(s, c, 3), "position"),
     (lambda s, c: E.add_layer(s, c, -1), "position"),
     (lambda s, c: E.add_layer(s, c, 0, init="ones"), "init must be"),
     (lambda s, c: stack_layers(s, c, 0), "times"),
-    (lambda s, c: E.grow_mlp(s, replace(c, mlp_ratio=2.0), 200), "source state"),
+    (lambda s, c: E.grow_inner(s, replace(c, mlp_ratio=2.0), mlp_width=200), "source state"),
     (lambda s, c: E.add_layer(s, replace(c, n_layer=3), 0), "source state"),
     (lambda s, c: stack_layers(s, replace(c, d_model=48), 2), "source state"),
 ]

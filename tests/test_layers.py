@@ -168,3 +168,25 @@ def test_the_mup_rule_table_imports_no_model():
     for user in ("parametrization.py", "custom.py", "models.py"):
         path = ROOT / "sweep" / "core" / user
         assert "sweep.core.mup_rules" in imports_of(path, f"sweep.core.{path.stem}"), user
+
+
+MAX_FUNCTION_LINES = 60  # a function a reader takes in at once
+
+
+def long_functions(package_root: Path, limit: int = MAX_FUNCTION_LINES) -> list[str]:
+    """'<file>:<line> <name> (<n> lines)' for every function longer than `limit` lines."""
+    found = []
+    for path in sorted(package_root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > limit:
+                    found.append(f"{path.name}:{node.lineno} {node.name} ({lines} lines)")
+    return found
+
+
+def test_no_function_in_the_package_is_longer_than_a_screen(tmp_path):
+    assert long_functions(ROOT / "sweep") == []
+    body = "".join(f"    x{i} = {i}\n" for i in range(MAX_FUNCTION_LINES))
+    package = write_tree(tmp_path, {"sweep/core/long.py": f"def f():\n{body}"})
+    assert long_functions(package) == [f"long.py:1 f ({MAX_FUNCTION_LINES + 1} lines)"]

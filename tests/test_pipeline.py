@@ -16,6 +16,7 @@ from test_report import assert_self_contained
 from wandb_records import history, run_info
 
 from sweep.config import available_ladders, compose_config, resolve_vocabulary, validate
+from sweep.core.sections import Summary, mismatches
 from sweep.core.verdict import SEVERITY, Status
 from sweep.pipeline import Pipeline
 
@@ -159,6 +160,7 @@ def tiny_run(tmp_path_factory):
 def test_end_to_end_summary(tiny_run):
     cfg, run_dir, summary = tiny_run
     on_disk = json.loads((run_dir / "summary.json").read_text())
+    assert mismatches(on_disk, Summary) == []  # every section as its type says
     assert on_disk["tune"]["n_trials"] == 4
     assert set(on_disk["tune"]["best_params"]) == set(cfg.ladder.search)
     transfer = on_disk["transfer"]
@@ -414,7 +416,9 @@ def test_each_warmstart_method_runs_the_target_stage(tmp_path, method):
         "tune.widen_trials=0",
         "tune.n_startup_trials=1",
     )
-    target = Pipeline(cfg).run()["target"]
+    summary = Pipeline(cfg).run()
+    assert mismatches(json.loads(json.dumps(summary)), Summary) == []
+    target = summary["target"]
     assert target["method"] == method
     assert math.isfinite(target["warm"]["final_val_loss"])
     assert target["warm"]["val_curve"][0][0] == 0

@@ -18,6 +18,7 @@ import torch
 from sweep.core.data import Corpus, train_batch
 from sweep.core.model import lm_loss
 from sweep.core.models import ModelConfig, build_model, config_of, tracked_modules
+from sweep.core.sections import CoordVerdict
 from sweep.core.train import OptimConfig, make_optimizer
 
 # The largest slope µP may show: between what sound and broken models measure (docs/methods.md §2).
@@ -59,16 +60,16 @@ class CoordCheck:
             np.asarray(data["slopes"], dtype=float),
         )
 
-    def verdict(self, threshold: float = DEFAULT_THRESHOLD) -> dict[str, Any]:
+    def verdict(self, threshold: float = DEFAULT_THRESHOLD) -> CoordVerdict:
         """What was measured: the worst slope, where, and whether it is within `threshold`."""
         module, step, slope = self.worst()
-        return {
-            "worst_slope": slope,
-            "module": module,
-            "step": step,
-            "threshold": threshold,
-            "passes": slope <= threshold,
-        }
+        return CoordVerdict(
+            worst_slope=slope,
+            module=module,
+            step=step,
+            threshold=threshold,
+            passes=slope <= threshold,
+        )
 
 
 def record_scales(

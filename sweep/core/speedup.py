@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+
+from sweep.core.sections import Speedup
 
 Curve = Sequence[Sequence[float]]
 
@@ -39,7 +40,7 @@ def speedup(
     cold_curve: Curve,
     source_steps_equiv: float = 0.0,
     tuning_steps_equiv: float = 0.0,
-) -> dict[str, Any]:
+) -> Speedup:
     """Warm vs cold from their validation curves.
 
     target = the cold run's final validation loss; speedup = cold steps to reach it ÷ warm steps
@@ -54,15 +55,15 @@ def speedup(
     for name, value in (("source", source_steps_equiv), ("tuning", tuning_steps_equiv)):
         if not value >= 0:
             raise ValueError(f"{name}_steps_equiv must be >= 0, got {value}")
-    out: dict[str, Any] = {
-        "target_loss": math.nan,
-        "warm_steps": None,
-        "cold_steps": None,
-        "speedup": None,
-        "speedup_with_source": None,
-        "speedup_with_tuning": None,
-        "reason": None,
-    }
+    out = Speedup(
+        target_loss=math.nan,
+        warm_steps=None,
+        cold_steps=None,
+        speedup=None,
+        speedup_with_source=None,
+        speedup_with_tuning=None,
+        reason=None,
+    )
     cold = _sorted(cold_curve)
     if not cold or not math.isfinite(cold[-1][1]):
         out["reason"] = "cold run has no finite final validation loss"

@@ -5,10 +5,11 @@ coordinate check) and the run as a whole give one.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+
+from sweep.core.sections import VerdictRecord
 
 
 class Status(StrEnum):
@@ -33,11 +34,11 @@ class Verdict:
     status: Status
     text: str
 
-    def to_dict(self) -> dict[str, str]:
-        return {"status": str(self.status), "text": self.text}
+    def to_dict(self) -> VerdictRecord:
+        return VerdictRecord(status=str(self.status), text=self.text)
 
     @classmethod
-    def from_dict(cls, record: Mapping[str, Any]) -> Verdict:
+    def from_dict(cls, record: VerdictRecord) -> Verdict:
         return cls(Status(record["status"]), str(record["text"]))
 
 

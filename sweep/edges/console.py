@@ -21,6 +21,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from sweep.core.sections import Summary
 from sweep.edges.summary_table import summary_rows
 from sweep.edges.tracking import format_seconds
 
@@ -154,7 +155,7 @@ def print_plan(console: Console, record: Mapping) -> None:
     console.print(f"results would go to {escape(record['run_dir'])}")
 
 
-def print_summary(console: Console, summary: Mapping, run_dir: Path) -> None:
+def print_summary(console: Console, summary: Summary, run_dir: Path) -> None:
     """The summary's rows (the same as the report's), then where the report and summary are."""
     table = Table(title=f"musweep · {summary['ladder']['name']}", show_header=False)
     for label, value in summary_rows(summary):

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, ParamSpec, TypeVar
 import numpy as np
 
 from sweep.core.coord_check import DEFAULT_THRESHOLD, CoordCheck
+from sweep.core.sections import Summary
 from sweep.core.speedup import steps_to_reach
 from sweep.core.verdict import Verdict
 from sweep.edges.summary_table import PARAM_LABELS, fmt_speedup, num, tuned_log2_lr
@@ -98,7 +99,7 @@ def _transfer_ylim(panels: Sequence[Sequence[np.ndarray]]) -> tuple[float, float
 
 
 @_styled
-def plot_transfer(summary: Mapping, path: Path) -> Path | None:
+def plot_transfer(summary: Summary, path: Path) -> Path | None:
     """The µTransfer figure; None (nothing written) when there is no curve to draw. µP | SP
     side by side: each width's loss against log2 LR, its fitted optimum (star), the LRs within
     the noise of its best loss (a bar under the curve), the tuned LR dashed, each width's regret
@@ -219,7 +220,7 @@ def _percent(fraction: float) -> str:
 
 
 @_styled
-def plot_verify(summary: Mapping, path: Path) -> Path | None:
+def plot_verify(summary: Summary, path: Path) -> Path | None:
     """The target's own loss against log2 LR around the tuned one: the direct check."""
     plt = _plt()
     verify = summary.get("verify") or {}
@@ -280,7 +281,7 @@ def _curve(run: Mapping | None) -> tuple[np.ndarray, np.ndarray]:
 
 
 @_styled
-def plot_axes(summary: Mapping, path: Path) -> Path | None:
+def plot_axes(summary: Summary, path: Path) -> Path | None:
     """The checks beside width: per axis, the proxy's loss against log2 LR at each rung (the
     tuned LR dashed, each rung's rule LR a triangle), and the optimum against the rung with the
     rule's line; None when no axis was checked."""
@@ -341,7 +342,7 @@ def plot_axes(summary: Mapping, path: Path) -> Path | None:
     return path
 
 
-def plot_warmstart(summary: Mapping, path: Path) -> Path | None:
+def plot_warmstart(summary: Summary, path: Path) -> Path | None:
     """Validation loss vs step, warm vs cold; None when neither run has a curve."""
     plt = _plt()
     target = summary.get("target") or {}

@@ -12,12 +12,13 @@ files, links or requests, so it works offline.
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sweep.core.coord_check import DEFAULT_THRESHOLD, CoordCheck
+from sweep.core.sections import Summary
 from sweep.core.verdict import Status, Verdict
 from sweep.edges import figures
 from sweep.edges.summary_table import PARAM_LABELS, coord_check_text, summary_rows
@@ -32,7 +33,7 @@ class Skipped(Exception):
 
 @dataclass(frozen=True)
 class ReportInputs:
-    summary: Mapping
+    summary: Summary
     study: optuna.Study | None = None
     coord_checks: Sequence[CoordCheck] = field(default_factory=tuple)
 
@@ -159,7 +160,7 @@ STATUS_WORDS = {
 
 
 def render_html(
-    summary: Mapping,
+    summary: Summary,
     drawn: list[tuple[Path, str, str]],
     notes: list[str],
     interactive: Sequence[tuple[str, str]] = (),
@@ -223,7 +224,7 @@ def interactive_study(study: optuna.Study | None) -> tuple[list[tuple[str, str]]
 
 
 def write_report(
-    summary: Mapping,
+    summary: Summary,
     out_dir: Path,
     study: optuna.Study | None = None,
     coord_checks: Sequence[CoordCheck] = (),

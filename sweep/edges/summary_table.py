@@ -11,6 +11,16 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from sweep.core.sections import (
+    CoordVerdict,
+    HardwareSection,
+    Summary,
+    TargetComparison,
+    TargetSection,
+    TransferSection,
+    TuneSection,
+    VerifySection,
+)
 from sweep.core.verdict import Verdict
 
 PARAM_LABELS = {"mup": "µP", "sp": "SP"}
@@ -51,7 +61,7 @@ def fmt_speedup(value: Any) -> str:
     return "—" if math.isnan(x) else f"{fmt_num(x, 3)}×"
 
 
-def tuned_log2_lr(summary: Mapping) -> float:
+def tuned_log2_lr(summary: Summary) -> float:
     """log2 of the proxy-tuned LR, from the transfer section or else the tuned values."""
     transfer = summary.get("transfer") or {}
     if transfer.get("tuned_log2_lr") is not None:
@@ -60,7 +70,7 @@ def tuned_log2_lr(summary: Mapping) -> float:
     return math.log2(lr) if lr > 0 else math.nan
 
 
-def coord_check_text(check: Mapping) -> str:
+def coord_check_text(check: CoordVerdict) -> str:
     """'0.098 at block1.attn, step 1 ≤ 0.25: pass' from a coordinate check's verdict."""
     slope, threshold = num(check.get("worst_slope")), num(check.get("threshold"))
     sign = "≤" if check.get("passes") else ">"
@@ -76,7 +86,7 @@ def fmt_percent(fraction: Any) -> str:
     return "diverges" if math.isinf(x) else f"{100 * x:.2f}%"
 
 
-def _tune_rows(tune: Mapping) -> list[tuple[str, str]]:
+def _tune_rows(tune: TuneSection) -> list[tuple[str, str]]:
     rows = []
     at_bound = tune.get("at_bound") or {}
     ranges = (tune.get("near_best") or {}).get("ranges") or {}
@@ -101,7 +111,7 @@ def _tune_rows(tune: Mapping) -> list[tuple[str, str]]:
     return rows
 
 
-def _transfer_rows(transfer: Mapping) -> list[tuple[str, str]]:
+def _transfer_rows(transfer: TransferSection) -> list[tuple[str, str]]:
     rows = []
     noise = transfer.get("noise") or {}
     if noise:
@@ -138,7 +148,7 @@ def _transfer_rows(transfer: Mapping) -> list[tuple[str, str]]:
     return rows
 
 
-def _verify_rows(verify: Mapping) -> list[tuple[str, str]]:
+def _verify_rows(verify: VerifySection) -> list[tuple[str, str]]:
     lo, hi = (num(v) for v in verify.get("optimum_interval") or [math.nan, math.nan])
     optimum = f"{num(verify.get('optimum_log2_lr')):.2f} [{lo:.2f}, {hi:.2f}]"
     if not verify.get("bracketed", True):
@@ -151,7 +161,7 @@ def _verify_rows(verify: Mapping) -> list[tuple[str, str]]:
     ]
 
 
-def _target_rows(target: Mapping) -> list[tuple[str, str]]:
+def _target_rows(target: TargetSection | TargetComparison) -> list[tuple[str, str]]:
     rows = []
     if target.get("method"):
         through = "".join(f" → {w}" for w in target.get("stages") or [])
@@ -182,7 +192,7 @@ def _target_rows(target: Mapping) -> list[tuple[str, str]]:
     return rows
 
 
-def _cost_rows(cost: Mapping) -> list[tuple[str, str]]:
+def _cost_rows(cost: Mapping[str, float]) -> list[tuple[str, str]]:
     rows, total = [], 0.0
     for key, value in cost.items():
         rows.append((f"FLOPs {key.removesuffix('_flops').replace('_', ' ')}", fmt_flops(value)))
@@ -191,7 +201,9 @@ def _cost_rows(cost: Mapping) -> list[tuple[str, str]]:
     return rows
 
 
-def _hardware_rows(hardware: Mapping, target: Mapping) -> list[tuple[str, str]]:
+def _hardware_rows(
+    hardware: HardwareSection, target: TargetSection | TargetComparison | Mapping
+) -> list[tuple[str, str]]:
     text = f"{hardware.get('device')}, {hardware.get('precision')}"
     text += ", compiled" if hardware.get("compile") else ""
     processes = hardware.get("processes", 1)
@@ -207,7 +219,7 @@ def _hardware_rows(hardware: Mapping, target: Mapping) -> list[tuple[str, str]]:
     return rows
 
 
-def summary_rows(summary: Mapping) -> list[tuple[str, str]]:
+def summary_rows(summary: Summary) -> list[tuple[str, str]]:
     """Every key figure of the summary, in reading order: verdict, tuning, transfer, coordinate
     check, the check at the target, the warm and cold target runs, cost."""
     rows: list[tuple[str, str]] = []

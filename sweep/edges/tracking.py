@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from sweep.core.sections import Summary
 from sweep.core.train import ProgressCallback, RunResult
 
 WANDB_MODES = ("online", "offline", "disabled", "dryrun")  # what WANDB_MODE may say
@@ -196,7 +197,7 @@ def report_run_id(run_dir: Path) -> str:
 
 
 def log_report(
-    logger: dict, run_dir: Path, summary: dict[str, Any], report_dir: Path, composed: dict
+    logger: dict, run_dir: Path, summary: Summary, report_dir: Path, composed: dict
 ) -> None:
     """The report run: loss-vs-LR curves per width as W&B line series, every figure as an
     image, the page itself, the key figures in its summary, and the page with `summary.json`

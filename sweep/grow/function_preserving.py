@@ -1,6 +1,6 @@
 """Function-preserving growth operators (docs/methods.md §5; Gesmundo & Maile, arXiv 2308.06103).
 
-Each operator is a pure function `(state, cfg, new size, *, init, seed) -> (state, cfg)` whose
+Each operator is a pure function `(state, cfg, new sizes, *, init, seed) -> (state, cfg)` whose
 output feeds the next one, so any sequence of them grows a trained model step by step. The grown
 model computes the source's logits up to round-off: entries that would change the function are
 zero, the copied block is rescaled wherever a forward multiplier of `sweep.core.parametrization`
@@ -68,7 +68,7 @@ def _free(
 
 def expand(state: State, cfg: GPTConfig, new_cfg: GPTConfig, *, init: str, seed: int) -> State:
     """The source grown to `new_cfg` in any width-like dimensions at once, computing the same
-    function; the six-operator wrappers below only choose `new_cfg`."""
+    function; the operators below only choose `new_cfg`."""
     _check_init(init)
     grown = grow_state(state, cfg, new_cfg)  # checks both configs and the state
     if init == "zero":
@@ -81,36 +81,25 @@ def expand(state: State, cfg: GPTConfig, new_cfg: GPTConfig, *, init: str, seed:
     return out
 
 
-def grow_mlp(
-    state: State, cfg: GPTConfig, mlp_width: int, *, init: str = "random", seed: int = 0
+INNER = {
+    "mlp_width": "MLP p -> p̂",
+    "head_count": "heads H -> Ĥ (new heads appended after the old ones)",
+    "value_size": "per-head value v -> v̂",
+    "key_size": "per-head key/query k -> k̂ (old q × the change of the attention scale)",
+}
+
+
+def grow_inner(
+    state: State, cfg: GPTConfig, *, init: str = "random", seed: int = 0, **sizes: int
 ) -> tuple[State, GPTConfig]:
-    """MLP width p -> `mlp_width`."""
-    new_cfg = replace(cfg, mlp_width=mlp_width)
-    return expand(state, cfg, new_cfg, init=init, seed=seed), new_cfg
-
-
-def add_heads(
-    state: State, cfg: GPTConfig, n_heads: int, *, init: str = "random", seed: int = 0
-) -> tuple[State, GPTConfig]:
-    """Number of attention heads H -> `n_heads` (new heads appended after the old ones)."""
-    new_cfg = replace(cfg, head_count=n_heads)
-    return expand(state, cfg, new_cfg, init=init, seed=seed), new_cfg
-
-
-def grow_value_size(
-    state: State, cfg: GPTConfig, value_size: int, *, init: str = "random", seed: int = 0
-) -> tuple[State, GPTConfig]:
-    """Per-head value size v -> `value_size`."""
-    new_cfg = replace(cfg, value_size=value_size)
-    return expand(state, cfg, new_cfg, init=init, seed=seed), new_cfg
-
-
-def grow_key_size(
-    state: State, cfg: GPTConfig, key_size: int, *, init: str = "random", seed: int = 0
-) -> tuple[State, GPTConfig]:
-    """Per-head key/query size k -> `key_size`; old q × attention_scale(old)/attention_scale(new)
-    (√(k̂/k) in SP, k̂/k in µP), via `pad.grow_state`."""
-    new_cfg = replace(cfg, key_size=key_size)
+    """The blocks' inner dimensions grown to `sizes` (any of `INNER`'s: the paper's MLP, heads,
+    value and key operators, one at a time or together), the residual width kept."""
+    if unknown := set(sizes) - set(INNER):
+        raise ValueError(
+            f"grow_inner grows {', '.join(INNER)}; got {', '.join(sorted(unknown))} "
+            "(the hidden size is grow_hidden's)"
+        )
+    new_cfg = replace(cfg, **sizes)
     return expand(state, cfg, new_cfg, init=init, seed=seed), new_cfg
 
 

@@ -22,7 +22,6 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 from omegaconf import DictConfig
 
@@ -37,6 +36,14 @@ from sweep.core.axis_rules import (
 from sweep.core.lr_curve import bracket, fit_optimum, fitted_regret
 from sweep.core.metrics import drift
 from sweep.core.records import read_record
+from sweep.core.sections import (
+    AxesSection,
+    AxisSection,
+    HeldOut,
+    Prediction,
+    Sections,
+    WeightDecayAxis,
+)
 from sweep.core.train import RunConfig
 from sweep.stages.plan import StagePlan, StepSeconds, estimated_seconds, parallel_jobs
 from sweep.stages.stage import Context, PointGrid, Section, hparams_tag, job_count
@@ -247,7 +254,7 @@ def timescale_log2_wd(cfg: DictConfig, tuned, axis: str, rung: float, lr_step: i
 
 def axis_summary(
     cfg: DictConfig, tuned: Mapping[str, float], results: Mapping[AxisRun, float], axis: str
-) -> dict[str, Any]:
+) -> AxisSection:
     """One axis: per rung the LR curve, its optimum, and the regret of the tuned LR and of the
     rule's LR; the rule's exponent; the drift of the optimum without and with the rule (the
     optimum less the rule's shift); the longest horizon rung predicted by β fitted without it;
@@ -255,46 +262,61 @@ def axis_summary(
     tuned_log2 = math.log2(tuned["lr"])
     exponent, source = exponent_of(cfg, tuned, results, axis)
     name = "beta" if axis == "horizon" else "kappa"
-    out: dict[str, Any] = {"rungs": rungs(cfg, axis), name: exponent, f"{name}_from": source}
     rules = rule_log2_lrs(cfg, tuned, results, axis)
     optima = lr_optima(cfg, tuned, results, axis)
-    for key in ("curves", "bracketed", "regret_carry", "regret_rule"):
-        out[key] = {}
-    for rung in out["rungs"]:
+    curves, bracketed, regret_carry, regret_rule = {}, {}, {}, {}
+    for rung in rungs(cfg, axis):
         xs, ys = lr_curve(cfg, tuned, results, axis, rung)
         key = f"{rung:g}"
-        out["curves"][key] = [[x, y] for x, y in zip(xs, ys, strict=True)]
-        out["bracketed"][key] = bracket(xs, ys).closed
-        out["regret_carry"][key] = fitted_regret(xs, ys, tuned_log2)
-        out["regret_rule"][key] = fitted_regret(xs, ys, rules[rung])
-    out["optimum_log2_lr"] = {f"{r:g}": v for r, v in optima.items()}
-    out["rule_log2_lr"] = {f"{r:g}": v for r, v in rules.items()}
-    out["drift_without_rule"] = drift(optima)
-    out["drift_with_rule"] = drift({r: v - (rules[r] - tuned_log2) for r, v in optima.items()})
-    tokens = {r: rung_setting(cfg, axis, r).tokens for r in optima}
+        curves[key] = [[x, y] for x, y in zip(xs, ys, strict=True)]
+        bracketed[key] = bracket(xs, ys).closed
+        regret_carry[key] = fitted_regret(xs, ys, tuned_log2)
+        regret_rule[key] = fitted_regret(xs, ys, rules[rung])
+    out = AxisSection(
+        rungs=rungs(cfg, axis),
+        **{name: exponent, f"{name}_from": source},
+        curves=curves,
+        bracketed=bracketed,
+        regret_carry=regret_carry,
+        regret_rule=regret_rule,
+        optimum_log2_lr={f"{r:g}": v for r, v in optima.items()},
+        rule_log2_lr={f"{r:g}": v for r, v in rules.items()},
+        drift_without_rule=drift(optima),
+        drift_with_rule=drift({r: v - (rules[r] - tuned_log2) for r, v in optima.items()}),
+        dropped_for_budget=[float(r) for r in cfg.axes[axis] if float(r) not in rungs(cfg, axis)],
+    )
     if axis == "horizon" and cfg.axes.beta is None and len(optima) >= 3:
-        longest = max(optima)
-        held = {tokens[r]: v for r, v in optima.items() if r != longest}
-        beta = fit_power_law(list(held), list(held.values())).exponent
-        log2_lr = tuned_log2 - beta * math.log2(tokens[longest] / proxy_setting(cfg).tokens)
-        xs, ys = lr_curve(cfg, tuned, results, axis, longest)
-        out["held_out"] = {
-            "rung": longest,
-            "beta": beta,
-            "log2_lr": log2_lr,
-            "regret_rule": fitted_regret(xs, ys, log2_lr),
-        }
+        out["held_out"] = held_out(cfg, tuned, results, optima)
     if cfg.axes.weight_decay and tuned["weight_decay"] > 0:
         out["weight_decay"] = wd_summary(cfg, tuned, results, axis)
     return out
 
 
-def wd_summary(cfg: DictConfig, tuned, results, axis: str) -> dict[str, Any]:
+def held_out(
+    cfg: DictConfig,
+    tuned: Mapping[str, float],
+    results: Mapping[AxisRun, float],
+    optima: Mapping[float, float],
+) -> HeldOut:
+    """The longest horizon rung predicted by β fitted on the others, and that LR's regret."""
+    tokens = {r: rung_setting(cfg, "horizon", r).tokens for r in optima}
+    longest = max(optima)
+    held = {tokens[r]: v for r, v in optima.items() if r != longest}
+    beta = fit_power_law(list(held), list(held.values())).exponent
+    log2_lr = math.log2(tuned["lr"]) - beta * math.log2(tokens[longest] / proxy_setting(cfg).tokens)
+    xs, ys = lr_curve(cfg, tuned, results, "horizon", longest)
+    return HeldOut(
+        rung=longest, beta=beta, log2_lr=log2_lr, regret_rule=fitted_regret(xs, ys, log2_lr)
+    )
+
+
+def wd_summary(cfg: DictConfig, tuned, results, axis: str) -> WeightDecayAxis:
     """Per rung, at its best LR: the λ optimum, and the regret of λ held fixed against λ at the
     proxy's AdamW timescale."""
     res, tuned_log2_wd = cfg.ladder.lr_resolution, math.log2(tuned["weight_decay"])
-    keys = ("curves", "optimum_log2_wd", "timescale_log2_wd", "regret_fixed", "regret_timescale")
-    out: dict[str, dict] = {k: {} for k in keys}
+    out = WeightDecayAxis(
+        curves={}, optimum_log2_wd={}, timescale_log2_wd={}, regret_fixed={}, regret_timescale={}
+    )
     for rung in rungs(cfg, axis):
         best = best_step(series(results, axis, rung, None, cfg))
         if best is None:
@@ -340,19 +362,14 @@ def target_setting(cfg: DictConfig) -> Setting:
 
 
 def axes_summary(
-    cfg: DictConfig, tuned: Mapping[str, float], results: Mapping[AxisRun, float], flops: float
-) -> dict[str, Any]:
+    cfg: DictConfig, tuned: Mapping[str, float], results: Mapping[AxisRun, float]
+) -> AxesSection:
     """Every axis checked, and the target's LR and λ predicted from them next to µTransfer's
     plain carry-over."""
-    summary: dict[str, Any] = {}
+    axes = {axis: axis_summary(cfg, tuned, results, axis) for axis in AXES if rungs(cfg, axis)}
     beta, kappa = 0.0, cfg.axes.kappa
-    for axis in AXES:
-        if rungs(cfg, axis):
-            summary[axis] = axis_summary(cfg, tuned, results, axis)
-            dropped = [float(r) for r in cfg.axes[axis] if float(r) not in rungs(cfg, axis)]
-            summary[axis]["dropped_for_budget"] = dropped
-    if "horizon" in summary:
-        beta = summary["horizon"]["beta"]
+    if "horizon" in axes:
+        beta = axes["horizon"]["beta"]
     elif cfg.axes.beta is not None:
         beta = float(cfg.axes.beta)  # given, with no horizon rungs to fit it on
     lr, wd = carry(
@@ -363,18 +380,17 @@ def axes_summary(
         beta=beta,
         kappa=kappa,
     )
-    summary["prediction"] = {
-        "lr": lr,
-        "weight_decay": wd,
-        "log2_lr": math.log2(lr),
-        "log2_shift_vs_carry": math.log2(lr / tuned["lr"]),
-        "beta": beta,
-        "kappa": kappa,
-        "proxy_tokens": proxy_setting(cfg).tokens,
-        "target_tokens": target_setting(cfg).tokens,
-    }
-    summary["runs"], summary["flops"] = len(results), flops
-    return summary
+    prediction = Prediction(
+        lr=lr,
+        weight_decay=wd,
+        log2_lr=math.log2(lr),
+        log2_shift_vs_carry=math.log2(lr / tuned["lr"]),
+        beta=beta,
+        kappa=kappa,
+        proxy_tokens=proxy_setting(cfg).tokens,
+        target_tokens=target_setting(cfg).tokens,
+    )
+    return AxesSection(**axes, prediction=prediction, runs=len(results))
 
 
 class AxesStage(PointGrid):
@@ -438,9 +454,8 @@ class AxesStage(PointGrid):
             note,
         )
 
-    def summary(self, ctx: Context, so_far: Mapping[str, Any]) -> Section | None:
+    def summary(self, ctx: Context, so_far: Sections) -> Section | None:
         if ctx.tuned is None or not self.complete(ctx, results := self.read(ctx)):
             return None
         flops = read_flops(ctx.run_dir / self.folder, ctx.tuned)
-        section = axes_summary(ctx.cfg, ctx.tuned, results, flops)
-        return Section(self.name, section, section.pop("flops"), "axes_flops")
+        return Section(self.name, axes_summary(ctx.cfg, ctx.tuned, results), flops, "axes_flops")

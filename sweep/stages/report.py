@@ -9,9 +9,7 @@ is measured anew.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from omegaconf import DictConfig
 
@@ -20,6 +18,7 @@ from sweep.core.atomic import write_atomic
 from sweep.core.coord_check import DEFAULT_THRESHOLD, CoordCheck, coord_check
 from sweep.core.data import load_corpus
 from sweep.core.parametrization import PARAMETRIZATIONS
+from sweep.core.sections import CoordVerdict, Sections
 from sweep.core.train import OptimConfig
 from sweep.edges.report import write_report
 from sweep.edges.tracking import log_report
@@ -76,7 +75,7 @@ def measured_coord_checks(
 
 def coord_check_summary(
     checks: list[CoordCheck], threshold: float = DEFAULT_THRESHOLD
-) -> dict[str, Any]:
+) -> dict[str, CoordVerdict]:
     """What was measured per parametrization: worst slope, where, and pass or fail."""
     return {check.parametrization: check.verdict(threshold) for check in checks}
 
@@ -101,6 +100,6 @@ class ReportStage(Stage):
     def plan(self, ctx: Context, step_seconds: StepSeconds) -> StagePlan:
         return StagePlan(self.name, 0, 0, 0.0, 0, 0.0, 0.0, "coordinate check")
 
-    def summary(self, ctx: Context, so_far: Mapping[str, Any]) -> Section | None:
+    def summary(self, ctx: Context, so_far: Sections) -> Section | None:
         checks = read_coord_checks(ctx.run_dir / self.name)
         return Section("coord_check", coord_check_summary(checks)) if checks else None

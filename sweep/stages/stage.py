@@ -31,6 +31,7 @@ from sweep.config import (
     target_depth,
 )
 from sweep.core.records import read_record, write_record
+from sweep.core.sections import Sections, Summary
 from sweep.core.train import RunConfig
 from sweep.stages.training import train_logged
 
@@ -84,10 +85,10 @@ class Section:
     `cost_key` in the summary's `cost`; None: it spends none)."""
 
     key: str
-    content: dict[str, Any]
+    content: Mapping[str, object]  # its type in sweep.core.sections (a TuneSection, ...)
     flops: float | None = None
     cost_key: str = ""
-    amends: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # into earlier sections
+    amends: Mapping[str, Mapping[str, object]] = field(default_factory=dict)  # earlier sections
 
 
 class Driver(Protocol):
@@ -102,9 +103,9 @@ class Driver(Protocol):
 
     def report_errors(self) -> Callable: ...
 
-    def summary(self) -> dict[str, Any]: ...
+    def summary(self) -> Summary: ...
 
-    def write_summary(self, summary: dict[str, Any]) -> None: ...
+    def write_summary(self, summary: Summary) -> None: ...
 
 
 class Stage:
@@ -122,7 +123,7 @@ class Stage:
     def plan(self, ctx: Context, step_seconds: Callable[[RunConfig], float]) -> Any:
         raise NotImplementedError  # a sweep.stages.plan.StagePlan
 
-    def summary(self, ctx: Context, so_far: Mapping[str, Any]) -> Section | None:
+    def summary(self, ctx: Context, so_far: Sections) -> Section | None:
         """Its section once complete (None before), given the sections of the stages before."""
         return None
 

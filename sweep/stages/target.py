@@ -37,6 +37,7 @@ from sweep.core.checkpoint import load_checkpoint
 from sweep.core.hardware import SINGLE, World
 from sweep.core.models import ModelConfig
 from sweep.core.records import read_record, write_record
+from sweep.core.sections import Sections, TargetComparison, TargetRun, TargetSection
 from sweep.core.speedup import speedup
 from sweep.core.train import RunConfig, RunResult
 from sweep.edges.distributed import process_group
@@ -175,15 +176,14 @@ def train_target(
     wandb_name: str | None = None,
     job_type: str | None = None,
     world: World = SINGLE,
-    branch_from: Path | None = None,
-    snapshots: tuple[int, ...] = (),
+    **train_options: Any,
 ) -> dict[str, Any]:
     """One target run: config → warm start (from a source trained with the tuned HPs) or a
     cold init → checkpointed training → its result record.
 
     `lr_scale` multiplies the tuned LR of the target run only (the source keeps the tuned HPs).
-    `branch_from` and `snapshots` are `train`'s: a WSD run of this length decayed from a longer
-    one's snapshot, and the snapshots a long run keeps for that.
+    `train_options` go to `train` (e.g. `branch_from` and `snapshots`: a WSD run of this length
+    decayed from a longer one's snapshot, and the snapshots a long run keeps for that).
     The record holds the run's history, the method's settings and the source's cost. Under a
     data-parallel `world` every process calls this alike; only the main one logs to W&B.
     """
@@ -206,8 +206,7 @@ def train_target(
         init_state=init_state,
         checkpoint_path=checkpoint,
         checkpoint_every=cfg.ladder.eval_every,
-        branch_from=branch_from,
-        snapshots=snapshots,
+        **train_options,
     )
     return target_record(kind, seed, hparams["lr"], run, result, info)
 
@@ -266,44 +265,54 @@ def target_job(spec: dict[str, Any]) -> dict[str, Any]:
         )
 
 
+def target_run_summary(record: Mapping[str, Any]) -> TargetRun:
+    """A target run's figures, from its record."""
+    result = RunResult(**record["result"])
+    out = TargetRun(
+        final_val_loss=result.final_val_loss,
+        status=result.status,
+        val_curve=[list(p) for p in result.val_loss],
+        flops=result.flops,
+        tokens_per_s=result.tokens_per_s,
+        mfu=result.mfu,
+        devices=result.devices,
+    )
+    if "schedule" in record:
+        out["schedule"] = record["schedule"]
+    return out
+
+
+def target_flops(runs: Mapping[str, Mapping[str, Any]]) -> int:
+    """The target runs' FLOPs and what their warm starts charged."""
+    return sum(run["result"]["flops"] + run["source_flops"] for run in runs.values())
+
+
 def target_summary(
-    cfg: DictConfig, runs: dict[str, dict], tuning_flops: float = 0.0
-) -> dict[str, Any]:
-    summary: dict[str, Any] = {
-        "width": cfg.ladder.target,
-        "n_layer": target_depth(cfg),
-        "method": str(cfg.warmstart.method),
-        "source_width": source_width(cfg),
-    }
-    for kind, run in runs.items():
-        result = RunResult(**run["result"])
-        summary[kind] = {
-            "final_val_loss": result.final_val_loss,
-            "status": result.status,
-            "val_curve": [list(p) for p in result.val_loss],
-            "flops": result.flops,
-            "tokens_per_s": result.tokens_per_s,
-            "mfu": result.mfu,
-            "devices": result.devices,
-        }
-    summary["flops"] = sum(run["result"]["flops"] + run["source_flops"] for run in runs.values())
+    cfg: DictConfig, runs: Mapping[str, Mapping[str, Any]], tuning_flops: float = 0.0
+) -> TargetSection | TargetComparison:
+    """The target's warm and cold runs, how the warm start was made, and once both have
+    trained, the warm start's speedup (with and without what it and the tuning cost)."""
+    summary = TargetSection(
+        width=cfg.ladder.target,
+        n_layer=target_depth(cfg),
+        method=str(cfg.warmstart.method),
+        source_width=source_width(cfg),
+        **{kind: target_run_summary(run) for kind, run in runs.items()},
+    )
     info = runs.get("warm", {}).get("warmstart", {})
     for key in ("pad_function_gap", "source_from_transfer", "stages"):
         if key in info:  # e.g. how exactly shrink-pad-perturb's padding kept the function
             summary[key] = info[key]
-    for kind, run in runs.items():
-        if "schedule" in run:
-            summary[kind]["schedule"] = run["schedule"]
-    if "warm" in runs and "cold" in runs:
-        warm, cold = runs["warm"], runs["cold"]
-        per_step = cold["flops_per_step"]
-        summary |= speedup(
-            summary["warm"]["val_curve"],
-            summary["cold"]["val_curve"],
-            source_steps_equiv=warm["source_flops"] / per_step,
-            tuning_steps_equiv=tuning_flops / per_step,
-        )
-    return summary
+    if "warm" not in runs or "cold" not in runs:
+        return summary
+    per_step = runs["cold"]["flops_per_step"]
+    compared = speedup(
+        summary["warm"]["val_curve"],
+        summary["cold"]["val_curve"],
+        source_steps_equiv=runs["warm"]["source_flops"] / per_step,
+        tuning_steps_equiv=tuning_flops / per_step,
+    )
+    return TargetComparison(**summary, **compared)
 
 
 def kinds(cfg: DictConfig) -> tuple[str, ...]:
@@ -396,9 +405,9 @@ class TargetStage(Stage):
         note += " (the transfer check's run)" if shared else ""
         return StagePlan(self.name, len(todo), len(runs), flops, len(runs), flops, seconds, note)
 
-    def summary(self, ctx: Context, so_far: Mapping[str, Any]) -> Section | None:
+    def summary(self, ctx: Context, so_far: Sections) -> Section | None:
         if not (runs := self.records(ctx)):
             return None
         tuning_flops = so_far.get("cost", {}).get("tuning_flops", 0.0)
         section = target_summary(ctx.cfg, runs, tuning_flops)
-        return Section(self.name, section, section.pop("flops"), "target_flops")
+        return Section(self.name, section, target_flops(runs), "target_flops")

@@ -21,7 +21,6 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from omegaconf import DictConfig
@@ -44,6 +43,7 @@ from sweep.core.metrics import (
 )
 from sweep.core.parametrization import PARAMETRIZATIONS
 from sweep.core.records import read_record
+from sweep.core.sections import NoiseBand, ParametrizationCurves, Sections, TransferSection
 from sweep.core.train import RunConfig
 from sweep.stages.plan import StagePlan, StepSeconds, estimated_seconds, parallel_jobs
 from sweep.stages.source import shared_checkpoint
@@ -157,9 +157,10 @@ def read_results(folder: Path, hparams: Mapping[str, float]) -> dict[Run, Result
     return out
 
 
-def seed_noise(cfg: DictConfig, results: Mapping[Run, Result]) -> dict[str, Any]:
+def seed_noise(cfg: DictConfig, results: Mapping[Run, Result]) -> NoiseBand:
     """The seed-to-seed spread of the final loss at each series' best point, pooled, and the
-    difference two grid points must exceed to be told apart."""
+    difference two grid points must exceed to be told apart (`relative_band` is set once the
+    best losses are known)."""
     groups = []
     for p in PARAMETRIZATIONS:
         for width in cfg.ladder.widths:
@@ -168,69 +169,97 @@ def seed_noise(cfg: DictConfig, results: Mapping[Run, Result]) -> dict[str, Any]
             repeats = [results.get(Run(p, width, best, s)) for s in seeds]
             groups.append([r.loss for r in repeats if r is not None])
     std, dof = pooled_std(groups)
-    return {
-        "std": std,
-        "dof": dof,
-        "band": difference_band(std, cfg.ladder.transfer_seeds),
-        "seeds_per_point": cfg.ladder.transfer_seeds,
-    }
+    return NoiseBand(
+        std=std,
+        dof=dof,
+        band=difference_band(std, cfg.ladder.transfer_seeds),
+        seeds_per_point=cfg.ladder.transfer_seeds,
+        relative_band=math.nan,
+    )
+
+
+def parametrization_curves(
+    cfg: DictConfig, results: Mapping[Run, Result], p: str, tuned_log2: float, band: float
+) -> ParametrizationCurves:
+    """One parametrization across the ladder: per width the curve, its fitted optimum and
+    interval, whether the grid brackets it and the regret at the tuned LR; then the drifts."""
+    curves, optima, intervals, bracketed, regrets = {}, {}, {}, {}, {}
+    for width in cfg.ladder.widths:
+        curve = series_curve(results, p, width, grid_seeds(cfg))
+        if not curve:
+            continue
+        xs = [tuned_log2 + k * cfg.ladder.lr_resolution for k in sorted(curve)]
+        ys = [curve[k] for k in sorted(curve)]
+        key = str(width)
+        curves[key] = [[x, y] for x, y in zip(xs, ys, strict=True)]
+        optima[key] = fit_optimum(xs, ys).log2_lr
+        intervals[key] = list(optimum_interval(xs, ys, band))
+        bracketed[key] = bracket(xs, ys).closed
+        regrets[key] = relative_regret(xs, ys, tuned_log2)
+    return ParametrizationCurves(
+        curves=curves,
+        optimum_log2_lr=optima,
+        optimum_interval=intervals,
+        bracketed=bracketed,
+        regret=regrets,
+        drift_log2=drift(optima),
+        drift_beyond_noise_log2=drift_beyond_noise({w: tuple(v) for w, v in intervals.items()}),
+        worst_regret=max(regrets.values(), default=math.nan),
+        wider_is_better=wider_is_better(
+            {int(w): dict(map(tuple, c)) for w, c in curves.items()}, up_to=tuned_log2
+        ),
+    )
+
+
+def grid_flops(results: Mapping[Run, Result]) -> int:
+    return sum(r.flops for r in results.values())
 
 
 def transfer_summary(
     cfg: DictConfig, results: Mapping[Run, Result], tuned_lr: float, target_flops: float
-) -> dict[str, Any]:
+) -> TransferSection:
     """Per parametrization and width: the curve, the fitted optimum and its interval, whether
     the grid brackets it, and the relative regret at the tuned LR; then the noise, the drifts,
     the verdict and what the check cost next to one target run."""
-    tuned_log2, res = math.log2(tuned_lr), cfg.ladder.lr_resolution
+    tuned_log2 = math.log2(tuned_lr)
     noise = seed_noise(cfg, results)
-    summary: dict[str, Any] = {"tuned_log2_lr": tuned_log2, "noise": noise}
-    unbracketed, regrets, best_losses = [], {}, []
-    for p in PARAMETRIZATIONS:
-        section: dict[str, dict] = {
-            key: {} for key in ("curves", "optimum_log2_lr", "optimum_interval", "bracketed")
-        }
-        section["regret"], regrets[p] = {}, {}
-        for width in cfg.ladder.widths:
-            curve = series_curve(results, p, width, grid_seeds(cfg))
-            if not curve:
-                continue
-            xs = [tuned_log2 + k * res for k in sorted(curve)]
-            ys = [curve[k] for k in sorted(curve)]
-            closed = bracket(xs, ys).closed
-            section["curves"][str(width)] = [[x, y] for x, y in zip(xs, ys, strict=True)]
-            section["optimum_log2_lr"][str(width)] = fit_optimum(xs, ys).log2_lr
-            section["optimum_interval"][str(width)] = list(optimum_interval(xs, ys, noise["band"]))
-            section["bracketed"][str(width)] = closed
-            regrets[p][width] = section["regret"][str(width)] = relative_regret(xs, ys, tuned_log2)
-            finite = [y for y in ys if math.isfinite(y)]
-            best_losses += [min(finite)] if finite else []
-            if not closed:
-                unbracketed.append(f"{'µP' if p == 'mup' else 'SP'} width {width}")
-        section["drift_log2"] = drift(section["optimum_log2_lr"])
-        section["drift_beyond_noise_log2"] = drift_beyond_noise(
-            {w: tuple(v) for w, v in section["optimum_interval"].items()}
-        )
-        section["worst_regret"] = max(regrets[p].values(), default=math.nan)
-        section["wider_is_better"] = wider_is_better(
-            {int(w): dict(map(tuple, c)) for w, c in section["curves"].items()}, up_to=tuned_log2
-        )
-        summary[p] = section
-    relative_noise = noise["band"] / float(np.mean(best_losses)) if best_losses else 0.0
-    summary["noise"]["relative_band"] = relative_noise
-    summary["tolerance"] = cfg.ladder.regret_tolerance
-    summary["conclusive"] = not unbracketed
-    summary["verdict"] = transfer_verdict(
+    series = {
+        p: parametrization_curves(cfg, results, p, tuned_log2, noise["band"])
+        for p in PARAMETRIZATIONS
+    }
+    best_losses = [
+        min(finite)
+        for section in series.values()
+        for curve in section["curves"].values()
+        if (finite := [y for _, y in curve if math.isfinite(y)])
+    ]
+    unbracketed = [
+        f"{'µP' if p == 'mup' else 'SP'} width {width}"
+        for p, section in series.items()
+        for width, closed in section["bracketed"].items()
+        if not closed
+    ]
+    noise["relative_band"] = noise["band"] / float(np.mean(best_losses)) if best_losses else 0.0
+    regrets = {p: {int(w): r for w, r in series[p]["regret"].items()} for p in series}
+    verdict = transfer_verdict(
         regrets["mup"],
         regrets["sp"],
         unbracketed=unbracketed,
-        noise=relative_noise,
+        noise=noise["relative_band"],
         tolerance=cfg.ladder.regret_tolerance,
-    ).to_dict()
-    summary["runs"] = len(results)
-    summary["flops"] = sum(r.flops for r in results.values())
-    summary["flops_vs_target"] = summary["flops"] / target_flops if target_flops else math.nan
-    return summary
+    )
+    flops = grid_flops(results)
+    return TransferSection(
+        tuned_log2_lr=tuned_log2,
+        noise=noise,
+        mup=series["mup"],
+        sp=series["sp"],
+        tolerance=cfg.ladder.regret_tolerance,
+        conclusive=not unbracketed,
+        verdict=verdict.to_dict(),
+        runs=len(results),
+        flops_vs_target=flops / target_flops if target_flops else math.nan,
+    )
 
 
 class TransferStage(PointGrid):
@@ -300,10 +329,9 @@ class TransferStage(PointGrid):
             f"{len(done)} runs done" if done else "",
         )
 
-    def summary(self, ctx: Context, so_far: Mapping[str, Any]) -> Section | None:
+    def summary(self, ctx: Context, so_far: Sections) -> Section | None:
         if ctx.tuned is None or not self.complete(ctx, results := self.read(ctx)):
             return None
         section = transfer_summary(ctx.cfg, results, ctx.tuned["lr"], target_run_flops(ctx.cfg))
-        flops = section.pop("flops")
         amends = {"tune": {"near_best": near_best(ctx.study, section["noise"]["band"])}}
-        return Section(self.name, section, flops, "transfer_flops", amends)
+        return Section(self.name, section, grid_flops(results), "transfer_flops", amends)

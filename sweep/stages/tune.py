@@ -34,6 +34,7 @@ from sweep.config import (
     run_config,
     tunable,
 )
+from sweep.core.sections import NearBest, SearchRange, Sections, TuneSection
 from sweep.edges.tracking import code_version, run_link
 from sweep.stages.plan import StagePlan, StepSeconds, estimated_seconds, parallel_jobs
 from sweep.stages.stage import Context, Driver, Section, Stage, StageError
@@ -124,12 +125,12 @@ def open_or_create_study(cfg: DictConfig, run_dir: Path, worker: int = 0) -> opt
 BOUND_MARGIN = 0.02  # a value this close to a bound (as a fraction of its range) sits at it
 
 
-def search_space(cfg: DictConfig, study: optuna.Study) -> dict[str, dict[str, Any]]:
+def search_space(cfg: DictConfig, study: optuna.Study) -> dict[str, SearchRange]:
     """The ladder's search ranges of the HPs that change its model (`config.tunable`), with the
     bounds this study has widened."""
     names = tunable(cfg)
     space = {
-        name: {"low": float(r.low), "high": float(r.high), "log": bool(r.log)}
+        name: SearchRange(low=float(r.low), high=float(r.high), log=bool(r.log))
         for name, r in cfg.ladder.search.items()
         if name in names
     }
@@ -137,7 +138,7 @@ def search_space(cfg: DictConfig, study: optuna.Study) -> dict[str, dict[str, An
 
 
 def suggest(
-    trial: optuna.Trial, fixed: dict[str, float], space: dict[str, dict[str, Any]]
+    trial: optuna.Trial, fixed: dict[str, float], space: Mapping[str, SearchRange]
 ) -> dict[str, float]:
     """The fixed hyperparameters, with the searched ones drawn by the trial."""
     hparams = dict(fixed)
@@ -146,14 +147,14 @@ def suggest(
     return hparams
 
 
-def position(value: float, r: dict[str, Any]) -> float:
+def position(value: float, r: SearchRange) -> float:
     """Where `value` lies in its range, 0 at the low bound and 1 at the high one (log-scaled
     ranges measured in log)."""
     scale = math.log if r["log"] else float
     return (scale(value) - scale(r["low"])) / (scale(r["high"]) - scale(r["low"]))
 
 
-def at_bounds(params: dict[str, float], space: dict[str, dict[str, Any]]) -> dict[str, str]:
+def at_bounds(params: Mapping[str, float], space: Mapping[str, SearchRange]) -> dict[str, str]:
     """{name: "low" or "high"} for each tuned value that sits at a bound of its range: the
     optimum may lie beyond it."""
     out = {}
@@ -165,7 +166,7 @@ def at_bounds(params: dict[str, float], space: dict[str, dict[str, Any]]) -> dic
     return out
 
 
-def widened(r: dict[str, Any], side: str) -> dict[str, Any]:
+def widened(r: SearchRange, side: str) -> SearchRange:
     """The range pushed out past one bound: ×4 (log-scaled) or by its own width (kept >= 0 when
     it started so)."""
     low, high, width = r["low"], r["high"], r["high"] - r["low"]
@@ -173,7 +174,7 @@ def widened(r: dict[str, Any], side: str) -> dict[str, Any]:
         low = low / 4 if r["log"] else (max(0.0, low - width) if low >= 0 else low - width)
     else:
         high = high * 4 if r["log"] else high + width
-    return r | {"low": low, "high": high}
+    return SearchRange(low=low, high=high, log=r["log"])
 
 
 def widen_at_bounds(cfg: DictConfig, study: optuna.Study) -> list[str]:
@@ -201,7 +202,7 @@ def trial_budget(cfg: DictConfig, study: optuna.Study) -> int:
     return cfg.tune.n_trials + cfg.tune.widen_trials * len(study.user_attrs.get("widened", []))
 
 
-def near_best(study: optuna.Study, band: float) -> dict[str, Any]:
+def near_best(study: optuna.Study, band: float) -> NearBest | dict[str, float]:
     """How flat the study's best region is: the complete trials within `band` of the best
     value and, for each tuned parameter, the range they span. A wide range means the loss
     barely depends on that value near the optimum."""
@@ -211,14 +212,14 @@ def near_best(study: optuna.Study, band: float) -> dict[str, Any]:
     best = min(t.value for t in complete)
     close = [t for t in complete if t.value <= best + band]
     names = sorted(close[0].params)
-    return {
-        "band": band,
-        "trials": len(close),
-        "ranges": {
+    return NearBest(
+        band=band,
+        trials=len(close),
+        ranges={
             name: [min(t.params[name] for t in close), max(t.params[name] for t in close)]
             for name in names
         },
-    }
+    )
 
 
 def trial_checkpoint(run_dir: Path, trial: optuna.Trial) -> Path:
@@ -313,24 +314,29 @@ def retry_running_trials(study: optuna.Study) -> int:
     return retry_trials(study, study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
 
 
-def tune_summary(cfg: DictConfig, study: optuna.Study) -> dict[str, Any]:
+def tune_summary(cfg: DictConfig, study: optuna.Study) -> TuneSection:
+    """The best trial, where it sits in the search ranges, and how the trials ended."""
     trials = study.get_trials(deepcopy=False)
     status = [t.user_attrs.get("status") for t in trials]
     complete = [t for t in trials if t.state is TrialState.COMPLETE]
     space = search_space(cfg, study)
-    return {
-        "best_params": study.best_params if complete else {},
-        "at_bound": at_bounds(study.best_params, space) if complete else {},
-        "widened": list(study.user_attrs.get("widened", [])),
-        "search": space,
-        "best_value": study.best_value if complete else math.nan,
-        "n_trials": len(complete) + sum(t.state is TrialState.PRUNED for t in trials),
-        "n_complete": len(complete),
-        "n_pruned": sum(s == "stopped" for s in status),
-        "n_diverged": sum(s == "diverged" for s in status),
-        "n_failed": sum(t.state is TrialState.FAIL for t in trials),
-        "flops": sum(t.user_attrs.get("flops", 0) for t in trials),
-    }
+    return TuneSection(
+        best_params=study.best_params if complete else {},
+        at_bound=at_bounds(study.best_params, space) if complete else {},
+        widened=list(study.user_attrs.get("widened", [])),
+        search=space,
+        best_value=study.best_value if complete else math.nan,
+        n_trials=len(complete) + sum(t.state is TrialState.PRUNED for t in trials),
+        n_complete=len(complete),
+        n_pruned=sum(s == "stopped" for s in status),
+        n_diverged=sum(s == "diverged" for s in status),
+        n_failed=sum(t.state is TrialState.FAIL for t in trials),
+    )
+
+
+def tuning_flops(study: optuna.Study) -> int:
+    """What every trial spent, pruned and failed ones included."""
+    return sum(t.user_attrs.get("flops", 0) for t in study.get_trials(deepcopy=False))
 
 
 class TuneStage(Stage):
@@ -407,8 +413,9 @@ class TuneStage(Stage):
             f"{counted} trials done" if counted else "",
         )
 
-    def summary(self, ctx: Context, so_far: Mapping[str, Any]) -> Section | None:
+    def summary(self, ctx: Context, so_far: Sections) -> Section | None:
         if not ctx.study.get_trials(deepcopy=False):
             return None
-        section = tune_summary(ctx.cfg, ctx.study)
-        return Section(self.name, section, section.pop("flops"), "tuning_flops")
+        return Section(
+            self.name, tune_summary(ctx.cfg, ctx.study), tuning_flops(ctx.study), "tuning_flops"
+        )

@@ -27,6 +27,7 @@ from sweep.core.lr_curve import (
 )
 from sweep.core.metrics import percent
 from sweep.core.records import read_record, write_record
+from sweep.core.sections import Sections, VerifySection
 from sweep.core.train import RunResult
 from sweep.core.verdict import Status, Verdict
 from sweep.edges.distributed import process_group
@@ -102,6 +103,11 @@ def verify_job(spec: dict[str, Any]) -> str:
     return key
 
 
+def verify_flops(records: Mapping[int, Mapping[str, Any]]) -> int:
+    """What the check's own runs cost: all but the one at the tuned LR (the cold target run)."""
+    return sum(record["result"]["flops"] for k, record in records.items() if k != 0)
+
+
 def verify_summary(
     records: Mapping[int, Mapping[str, Any]],
     tuned_lr: float,
@@ -110,7 +116,7 @@ def verify_summary(
     tolerance: float,
     differs: str = "",
     predicted_lr: float | None = None,
-) -> dict[str, Any]:
+) -> VerifySection:
     """The target's loss against LR, its fitted optimum and interval, the regret at the tuned
     LR, what the extra runs cost next to one target run, and one line saying it. `differs`
     names how the target differs from the ladder besides its width (its training length, say),
@@ -126,39 +132,40 @@ def verify_summary(
     closed = bracket(xs, ys).closed
     optimum = fit_optimum(xs, ys)
     regret = relative_regret(xs, ys, tuned_log2)
-    flops = sum(records[k]["result"]["flops"] for k in ks if k != 0)
-    summary = {
-        "curve": [[x, y] for x, y in zip(xs, ys, strict=True)],
-        "tuned_log2_lr": tuned_log2,
-        "optimum_log2_lr": optimum.log2_lr,
-        "optimum_interval": list(optimum_interval(xs, ys, band)),
-        "bracketed": closed,
-        "regret": regret,
-        "runs": len([k for k in ks if k != 0]),
-        "flops": flops,
-        "flops_vs_target": flops / target_flops if target_flops else math.nan,
-    }
-    lo, hi = summary["optimum_interval"]
-    where = f"optimum log2 LR {optimum.log2_lr:.2f} (within noise {lo:.2f} to {hi:.2f}; tuned "
-    where += f"{tuned_log2:.2f})"
-    if not closed:
+    interval = list(optimum_interval(xs, ys, band))
+    if closed:
+        status, bound = regret_status(regret, tolerance, relative_band)
+        lo, hi = interval
+        text = (
+            f"at the target: the tuned LR loses {percent(regret)} ({bound}), optimum log2 LR "
+            f"{optimum.log2_lr:.2f} (within noise {lo:.2f} to {hi:.2f}; tuned {tuned_log2:.2f})"
+        )
+        if status is Status.fails and differs:
+            text += f"; besides its width, {differs}"
+        verdict = Verdict(status, text)
+    else:
         verdict = Verdict(
             Status.inconclusive,
             f"at the target: inconclusive, the optimum is not bracketed by {len(ks)} LRs "
             f"(verify.max_runs reached); regret at the tuned LR ≥ {percent(regret)}",
         )
-    else:
-        status, bound = regret_status(regret, tolerance, relative_band)
-        text = f"at the target: the tuned LR loses {percent(regret)} ({bound}), {where}"
-        if status is Status.fails and differs:
-            text += f"; besides its width, {differs}"
-        verdict = Verdict(status, text)
+    prediction: dict[str, float] = {}
     if predicted_lr is not None and predicted_lr != tuned_lr:
         prediction, sentence = judge_prediction(xs, ys, tuned_log2, predicted_lr, relative_band)
-        summary |= prediction
         verdict = Verdict(verdict.status, f"{verdict.text}; {sentence}")
-    summary["verdict"] = verdict.to_dict()
-    return summary
+    flops = verify_flops(records)
+    return VerifySection(
+        curve=[[x, y] for x, y in zip(xs, ys, strict=True)],
+        tuned_log2_lr=tuned_log2,
+        optimum_log2_lr=optimum.log2_lr,
+        optimum_interval=interval,
+        bracketed=closed,
+        regret=regret,
+        runs=len([k for k in ks if k != 0]),
+        flops_vs_target=flops / target_flops if target_flops else math.nan,
+        **prediction,
+        verdict=verdict.to_dict(),
+    )
 
 
 def judge_prediction(
@@ -260,7 +267,7 @@ class VerifyStage(GridStage):
             f"the target at the tuned LR × 2^±{cfg.ladder.lr_resolution:g}",
         )
 
-    def summary(self, ctx: Context, so_far: Mapping[str, Any]) -> Section | None:
+    def summary(self, ctx: Context, so_far: Sections) -> Section | None:
         if ctx.tuned is None or not self.complete(ctx, records := self.read(ctx)):
             return None
         band = so_far.get("transfer", {}).get("noise", {}).get("relative_band", 0.0)
@@ -273,4 +280,4 @@ class VerifyStage(GridStage):
             differs(ctx.cfg),
             predicted_lr=so_far.get("axes", {}).get("prediction", {}).get("lr"),
         )
-        return Section(self.name, section, section.pop("flops"), "verify_flops")
+        return Section(self.name, section, verify_flops(records), "verify_flops")

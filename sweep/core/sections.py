@@ -1,0 +1,306 @@
+"""The run's summary as types: what each stage writes into `summary.json`, and what the console
+table, the report, the figures and the analysis scripts read back.
+
+Each section is a TypedDict, so the summary stays plain JSON on disk while every writer and
+reader names the same keys. LRs and weight decays given as `log2_*` are log2 units; a `regret`
+is a fraction of the loss (0.01 is 1 %); per-width and per-rung maps are keyed by the width or
+rung as a string (JSON keys). `mismatches` checks a value read from disk against these types.
+"""
+
+import types
+from typing import NotRequired, TypedDict, Union, get_args, get_origin, get_type_hints
+from typing import is_typeddict as _is_typeddict
+
+Curve = list[list[float]]  # [[log2 LR (or step), loss], ...]
+
+
+class VerdictRecord(TypedDict):
+    status: str  # a sweep.core.verdict.Status
+    text: str
+
+
+class LadderSection(TypedDict):
+    name: str
+    widths: list[int]
+    proxy: int
+    target: int
+
+
+class CoordVerdict(TypedDict):
+    """A coordinate check's worst module: its slope of log mean |x| against log width."""
+
+    worst_slope: float
+    module: str
+    step: int
+    threshold: float
+    passes: bool
+
+
+class ModelCheck(CoordVerdict):
+    widths: list[int]
+
+
+class ModelSection(TypedDict):
+    kind: str
+    tunable: list[str]
+    factory: NotRequired[str]  # a user's model: where it comes from and how it is built
+    init: NotRequired[str]
+    readout: NotRequired[str | None]
+    check: NotRequired[ModelCheck]  # the pre-flight coordinate check
+
+
+class SearchRange(TypedDict):
+    low: float
+    high: float
+    log: bool
+
+
+class NearBest(TypedDict):
+    band: float
+    trials: int
+    ranges: dict[str, list[float]]  # per tuned value: [lowest, highest] among trials near best
+
+
+class TuneSection(TypedDict):
+    best_params: dict[str, float]
+    at_bound: dict[str, str]  # value -> "low" or "high"
+    widened: list[str]  # "name:side" for each bound widened
+    search: dict[str, SearchRange]
+    best_value: float
+    n_trials: int
+    n_complete: int
+    n_pruned: int
+    n_diverged: int
+    n_failed: int
+    near_best: NotRequired[NearBest | dict[str, float]]  # empty before a trial completes
+
+
+class NoiseBand(TypedDict):
+    std: float  # seed-to-seed standard deviation of a final loss
+    dof: int
+    band: float  # the loss difference two grid points must exceed to be told apart
+    seeds_per_point: int
+    relative_band: float  # band ÷ the mean best loss
+
+
+class ParametrizationCurves(TypedDict):
+    """One parametrization across the ladder, keyed by width."""
+
+    curves: dict[str, Curve]
+    optimum_log2_lr: dict[str, float]
+    optimum_interval: dict[str, list[float]]
+    bracketed: dict[str, bool]
+    regret: dict[str, float]  # at the tuned LR
+    drift_log2: float
+    drift_beyond_noise_log2: float
+    worst_regret: float
+    wider_is_better: bool
+
+
+class TransferSection(TypedDict):
+    tuned_log2_lr: float
+    noise: NoiseBand
+    mup: ParametrizationCurves
+    sp: ParametrizationCurves
+    tolerance: float
+    conclusive: bool
+    verdict: VerdictRecord
+    runs: int
+    flops_vs_target: float
+
+
+class HeldOut(TypedDict):
+    """The longest horizon predicted by β fitted without it."""
+
+    rung: float
+    beta: float
+    log2_lr: float
+    regret_rule: float
+
+
+class WeightDecayAxis(TypedDict):
+    """Per rung: the λ optimum, and the regret of λ fixed against λ at the AdamW timescale."""
+
+    curves: dict[str, Curve]
+    optimum_log2_wd: dict[str, float]
+    timescale_log2_wd: dict[str, float]
+    regret_fixed: dict[str, float]
+    regret_timescale: dict[str, float]
+
+
+class AxisSection(TypedDict):
+    """One axis (training length or batch size) at the proxy width, keyed by rung."""
+
+    rungs: list[float]
+    beta: NotRequired[float]  # the horizon's exponent
+    beta_from: NotRequired[str]
+    kappa: NotRequired[float]  # the batch's exponent
+    kappa_from: NotRequired[str]
+    curves: dict[str, Curve]
+    bracketed: dict[str, bool]
+    regret_carry: dict[str, float]
+    regret_rule: dict[str, float]
+    optimum_log2_lr: dict[str, float]
+    rule_log2_lr: dict[str, float]
+    drift_without_rule: float
+    drift_with_rule: float
+    held_out: NotRequired[HeldOut]
+    weight_decay: NotRequired[WeightDecayAxis]
+    dropped_for_budget: list[float]
+
+
+class Prediction(TypedDict):
+    """The target's LR and λ carried from the proxy by the axes' rules."""
+
+    lr: float
+    weight_decay: float
+    log2_lr: float
+    log2_shift_vs_carry: float
+    beta: float
+    kappa: float
+    proxy_tokens: int
+    target_tokens: int
+
+
+class AxesSection(TypedDict):
+    horizon: NotRequired[AxisSection]
+    batch: NotRequired[AxisSection]
+    prediction: Prediction
+    runs: int
+
+
+class Schedule(TypedDict):
+    lr: float
+    schedule: str
+    warmup_steps: int
+    warmup_from: float
+
+
+class TargetRun(TypedDict):
+    final_val_loss: float
+    status: str
+    val_curve: Curve  # [[step, validation loss], ...]
+    flops: int
+    tokens_per_s: float
+    mfu: float | None
+    devices: int
+    schedule: NotRequired[Schedule]
+
+
+class Speedup(TypedDict):
+    """Warm against cold: steps to the cold run's final loss, and the speedups (None where a
+    run never gets there; `reason` says why)."""
+
+    target_loss: float
+    warm_steps: float | None
+    cold_steps: float | None
+    speedup: float | None
+    speedup_with_source: float | None
+    speedup_with_tuning: float | None
+    reason: str | None
+
+
+class TargetSection(TypedDict):
+    width: int
+    n_layer: int
+    method: str
+    source_width: int | None
+    warm: NotRequired[TargetRun]
+    cold: NotRequired[TargetRun]
+    pad_function_gap: NotRequired[float]
+    source_from_transfer: NotRequired[bool]
+    stages: NotRequired[list[int]]
+
+
+class TargetComparison(TargetSection, Speedup):
+    """The target section once both the warm and the cold run have trained."""
+
+
+class VerifySection(TypedDict):
+    curve: Curve
+    tuned_log2_lr: float
+    optimum_log2_lr: float
+    optimum_interval: list[float]
+    bracketed: bool
+    regret: float
+    runs: int
+    flops_vs_target: float
+    predicted_log2_lr: NotRequired[float]  # when the axes stage predicted another LR
+    predicted_regret: NotRequired[float]
+    carried_regret_fitted: NotRequired[float]
+    verdict: VerdictRecord
+
+
+class HardwareSection(TypedDict):
+    device: str
+    precision: str
+    compile: bool
+    data_parallel: str
+    processes: int
+    tune_tokens_per_s: float | None
+
+
+class Sections(TypedDict):
+    """The sections of the stages complete so far, and what each has spent: what a stage's
+    summary is given of the stages before it."""
+
+    ladder: LadderSection
+    model: ModelSection
+    tune: NotRequired[TuneSection]
+    transfer: NotRequired[TransferSection]
+    axes: NotRequired[AxesSection]
+    target: NotRequired[TargetSection | TargetComparison]
+    verify: NotRequired[VerifySection]
+    coord_check: NotRequired[dict[str, CoordVerdict]]  # per parametrization
+    cost: dict[str, float]  # FLOPs per stage, e.g. "tuning_flops"
+
+
+class Summary(Sections):
+    """`summary.json`: a stage's section appears once the stage is complete; then the run's
+    verdict (once a check has one) and where the runs trained."""
+
+    verdict: NotRequired[VerdictRecord]
+    hardware: HardwareSection
+
+
+def mismatches(value: object, hint: object, where: str = "summary") -> list[str]:
+    """Where `value` (as read from JSON) departs from the type `hint`: a missing or unknown key,
+    or a value of another type, one line each naming its path. An int passes for a float."""
+    origin = get_origin(hint)
+    if _is_typeddict(hint):
+        if not isinstance(value, dict):
+            return [f"{where}: {type(value).__name__}, not an object"]
+        fields = get_type_hints(hint)
+        out = [f"{where}.{key}: missing" for key in sorted(hint.__required_keys__ - set(value))]
+        out += [f"{where}.{key}: not in the schema" for key in value if key not in fields]
+        for key, item in value.items():
+            if key in fields:
+                out += mismatches(item, fields[key], f"{where}.{key}")
+        return out
+    if origin in (Union, types.UnionType):
+        arms = [mismatches(value, arm, where) for arm in get_args(hint)]
+        return [] if any(not arm for arm in arms) else min(arms, key=len)
+    if origin is list:
+        if not isinstance(value, list):
+            return [f"{where}: {type(value).__name__}, not a list"]
+        (item_type,) = get_args(hint)
+        return [
+            line
+            for i, item in enumerate(value)
+            for line in mismatches(item, item_type, f"{where}[{i}]")
+        ]
+    if origin is dict:
+        if not isinstance(value, dict):
+            return [f"{where}: {type(value).__name__}, not an object"]
+        _, item_type = get_args(hint)
+        return [line for k, v in value.items() for line in mismatches(v, item_type, f"{where}.{k}")]
+    if hint is type(None):
+        return [] if value is None else [f"{where}: {value!r}, not null"]
+    if hint is float:
+        numeric = isinstance(value, int | float) and not isinstance(value, bool)
+        return [] if numeric else [f"{where}: {value!r}, not a number"]
+    if isinstance(value, bool) and hint is int:
+        return [f"{where}: {value!r}, not an integer"]
+    if not isinstance(hint, type):
+        raise TypeError(f"{where}: cannot check against {hint!r}")
+    return [] if isinstance(value, hint) else [f"{where}: {value!r}, not {hint.__name__}"]
