@@ -195,3 +195,42 @@ def test_verify_judges_the_prediction_against_the_carried_lr_within_the_noise(ba
     assert (
         "predicted" not in same["verdict"]["text"]
     )  # a prediction equal to the tuned LR: nothing to say
+
+
+def transfer_section(tuned_log2: float, optima: dict[int, float], band: float) -> dict:
+    """The part of a transfer section the joint fit reads: µP's optimum and interval per width."""
+    return {
+        "noise": {"band": band},
+        "mup": {
+            "optimum_log2_lr": {str(w): v for w, v in optima.items()},
+            "optimum_interval": {str(w): [v - 0.1, v + 0.1] for w, v in optima.items()},
+            "bracketed": {str(w): True for w in optima},
+        },
+        "tuned_log2_lr": tuned_log2,
+    }
+
+
+@pytest.mark.parametrize("width_slope", [0.0, -1.0])
+def test_the_joint_fit_reads_width_from_the_transfer_check_and_tokens_from_the_rungs(
+    tmp_path, width_slope
+):
+    cfg = tiny(
+        tmp_path, "axes.horizon=[2,4,8]", "ladder.widths=[32,64,128,256]", "ladder.target=512"
+    )
+    tuned = dict(cfg.ladder.hparams) | {"lr": 0.01}
+    tuned_log2 = math.log2(tuned["lr"])
+    results = run_check(cfg, tuned, synthetic(cfg, tuned))
+    optima = {w: tuned_log2 + width_slope * math.log2(w / 32) for w in cfg.ladder.widths}
+    transfer = transfer_section(tuned_log2, optima, band=0.002)
+    joint = axes.axes_summary(cfg, tuned, results, transfer)["joint"]
+    assert joint["points"] == 4 + 4  # every width, every rung (the proxy's own rung too)
+    assert joint["slopes"]["tokens"] == pytest.approx(-BETA, abs=1e-6)
+    assert joint["slopes"]["width"] == pytest.approx(width_slope, abs=1e-6)
+    assert joint["width_drift"] == (width_slope != 0)
+    assert joint["held_out_width"]["error_log2"] == pytest.approx(0, abs=1e-6)  # a plane
+    tokens = math.log2(40 / 30)  # gpt_tiny's target trains 40 steps, the proxy 30
+    expected = joint["shrunk"]["tokens"] * tokens + joint["shrunk"]["width"] * math.log2(16)
+    assert joint["log2_shift_vs_carry"] == pytest.approx(expected)
+    assert joint["log2_lr"] == pytest.approx(tuned_log2 + expected)
+    assert joint["shrunk"]["tokens"] == pytest.approx(-BETA, rel=0.05)  # measured well: kept
+    assert "joint" not in axes.axes_summary(cfg, tuned, {}, None)  # nothing measured

@@ -321,3 +321,22 @@ def test_history_falls_back_to_our_own_plot(tmp_path, toy_study, monkeypatch):
     monkeypatch.setattr(ovm, "plot_optimization_history", broken)
     out = write_report({}, tmp_path, study=toy_study)
     assert drawn(out["optuna_history"])
+
+
+@pytest.mark.parametrize("drift", [False, True])
+def test_the_joint_fit_is_one_row_of_slopes_and_one_of_its_prediction(drift):
+    joint = {
+        "points": 7,
+        "slopes": {"width": 0.19, "tokens": -0.3},
+        "stderr": {"width": 0.17, "tokens": 0.05},
+        "shrunk": {"width": 0.04, "tokens": -0.29},
+        "width_drift": drift,
+        "log2_lr": -4.49,
+        "log2_shift_vs_carry": 0.16,
+    }
+    rows = dict(summary_rows(full_summary() | {"axes": {"joint": joint}}))
+    slopes = rows["LR optimum slopes, log2 (7 optima)"]
+    assert slopes.startswith("width +0.19 ± 0.17, tokens -0.30 ± 0.05")
+    assert ("beyond its error" in slopes) == drift
+    assert rows["target log2 LR by the joint fit"] == "-4.49 (+0.16 from the tuned LR)"
+    assert not any("joint" in label for label in dict(summary_rows(full_summary())))

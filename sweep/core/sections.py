@@ -162,10 +162,32 @@ class Prediction(TypedDict):
     target_tokens: int
 
 
+class HeldOutFit(TypedDict):
+    """The joint fit without the points furthest along an axis, against them."""
+
+    at_log2: float  # where they lie on the axis (log2 ratio to the proxy)
+    error_log2: float  # mean measured − predicted log2 LR
+
+
+class JointSection(TypedDict):
+    """The LR optimum fitted over width, tokens and batch together (sweep.core.joint_fit)."""
+
+    points: int
+    slopes: dict[str, float]  # per fitted axis: d log2 η* / d log2 ratio
+    stderr: dict[str, float]
+    shrunk: dict[str, float]  # each slope × max(0, 1 − (se/slope)²): what a prediction uses
+    width_drift: bool  # the width slope lies beyond two standard errors of µP's zero
+    log2_lr: float  # the target's: the tuned log2 LR + the shrunk slopes' shift
+    log2_shift_vs_carry: float
+    held_out_width: NotRequired[HeldOutFit]
+    held_out_tokens: NotRequired[HeldOutFit]
+
+
 class AxesSection(TypedDict):
     horizon: NotRequired[AxisSection]
     batch: NotRequired[AxisSection]
     prediction: Prediction
+    joint: NotRequired[JointSection]
     runs: int
 
 

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from sweep.core.sections import (
+    AxesSection,
     CoordVerdict,
     HardwareSection,
     Summary,
@@ -148,6 +149,25 @@ def _transfer_rows(transfer: TransferSection) -> list[tuple[str, str]]:
     return rows
 
 
+def _axes_rows(axes: AxesSection) -> list[tuple[str, str]]:
+    """The joint fit of the LR optimum: each slope with its error, and what it predicts."""
+    joint = axes.get("joint")
+    if not joint:
+        return []
+    slopes = ", ".join(
+        f"{axis} {num(slope):+.2f} ± {num(joint['stderr'].get(axis)):.2f}"
+        for axis, slope in joint["slopes"].items()
+    )
+    drift = "; the width slope is beyond its error (µP predicts 0)" if joint["width_drift"] else ""
+    predicted = (
+        f"{num(joint['log2_lr']):.2f} ({num(joint['log2_shift_vs_carry']):+.2f} from the tuned LR)"
+    )
+    return [
+        (f"LR optimum slopes, log2 ({joint['points']} optima)", (slopes or "none fitted") + drift),
+        ("target log2 LR by the joint fit", predicted),
+    ]
+
+
 def _verify_rows(verify: VerifySection) -> list[tuple[str, str]]:
     lo, hi = (num(v) for v in verify.get("optimum_interval") or [math.nan, math.nan])
     optimum = f"{num(verify.get('optimum_log2_lr')):.2f} [{lo:.2f}, {hi:.2f}]"
@@ -221,7 +241,8 @@ def _hardware_rows(
 
 def summary_rows(summary: Summary) -> list[tuple[str, str]]:
     """Every key figure of the summary, in reading order: verdict, tuning, transfer, coordinate
-    check, the check at the target, the warm and cold target runs, cost."""
+    check, the joint fit of the LR optimum, the check at the target, the warm and cold target
+    runs, cost."""
     rows: list[tuple[str, str]] = []
     if verdict := summary.get("verdict"):
         rows.append(("verdict", Verdict.from_dict(verdict).text))
@@ -232,6 +253,8 @@ def summary_rows(summary: Summary) -> list[tuple[str, str]]:
     for kind, check in (summary.get("coord_check") or {}).items():
         if kind in PARAM_LABELS:
             rows.append((f"{PARAM_LABELS[kind]} coord check worst slope", coord_check_text(check)))
+    if summary.get("axes"):
+        rows += _axes_rows(summary["axes"])
     if summary.get("verify"):
         rows += _verify_rows(summary["verify"])
     if summary.get("target"):

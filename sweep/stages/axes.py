@@ -19,7 +19,7 @@ named by a hash of the tuned values, so an interrupted stage reruns only what it
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -33,15 +33,19 @@ from sweep.core.axis_rules import (
     fit_power_law,
     weight_decay_for,
 )
-from sweep.core.lr_curve import bracket, fit_optimum, fitted_regret
+from sweep.core.joint_fit import OptimumPoint, fit_joint, held_out_error
+from sweep.core.lr_curve import bracket, fit_optimum, fitted_regret, optimum_interval
 from sweep.core.metrics import drift
 from sweep.core.records import read_record
 from sweep.core.sections import (
     AxesSection,
     AxisSection,
     HeldOut,
+    HeldOutFit,
+    JointSection,
     Prediction,
     Sections,
+    TransferSection,
     WeightDecayAxis,
 )
 from sweep.core.train import RunConfig
@@ -361,11 +365,93 @@ def target_setting(cfg: DictConfig) -> Setting:
     return Setting(ladder.batch_size * ladder.seq_len, ladder.target_steps)
 
 
+def optimum_stderr(interval: Sequence[float], resolution: float) -> float:
+    """How well an optimum is known, in log2 LR: a quarter of its interval (the LRs within the
+    noise band of the best loss span about ±2 standard errors), at least an eighth of a grid
+    step; NaN without an interval."""
+    lo, hi = interval
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return math.nan
+    return max((hi - lo) / 4, resolution / 8)
+
+
+def optimum_points(
+    cfg: DictConfig,
+    tuned: Mapping[str, float],
+    results: Mapping[AxisRun, float],
+    transfer: TransferSection | None,
+) -> list[OptimumPoint]:
+    """Every bracketed optimum measured: the transfer check's µP curves (each width at the
+    transfer check's tokens) and the axes' rungs (at the proxy width), each placed by its log2
+    ratios to the proxy's tuning run and known to within its interval of the seed noise (the
+    transfer check's band; without it the optima weigh alike)."""
+    proxy, ladder, res = proxy_setting(cfg), cfg.ladder, cfg.ladder.lr_resolution
+    points, band = [], math.nan
+    if transfer is not None:
+        band, mup = transfer["noise"]["band"], transfer["mup"]
+        tokens = math.log2(ladder.transfer_steps / ladder.tune_steps)
+        points += [
+            OptimumPoint(
+                {"width": math.log2(int(w) / ladder.widths[0]), "tokens": tokens},
+                v,
+                optimum_stderr(mup["optimum_interval"][w], res),
+            )
+            for w, v in mup["optimum_log2_lr"].items()
+            if mup["bracketed"][w]
+        ]
+    for axis in AXES:
+        for rung in rungs(cfg, axis):
+            xs, ys = lr_curve(cfg, tuned, results, axis, rung)
+            if any(math.isfinite(y) for y in ys) and bracket(xs, ys).closed:
+                at = rung_setting(cfg, axis, rung)
+                coords = {
+                    "tokens": math.log2(at.tokens / proxy.tokens),
+                    "batch": math.log2(at.batch_tokens / proxy.batch_tokens),
+                }
+                interval = (
+                    optimum_interval(xs, ys, band) if math.isfinite(band) else (math.nan,) * 2
+                )
+                points.append(
+                    OptimumPoint(coords, fit_optimum(xs, ys).log2_lr, optimum_stderr(interval, res))
+                )
+    return points
+
+
+def joint_summary(cfg: DictConfig, tuned_log2: float, points: list[OptimumPoint]) -> JointSection:
+    """The joint fit of the optima, the target's log2 LR it predicts from the tuned one, and
+    how well it predicts the widest width and the longest horizon when fitted without them."""
+    fit = fit_joint(points)
+    proxy, target = proxy_setting(cfg), target_setting(cfg)
+    at_target = {
+        "width": math.log2(cfg.ladder.target / cfg.ladder.widths[0]),
+        "tokens": math.log2(target.tokens / proxy.tokens),
+        "batch": math.log2(target.batch_tokens / proxy.batch_tokens),
+    }
+    shift = fit.shift(at_target)
+    out = JointSection(
+        points=fit.points,
+        slopes=dict(fit.slopes),
+        stderr=dict(fit.stderr),
+        shrunk={axis: fit.shrunk(axis) for axis in fit.slopes},
+        width_drift=fit.beyond_error("width"),
+        log2_lr=tuned_log2 + shift,
+        log2_shift_vs_carry=shift,
+    )
+    for axis in ("width", "tokens"):
+        at, error = held_out_error(points, axis)
+        if math.isfinite(error):
+            out[f"held_out_{axis}"] = HeldOutFit(at_log2=at, error_log2=error)
+    return out
+
+
 def axes_summary(
-    cfg: DictConfig, tuned: Mapping[str, float], results: Mapping[AxisRun, float]
+    cfg: DictConfig,
+    tuned: Mapping[str, float],
+    results: Mapping[AxisRun, float],
+    transfer: TransferSection | None = None,
 ) -> AxesSection:
     """Every axis checked, and the target's LR and λ predicted from them next to µTransfer's
-    plain carry-over."""
+    plain carry-over; with the transfer check's curves, the joint fit over width and tokens."""
     axes = {axis: axis_summary(cfg, tuned, results, axis) for axis in AXES if rungs(cfg, axis)}
     beta, kappa = 0.0, cfg.axes.kappa
     if "horizon" in axes:
@@ -390,7 +476,12 @@ def axes_summary(
         proxy_tokens=proxy_setting(cfg).tokens,
         target_tokens=target_setting(cfg).tokens,
     )
-    return AxesSection(**axes, prediction=prediction, runs=len(results))
+    section = AxesSection(**axes, prediction=prediction)
+    points = optimum_points(cfg, tuned, results, transfer)
+    if points:
+        section["joint"] = joint_summary(cfg, math.log2(tuned["lr"]), points)
+    section["runs"] = len(results)
+    return section
 
 
 class AxesStage(PointGrid):
@@ -458,4 +549,5 @@ class AxesStage(PointGrid):
         if ctx.tuned is None or not self.complete(ctx, results := self.read(ctx)):
             return None
         flops = read_flops(ctx.run_dir / self.folder, ctx.tuned)
-        return Section(self.name, axes_summary(ctx.cfg, ctx.tuned, results), flops, "axes_flops")
+        section = axes_summary(ctx.cfg, ctx.tuned, results, so_far.get("transfer"))
+        return Section(self.name, section, flops, "axes_flops")

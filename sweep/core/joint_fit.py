@@ -1,0 +1,108 @@
+"""The LR optimum fitted jointly over width, tokens and batch (docs/methods.md §11). Pure, numpy.
+
+Every measured optimum (a transfer curve at one width, an axes rung at the proxy width) is a point
+(log2 width multiplier, log2 tokens ratio, log2 batch ratio; log2 η*), each ratio to the proxy's
+tuning run. One least-squares plane through them,
+
+    log2 η* = a + b·log2(m) + c·log2(D/D₀) + d·log2(B/B₀),
+
+gives each slope with its standard error; an axis the points do not vary along is not fitted.
+µP predicts b = 0 (Bjorck et al. 2024 find the D dependence remains, c = −β). A slope enters a
+prediction only in proportion to how well it is measured: it is shrunk toward zero (plain
+carry-over) by the factor max(0, 1 − (se/slope)²), so a slope within one standard error of zero
+moves nothing and a noisy fit cannot push the answer far from carry-over.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+AXES = ("width", "tokens", "batch")
+
+
+@dataclass(frozen=True)
+class OptimumPoint:
+    """One measured optimum: where it was measured (log2 ratios to the proxy) and its log2 LR."""
+
+    coords: Mapping[str, float]  # axis -> log2 ratio; a missing axis is 0 (the proxy's)
+    log2_lr: float
+    stderr: float = math.nan  # how well this optimum is known (log2); NaN: unknown
+
+
+@dataclass(frozen=True)
+class JointFit:
+    intercept: float
+    slopes: Mapping[str, float]  # the fitted axes only
+    stderr: Mapping[str, float]  # inf when the points leave no degree of freedom
+    points: int
+
+    def shrunk(self, axis: str) -> float:
+        """The slope weighted by how well it is measured (0 for an axis not fitted)."""
+        slope, se = self.slopes.get(axis, 0.0), self.stderr.get(axis, math.inf)
+        if slope == 0.0 or not math.isfinite(se):
+            return 0.0
+        return slope * max(0.0, 1.0 - (se / slope) ** 2)
+
+    def beyond_error(self, axis: str, z: float = 2.0) -> bool:
+        """Whether the slope lies more than `z` standard errors from zero."""
+        se = self.stderr.get(axis, math.inf)
+        return axis in self.slopes and math.isfinite(se) and abs(self.slopes[axis]) > z * se
+
+    def log2_at(self, coords: Mapping[str, float]) -> float:
+        """The plane's log2 η* at `coords` (unshrunk)."""
+        return self.intercept + sum(s * coords.get(a, 0.0) for a, s in self.slopes.items())
+
+    def shift(self, coords: Mapping[str, float]) -> float:
+        """The log2 LR change from the proxy to `coords`, by the shrunk slopes."""
+        return sum(self.shrunk(a) * coords.get(a, 0.0) for a in AXES)
+
+
+def fit_joint(points: Sequence[OptimumPoint]) -> JointFit:
+    """The least-squares plane through the finite optima, its slopes along every axis the points
+    vary on. When every optimum says how well it is known, each is weighted by 1/stderr² and the
+    slopes' errors are those the optima's errors imply, scaled up by the scatter about the plane
+    where it is larger (the reduced χ²); otherwise the points weigh alike and the errors come
+    from the scatter alone (inf with no degree of freedom). ValueError with no finite point."""
+    finite = [p for p in points if math.isfinite(p.log2_lr)]
+    if not finite:
+        raise ValueError("a joint fit needs at least one finite optimum")
+    axes = [a for a in AXES if len({round(p.coords.get(a, 0.0), 9) for p in finite}) >= 2]
+    x = np.array([[1.0] + [p.coords.get(a, 0.0) for a in axes] for p in finite])
+    y = np.array([p.log2_lr for p in finite])
+    known = all(math.isfinite(p.stderr) and p.stderr > 0 for p in finite)
+    w = np.array([1.0 / p.stderr**2 if known else 1.0 for p in finite])
+    coef, *_ = np.linalg.lstsq(x * np.sqrt(w)[:, None], y * np.sqrt(w), rcond=None)
+    dof = len(finite) - x.shape[1]
+    residual = y - x @ coef
+    if dof > 0:
+        scatter = float(w @ residual**2) / dof
+        scale = max(1.0, scatter) if known else scatter
+    else:  # nothing to measure the scatter by: the optima's own errors, if they have them
+        scale = 1.0 if known else math.inf
+    cov = np.linalg.pinv(x.T @ (x * w[:, None]))
+    errors = np.sqrt(np.clip(np.diag(cov), 0.0, None) * scale)
+    return JointFit(
+        float(coef[0]),
+        {a: float(c) for a, c in zip(axes, coef[1:], strict=True)},
+        {a: float(e) for a, e in zip(axes, errors[1:], strict=True)},
+        len(finite),
+    )
+
+
+def held_out_error(points: Sequence[OptimumPoint], axis: str = "width") -> tuple[float, float]:
+    """The fit without the points furthest along `axis`, and how far it misses them: (where they
+    lie on the axis, mean measured − predicted log2 LR). NaNs when fewer than two positions on
+    the axis leave something to fit."""
+    finite = [p for p in points if math.isfinite(p.log2_lr)]
+    positions = sorted({p.coords.get(axis, 0.0) for p in finite})
+    if len(positions) < 3:  # the rest must still vary along the axis
+        return math.nan, math.nan
+    furthest = positions[-1]
+    held = [p for p in finite if p.coords.get(axis, 0.0) == furthest]
+    fit = fit_joint([p for p in finite if p.coords.get(axis, 0.0) != furthest])
+    errors = [p.log2_lr - fit.log2_at(p.coords) for p in held]
+    return furthest, float(np.mean(errors))
