@@ -255,8 +255,8 @@ def test_partial_summary_renders_with_notes(tmp_path):
     text = html.unescape(out["report"].read_text(encoding="utf-8"))
     assert "tuned alpha_out" in text and "40 (17 pruned" in text
     for note in (
-        "No transfer check in the summary",
-        "No target runs in the summary",
+        "No transfer section in the summary",
+        "No target section in the summary",
         "No cost accounting in the summary",
         "No coordinate check",
         "No Optuna study",

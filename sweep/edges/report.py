@@ -12,7 +12,7 @@ files, links or requests, so it works offline.
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,6 +25,9 @@ from sweep.edges.summary_table import PARAM_LABELS, coord_check_text, summary_ro
 
 if TYPE_CHECKING:
     import optuna
+
+
+SectionPlot = Callable[[Summary, Path], Path | None]  # None: nothing in the summary to draw
 
 
 class Skipped(Exception):
@@ -56,11 +59,19 @@ def _coord_check(inputs: ReportInputs, path: Path) -> str:
     )
 
 
+def _plotted(inputs: ReportInputs, path: Path, key: str, plot: SectionPlot) -> Mapping:
+    """The summary's `key` section, once `plot` has drawn the figure from it; `Skipped` when the
+    summary has no such section (its stage has not run) or nothing in it to draw."""
+    section = inputs.summary.get(key)
+    if not section:
+        raise Skipped(f"No {key} section in the summary: its stage has not run, or was skipped.")
+    if plot(inputs.summary, path) is None:
+        raise Skipped(f"The {key} section has nothing to plot (no finite loss).")
+    return section
+
+
 def _transfer(inputs: ReportInputs, path: Path) -> str:
-    if not inputs.summary.get("transfer"):
-        raise Skipped("No transfer check in the summary (stage not run yet).")
-    if figures.plot_transfer(inputs.summary, path) is None:
-        raise Skipped("The transfer section has no loss curves to plot.")
+    _plotted(inputs, path, "transfer", figures.plot_transfer)
     return (
         "µTransfer check (docs/methods.md §3): final validation loss against log2 LR per width, "
         "µP left, SP right, on grids centred on the LR tuned on the proxy (dashed) and grown "
@@ -71,10 +82,7 @@ def _transfer(inputs: ReportInputs, path: Path) -> str:
 
 
 def _verify(inputs: ReportInputs, path: Path) -> str:
-    if not inputs.summary.get("verify"):
-        raise Skipped("No check at the target in the summary (verify stage not run yet).")
-    if figures.plot_verify(inputs.summary, path) is None:
-        raise Skipped("The check at the target has no finite loss to plot.")
+    _plotted(inputs, path, "verify", figures.plot_verify)
     return (
         "The direct check at the target (docs/methods.md §3): the cold target trained at the "
         "tuned LR and its neighbours (×2^±resolution, further out until bracketed)."
@@ -82,11 +90,7 @@ def _verify(inputs: ReportInputs, path: Path) -> str:
 
 
 def _axes(inputs: ReportInputs, path: Path) -> str:
-    prediction = (inputs.summary.get("axes") or {}).get("prediction")
-    if not prediction:
-        raise Skipped("No check beside width in the summary (axes stage not run or no axis).")
-    if figures.plot_axes(inputs.summary, path) is None:
-        raise Skipped("The axes section has no loss curves to plot.")
+    prediction = _plotted(inputs, path, "axes", figures.plot_axes)["prediction"]
     return (
         "Transfer beside width (docs/methods.md §11): at the proxy width, loss against log2 LR "
         "at each rung of training length (or batch), and the optimum against the rung beside "
@@ -96,11 +100,7 @@ def _axes(inputs: ReportInputs, path: Path) -> str:
 
 
 def _warmstart(inputs: ReportInputs, path: Path) -> str:
-    target = inputs.summary.get("target")
-    if not target:
-        raise Skipped("No target runs in the summary (stage not run yet).")
-    if figures.plot_warmstart(inputs.summary, path) is None:
-        raise Skipped("The target section has no validation curves to plot.")
+    target = _plotted(inputs, path, "target", figures.plot_warmstart)
     return (
         f"Target model warm-started by {target.get('method', 'a warm start')} from width "
         f"{target.get('source_width')} trained with the tuned HPs, against a cold µP init "
