@@ -268,8 +268,9 @@ def axis_summary(
     name = "beta" if axis == "horizon" else "kappa"
     rules = rule_log2_lrs(cfg, tuned, results, axis)
     optima = lr_optima(cfg, tuned, results, axis)
+    kept = rungs(cfg, axis)
     curves, bracketed, regret_carry, regret_rule = {}, {}, {}, {}
-    for rung in rungs(cfg, axis):
+    for rung in kept:
         xs, ys = lr_curve(cfg, tuned, results, axis, rung)
         key = f"{rung:g}"
         curves[key] = [[x, y] for x, y in zip(xs, ys, strict=True)]
@@ -277,7 +278,7 @@ def axis_summary(
         regret_carry[key] = fitted_regret(xs, ys, tuned_log2)
         regret_rule[key] = fitted_regret(xs, ys, rules[rung])
     out = AxisSection(
-        rungs=rungs(cfg, axis),
+        rungs=kept,
         **{name: exponent, f"{name}_from": source},
         curves=curves,
         bracketed=bracketed,
@@ -287,7 +288,7 @@ def axis_summary(
         rule_log2_lr={f"{r:g}": v for r, v in rules.items()},
         drift_without_rule=drift(optima),
         drift_with_rule=drift({r: v - (rules[r] - tuned_log2) for r, v in optima.items()}),
-        dropped_for_budget=[float(r) for r in cfg.axes[axis] if float(r) not in rungs(cfg, axis)],
+        dropped_for_budget=[float(r) for r in cfg.axes[axis] if float(r) not in kept],
     )
     if axis == "horizon" and cfg.axes.beta is None and len(optima) >= 3:
         out["held_out"] = held_out(cfg, tuned, results, optima)
@@ -376,15 +377,12 @@ def optimum_stderr(interval: Sequence[float], resolution: float) -> float:
 
 
 def optimum_points(
-    cfg: DictConfig,
-    tuned: Mapping[str, float],
-    results: Mapping[AxisRun, float],
-    transfer: TransferSection | None,
+    cfg: DictConfig, axes: Mapping[str, AxisSection], transfer: TransferSection | None
 ) -> list[OptimumPoint]:
     """Every bracketed optimum measured: the transfer check's µP curves (each width at the
-    transfer check's tokens) and the axes' rungs (at the proxy width), each placed by its log2
-    ratios to the proxy's tuning run and known to within its interval of the seed noise (the
-    transfer check's band; without it the optima weigh alike)."""
+    transfer check's tokens) and the axes' rungs (at the proxy width), read from their sections,
+    each placed by its log2 ratios to the proxy's tuning run and known to within its interval of
+    the seed noise (the transfer check's band; without it the optima weigh alike)."""
     proxy, ladder, res = proxy_setting(cfg), cfg.ladder, cfg.ladder.lr_resolution
     points, band = [], math.nan
     if transfer is not None:
@@ -399,21 +397,20 @@ def optimum_points(
             for w, v in mup["optimum_log2_lr"].items()
             if mup["bracketed"][w]
         ]
-    for axis in AXES:
-        for rung in rungs(cfg, axis):
-            xs, ys = lr_curve(cfg, tuned, results, axis, rung)
-            if any(math.isfinite(y) for y in ys) and bracket(xs, ys).closed:
-                at = rung_setting(cfg, axis, rung)
-                coords = {
-                    "tokens": math.log2(at.tokens / proxy.tokens),
-                    "batch": math.log2(at.batch_tokens / proxy.batch_tokens),
-                }
-                interval = (
-                    optimum_interval(xs, ys, band) if math.isfinite(band) else (math.nan,) * 2
-                )
-                points.append(
-                    OptimumPoint(coords, fit_optimum(xs, ys).log2_lr, optimum_stderr(interval, res))
-                )
+    for axis, section in axes.items():
+        for rung in section["rungs"]:
+            key = f"{rung:g}"
+            if key not in section["optimum_log2_lr"] or not section["bracketed"][key]:
+                continue
+            xs, ys = ([p[i] for p in section["curves"][key]] for i in (0, 1))
+            interval = optimum_interval(xs, ys, band) if math.isfinite(band) else (math.nan,) * 2
+            at = rung_setting(cfg, axis, rung)
+            coords = {
+                "tokens": math.log2(at.tokens / proxy.tokens),
+                "batch": math.log2(at.batch_tokens / proxy.batch_tokens),
+            }
+            optimum = section["optimum_log2_lr"][key]
+            points.append(OptimumPoint(coords, optimum, optimum_stderr(interval, res)))
     return points
 
 
@@ -477,7 +474,7 @@ def axes_summary(
         target_tokens=target_setting(cfg).tokens,
     )
     section = AxesSection(**axes, prediction=prediction)
-    points = optimum_points(cfg, tuned, results, transfer)
+    points = optimum_points(cfg, axes, transfer)
     if points:
         section["joint"] = joint_summary(cfg, math.log2(tuned["lr"]), points)
     section["runs"] = len(results)
