@@ -112,10 +112,9 @@ class Pipeline:
                 stage.run(self.context(), self)
         summary = self.summary()
         self.write_summary(summary)
-        if (tuned := self.context().tuned) is not None:
-            write_atomic(
-                self.run_dir / "tuned.yaml", tuned_yaml(tuned_record(self.cfg, tuned)).encode()
-            )
+        if (ctx := self.context()).tuned is not None:
+            record = tuned_record(self.cfg, ctx.applied)
+            write_atomic(self.run_dir / "tuned.yaml", tuned_yaml(record).encode())
         print_summary(self.console, summary, self.run_dir)
         url = public_url(storage_url(self.cfg, self.run_dir))
         if url == "journal":
@@ -210,7 +209,9 @@ class Pipeline:
     def context(self) -> Context:
         """What a stage reads, as it is now (the study as the stages before left it)."""
         planned = tuple(name for name in self.names if name != StageName.plan)
-        return Context(self.cfg, self.run_dir, self.study(), planned or tuple(self.registry))
+        return Context(
+            self.cfg, self.run_dir, self.study(), planned or tuple(self.registry), self.summary
+        )
 
     def report_errors(self):
         """One line per failed job (which, why, where its trace is); the stage carries on."""

@@ -49,7 +49,7 @@ def build_summary(
         target=cfg.ladder.target,
     )
     summary = Sections(ladder=ladder, model=model_summary(cfg, run_dir), cost={})
-    ctx = Context(cfg, run_dir, study)
+    ctx = Context(cfg, run_dir, study, sections=lambda: summary)
     for stage in stages.values():
         section = stage.summary(ctx, summary)
         if section is None:

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from sweep.config import compose_config, resolve_vocabulary
+from sweep.config import compose_config, proxy_setting, resolve_vocabulary
 from sweep.core.axis_rules import adamw_timescale, weight_decay_for
 from sweep.stages import axes
 
@@ -27,7 +27,7 @@ def tiny(tmp_path, *overrides: str):
 def synthetic(cfg, tuned: dict, beta: float = BETA, wd_curvature: float = 0.0):
     """loss(run): a parabola in log2 LR around η*(D) = tuned · (D/D_proxy)^-β, plus one in
     log2 λ around the λ of the proxy's AdamW timescale at the run's LR."""
-    proxy = axes.proxy_setting(cfg)
+    proxy = proxy_setting(cfg)
     tau = (
         adamw_timescale(proxy.batch_tokens, tuned["lr"], tuned["weight_decay"], proxy.tokens)
         if tuned["weight_decay"] > 0
@@ -182,19 +182,26 @@ def verify_records(optimum: float) -> dict:
     return {k: record(float(k)) for k in (-1, 0, 1)}
 
 
-@pytest.mark.parametrize("band, says", [(0.0, "better than"), (0.01, "within the noise")])
-def test_verify_judges_the_prediction_against_the_carried_lr_within_the_noise(band, says):
+@pytest.mark.parametrize("band", [0.0, 0.01])
+def test_verify_centres_on_the_applied_lr_and_judges_every_candidate_with_its_interval(band):
     from sweep.stages.verify import verify_summary
 
-    records = verify_records(optimum=-0.4)  # the target wants 0.4 log2 less than tuned
-    summary = verify_summary(records, 1.0, band, 1.0, 0.005, predicted_lr=2.0**-0.4)
-    assert summary["predicted_regret"] == pytest.approx(0, abs=1e-12)
-    assert summary["carried_regret_fitted"] == pytest.approx(0.1 * 0.16 / 2.0)
-    assert says in summary["verdict"]["text"]
-    same = verify_summary(records, 1.0, band, 1.0, 0.005, predicted_lr=1.0)
-    assert (
-        "predicted" not in same["verdict"]["text"]
-    )  # a prediction equal to the tuned LR: nothing to say
+    records = verify_records(optimum=-0.4)  # the curve, centred on the applied LR (log2 0)
+    candidates = {"applied": 0.0, "carried": 0.3, "unshrunk": -0.4, "one_axis": 0.0}
+    summary = verify_summary(records, candidates, band, 1.0, 0.005)
+    judged = summary["judged"]
+    assert summary["applied_log2_lr"] == 0.0
+    assert summary["regret"] == 0.0  # the applied LR is the grid's best point
+    assert judged["applied"]["regret"] == pytest.approx(0.1 * 0.16 / 2.0)  # against the vertex
+    assert judged["carried"]["regret"] == pytest.approx(0.1 * 0.7**2 / 2.0)
+    assert judged["unshrunk"]["regret"] == pytest.approx(0, abs=1e-12)
+    assert "one_axis" not in judged  # the same LR as the applied one: nothing more to say
+    for figures in judged.values():
+        assert figures["interval"] == pytest.approx(
+            [max(0.0, figures["regret"] - band), figures["regret"] + band]
+        )
+    text = summary["verdict"]["text"]
+    assert "the applied LR (log2 0.00) 0.80%" in text and "the tuned LR carried over" in text
 
 
 def transfer_section(tuned_log2: float, optima: dict[int, float], band: float) -> dict:

@@ -252,12 +252,20 @@ def test_tuned_file_trains_the_target_cold_run_again(tiny_run, tmp_path):
     rules = tuned["target"]["parameters"]
     m = cfg.ladder.target / cfg.ladder.widths[0]
     hidden = rules["blocks.*.attn.q.weight"]
-    assert hidden["lr"] == pytest.approx(tuned["proxy"]["hparams"]["lr"] / m)
-    assert rules["wte.weight"]["lr"] == pytest.approx(tuned["proxy"]["hparams"]["lr"])
+    assert hidden["lr"] == pytest.approx(tuned["target"]["hparams"]["lr"] / m)
+    assert rules["wte.weight"]["lr"] == pytest.approx(tuned["target"]["hparams"]["lr"])
     assert tuned["target"]["multipliers"]["width_multiplier_m"] == m
     assert single(["--from", str(run_dir / "tuned.yaml"), "--out", str(tmp_path)]) == 0
     again = json.loads((tmp_path / "result.json").read_text())["result"]
-    cold = json.loads((run_dir / "target" / "cold.json").read_text())["result"]
+    applied = summary["target"]["applied"]
+    assert tuned["target"]["hparams"] == applied["hparams"]  # what the target trained at
+    assert tuned["target"]["carried"] == applied["carried"] == tuned["proxy"]["hparams"]
+    assert tuned["run"]["optim"]["lr"] == pytest.approx(applied["hparams"]["lr"])
+    (path,) = (run_dir / "target").glob("cold_*.json")
+    record = json.loads(path.read_text())
+    assert record["hparams"] == applied["hparams"]
+    assert summary["verify"]["applied_log2_lr"] == pytest.approx(math.log2(record["hparams"]["lr"]))
+    cold = record["result"]
     assert again["train_loss"] == cold["train_loss"] and again["val_loss"] == cold["val_loss"]
 
 

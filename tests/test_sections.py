@@ -79,7 +79,16 @@ def test_a_target_section_with_both_runs_must_carry_the_speedup_and_only_then():
         "mfu": None,
         "devices": 1,
     }
-    base = {"width": 64, "n_layer": 2, "method": "cold", "source_width": None, "cold": run}
+    values = {"lr": 0.01}
+    applied = {"hparams": values, "carried": values, "log2_lr_shift": 0.0, "rule": "carried"}
+    base = {
+        "width": 64,
+        "n_layer": 2,
+        "method": "cold",
+        "source_width": None,
+        "applied": applied,
+        "cold": run,
+    }
     speedup = {
         "target_loss": 2.0,
         "warm_steps": 5.0,

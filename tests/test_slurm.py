@@ -85,7 +85,7 @@ def test_preempted_target_run_is_requeued_and_replays_the_exact_losses(tmp_path)
     from omegaconf import OmegaConf
 
     from sweep.edges.launch import Requeueable, make_executor
-    from sweep.stages.target import target_job
+    from sweep.stages.target import target_job, target_key
 
     cfg = make_cfg(
         tmp_path,
@@ -104,17 +104,19 @@ def test_preempted_target_run_is_requeued_and_replays_the_exact_losses(tmp_path)
     reference_dir = tmp_path / "reference"
     (reference_dir / "target").mkdir(parents=True)
     reference = target_job(
-        {"cfg": container, "run_dir": str(reference_dir), "hparams": hparams, "kind": "cold"}
-    )
+        {"cfg": container, "run_dir": str(reference_dir), "hparams": hparams, "kind": "cold",
+         "source_hparams": hparams}
+    )  # fmt: skip
 
     run_dir = tmp_path / "gpt_tiny"
     slurm = dict(container["launcher"], kind="slurm")
     executor = make_executor(slurm, tmp_path / "jobs")
     job = executor.submit(
         Requeueable(target_job),
-        {"cfg": container, "run_dir": str(run_dir), "hparams": hparams, "kind": "cold"},
-    )
-    checkpoint = run_dir / "target" / "cold.ckpt"
+        {"cfg": container, "run_dir": str(run_dir), "hparams": hparams, "kind": "cold",
+         "source_hparams": hparams},
+    )  # fmt: skip
+    checkpoint = run_dir / "target" / f"{target_key('cold', hparams)}.ckpt"
     deadline = time.time() + 120
     while not checkpoint.exists() and time.time() < deadline:
         time.sleep(0.2)

@@ -3,6 +3,7 @@ start at the tuned LR, grow towards the optimum until it is bracketed, stop at t
 spend the noise seeds at each series' best point."""
 
 import math
+import random
 
 import pytest
 
@@ -91,15 +92,45 @@ def test_the_grid_stops_at_its_budget_and_the_verdict_says_inconclusive():
     assert verdict["text"].startswith("inconclusive") and "SP width 128" in verdict["text"]
 
 
-def test_noise_seeds_go_to_each_series_best_point_once_it_is_settled():
+def test_noise_seeds_go_to_each_series_best_point_and_its_better_neighbour_once_settled():
     cfg = make_cfg("ladder.noise_seeds=2")
     results = complete(cfg, shifted(MUP_FLAT_SP_DRIFTING, noise=0.01))
     for (p, width), k0 in MUP_FLAT_SP_DRIFTING.items():
         repeats = [run for run in results if (run.parametrization, run.width) == (p, width)
                    and run.seed in extra_seeds(cfg)]  # fmt: skip
-        assert {run.step for run in repeats} == {round(k0)} and len(repeats) == 2
-    summary = transfer_summary(cfg, results, tuned_lr=2**-6, target_flops=1e6)
-    assert summary["noise"]["dof"] == 6 * 2 and 0 < summary["noise"]["std"] < 0.02
+        best = round(k0)
+        neighbour = best + 1 if k0 > best else best - 1  # the lower of the two sides
+        assert {run.step for run in repeats} == {best, neighbour} and len(repeats) == 4
+    noise = transfer_summary(cfg, results, tuned_lr=2**-6, target_flops=1e6)["noise"]
+    assert noise["dof"] == 6 * 2 and 0 < noise["std"] < 0.02
+    assert noise["paired"] and noise["paired_dof"] == 6 * 2
+
+
+def correlated(optimum_step: float, sigma: float, rho: float):
+    """A parabola in grid steps whose seed noise is shared across LRs with correlation `rho`:
+    each seed's offset √ρ·z_seed plus an independent √(1−ρ)·e_(seed, step), both N(0, σ²)."""
+
+    def loss(p, width, k, seed):
+        common = random.Random(f"{p}{width}{seed}").gauss(0, 1)
+        own = random.Random(f"{p}{width}{seed}_{k}").gauss(0, 1)
+        noise = sigma * (math.sqrt(rho) * common + math.sqrt(1 - rho) * own)
+        return 3.0 + 0.05 * (k - optimum_step) ** 2 + noise
+
+    return loss
+
+
+@pytest.mark.parametrize("rho", [0.0, 0.75, 0.96])
+def test_the_paired_band_is_narrower_than_the_unpaired_one_by_the_factor_the_correlation_implies(
+    rho,
+):
+    cfg = make_cfg("ladder.noise_seeds=300")
+    results = complete(cfg, correlated(0.2, sigma=0.01, rho=rho))
+    noise = transfer_summary(cfg, results, tuned_lr=2**-6, target_flops=1e6)["noise"]
+    assert noise["paired"]
+    assert noise["band"] / noise["unpaired_band"] == pytest.approx(math.sqrt(1 - rho), abs=0.05)
+    assert noise["correlation"] == pytest.approx(rho, abs=0.1)
+    if rho > 0:
+        assert noise["relative_band"] < noise["relative_unpaired_band"]
 
 
 def test_the_summary_judges_by_regret_and_reads_a_flat_basin_as_flat():
@@ -150,9 +181,9 @@ def test_the_verify_stage_brackets_the_targets_optimum_and_reports_its_regret():
         steps += new
     assert sorted(steps) == [-3, -2, -1, 0, 1]  # grown down until the optimum is bracketed
     longer = "the target trains 300 steps against the ladder's 150"
-    summary = verify_summary(
-        records, 2**-6, 0.001, target_flops=500, tolerance=0.005, differs=longer
-    )
+    centre = {"applied": -6.0, "carried": -6.0}
+    summary = verify_summary(records, centre, 0.001, target_flops=500, tolerance=0.005,
+                             differs=longer)  # fmt: skip
     assert summary["bracketed"] and summary["optimum_log2_lr"] == pytest.approx(-7.5)
     best = min(2.0 + 0.04 * (x + 7.5) ** 2 for x in (-9.0, -8.0, -7.0, -6.0, -5.0))
     assert summary["regret"] == pytest.approx((2.0 + 0.04 * 1.5**2 - best) / best)  # 4%
@@ -167,6 +198,7 @@ def test_the_verify_stage_stops_at_its_budget():
     records = verify_records(-12.0, [0, -1, 1])
     curve = {k: r["result"]["val_loss"][-1][1] for k, r in records.items()}
     assert next_steps(curve, max_runs=2) == []
-    summary = verify_summary(records, 2**-6, relative_band=0.0, target_flops=500, tolerance=0.005)
+    centre = {"applied": -6.0, "carried": -6.0}
+    summary = verify_summary(records, centre, relative_band=0.0, target_flops=500, tolerance=0.005)
     assert not summary["bracketed"] and summary["verdict"]["status"] == "inconclusive"
     assert "inconclusive" in summary["verdict"]["text"]

@@ -10,6 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 from sweep.config.records import plain
 from sweep.config.schema import MODEL_HPARAMS, TUNABLE, ModelKind
 from sweep.core import custom
+from sweep.core.axis_rules import Setting
 from sweep.core.custom import CustomConfig, frozen_options
 from sweep.core.data import BYTE_VOCAB, DataConfig
 from sweep.core.model import GPTConfig
@@ -20,6 +21,18 @@ from sweep.grow.warmstart import SourceModel
 
 def data_config(cfg: DictConfig) -> DataConfig:
     return DataConfig(**plain(cfg.data))
+
+
+def proxy_setting(cfg: DictConfig) -> Setting:
+    """The tuning run's tokens per step and steps (where the axes' ratios start)."""
+    ladder = cfg.ladder
+    return Setting(ladder.batch_size * ladder.seq_len, ladder.tune_steps)
+
+
+def target_setting(cfg: DictConfig) -> Setting:
+    """The target run's tokens per step and steps."""
+    ladder = cfg.ladder
+    return Setting(ladder.batch_size * ladder.seq_len, ladder.target_steps)
 
 
 def source_width(cfg: DictConfig) -> int:

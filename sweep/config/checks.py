@@ -429,6 +429,7 @@ EXEMPT: dict[str, str] = {
     "logger.mode": "an Enum: OmegaConf refuses any other value at composition",
     "warmstart.method": "an Enum; the source each method needs is checked with stack_factor",
     "axes.weight_decay": "a boolean (the weight-decay grids run only when the tuned λ > 0)",
+    "axes.apply": "a boolean (false: the target trains at the tuned values carried over)",
     "hardware.precision": "an Enum: every precision runs on every device",
     "hardware.compile": "a boolean (null: on for CUDA)",
     "hardware.tf32": "a boolean",

@@ -265,6 +265,7 @@ class AxesConfig:
     kappa: float = 0.5  # η* ∝ batch^κ: Adam's square-root rule
     weight_decay: bool = True  # a weight-decay grid at each rung's best LR (tuned λ > 0)
     budget: float = 1.0  # the checks' worst case, in target runs' FLOPs; rungs past it dropped
+    apply: bool = True  # the target trains at the joint fit's values; false: plain carry-over
 
 
 @dataclass

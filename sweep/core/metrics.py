@@ -36,6 +36,14 @@ def difference_band(std: float, seeds_per_point: int) -> float:
     return 2.0 * std * math.sqrt(2.0 / seeds_per_point) if math.isfinite(std) else 0.0
 
 
+def paired_band(std: float, seeds_per_point: int) -> float:
+    """The same for two points trained at the same seeds: two standard deviations of the mean of
+    `seeds_per_point` same-seed differences, `std` being one difference's (0 when unknown). With
+    a correlation ρ between the seeds' losses at the two points, std = σ·√(2(1−ρ)), so this is
+    the unpaired band × √(1−ρ)."""
+    return 2.0 * std / math.sqrt(seeds_per_point) if math.isfinite(std) else 0.0
+
+
 def drift(optima: Mapping[int, float]) -> float:
     """Max − min of the per-width optima in log2 units; non-finite optima are ignored.
 

@@ -76,11 +76,21 @@ class TuneSection(TypedDict):
 
 
 class NoiseBand(TypedDict):
+    """The seed noise a regret is judged against. Two LRs of one curve train at the same seeds,
+    so the band is that of a paired difference (`paired`) once a neighbour of each best point has
+    the noise seeds too; the unpaired band, that of two independent points, is kept beside it."""
+
     std: float  # seed-to-seed standard deviation of a final loss
     dof: int
+    paired_std: float  # standard deviation of a same-seed difference between neighbouring LRs
+    paired_dof: int
+    correlation: float  # between the seeds' losses at neighbouring LRs, 1 − paired²/(2·std²)
+    paired: bool  # the band below is the paired one
     band: float  # the loss difference two grid points must exceed to be told apart
+    unpaired_band: float  # the same for two points of independent seeds
     seeds_per_point: int
     relative_band: float  # band ÷ the mean best loss
+    relative_unpaired_band: float
 
 
 class ParametrizationCurves(TypedDict):
@@ -179,6 +189,7 @@ class JointSection(TypedDict):
     width_drift: bool  # the width slope lies beyond two standard errors of µP's zero
     log2_lr: float  # the target's: the tuned log2 LR + the shrunk slopes' shift
     log2_shift_vs_carry: float
+    log2_lr_unshrunk: float  # the target's by the slopes as fitted
     held_out_width: NotRequired[HeldOutFit]
     held_out_tokens: NotRequired[HeldOutFit]
 
@@ -222,11 +233,24 @@ class Speedup(TypedDict):
     reason: str | None
 
 
+class Applied(TypedDict):
+    """The values the target trains at and `tuned.yaml` hands on, beside the proxy's tuned
+    ones carried over unchanged, and which rule moved them."""
+
+    hparams: dict[str, float]
+    carried: dict[str, float]
+    log2_lr_shift: float  # applied − carried
+    rule: str  # in words: what moved the LR and λ, or why nothing did
+
+
 class TargetSection(TypedDict):
     width: int
     n_layer: int
     method: str
     source_width: int | None
+    applied: Applied
+    source_lr: NotRequired[float]  # the LR the warm start's source trained at
+    source_note: NotRequired[str]  # where the source's LR is not the target's, what it costs
     warm: NotRequired[TargetRun]
     cold: NotRequired[TargetRun]
     pad_function_gap: NotRequired[float]
@@ -238,18 +262,33 @@ class TargetComparison(TargetSection, Speedup):
     """The target section once both the warm and the cold run have trained."""
 
 
+JUDGED = {  # the LRs the check at the target judges, by their key in VerifySection.judged
+    "applied": "the applied LR",
+    "carried": "the tuned LR carried over",
+    "unshrunk": "the joint fit's unshrunk slopes",
+    "one_axis": "the one-axis rules",
+}
+
+
+class JudgedLR(TypedDict):
+    """One LR read off the target's own curve: its regret there and that regret's interval
+    (± the paired noise band, floored at 0)."""
+
+    log2_lr: float
+    regret: float
+    interval: list[float]
+
+
 class VerifySection(TypedDict):
     curve: Curve
-    tuned_log2_lr: float
+    applied_log2_lr: float  # the LR the target trained at, the curve's centre
     optimum_log2_lr: float
     optimum_interval: list[float]
     bracketed: bool
-    regret: float
+    regret: float  # the applied LR's
+    judged: dict[str, JudgedLR]  # "applied", "carried" and, where it differs, "predicted"
     runs: int
     flops_vs_target: float
-    predicted_log2_lr: NotRequired[float]  # when the axes stage predicted another LR
-    predicted_regret: NotRequired[float]
-    carried_regret_fitted: NotRequired[float]
     verdict: VerdictRecord
 
 

@@ -221,7 +221,8 @@ def _percent(fraction: float) -> str:
 
 @_styled
 def plot_verify(summary: Summary, path: Path) -> Path | None:
-    """The target's own loss against log2 LR around the tuned one: the direct check."""
+    """The target's own loss against log2 LR around the applied one (dashed; the tuned LR
+    carried over dotted where it differs): the direct check."""
     plt = _plt()
     verify = summary.get("verify") or {}
     xs, ys = _xy(verify.get("curve"))
@@ -262,12 +263,16 @@ def plot_verify(summary: Summary, path: Path) -> Path | None:
             solid_capstyle="butt",
             label="within the noise of the best",
         )
-    tuned = num(verify.get("tuned_log2_lr"))
-    ax.axvline(tuned, color="0.3", ls="--", label=f"tuned LR ({tuned:.2f})")
+    applied = num(verify.get("applied_log2_lr"))
+    ax.axvline(applied, color="0.3", ls="--", label=f"applied LR ({applied:.2f})")
+    carried = (verify.get("judged") or {}).get("carried")
+    if carried:
+        x = num(carried["log2_lr"])
+        ax.axvline(x, color="tab:orange", ls=":", label=f"tuned LR carried over ({x:.2f})")
     target = summary.get("ladder", {}).get("target", "?")
     regret = _percent(num(verify.get("regret")))
     ax.set(
-        title=f"target width {target}: regret at the tuned LR {regret}",
+        title=f"target width {target}: regret at the applied LR {regret}",
         xlabel="log2 learning rate",
         ylabel="final validation loss",
     )

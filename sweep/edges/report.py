@@ -85,7 +85,8 @@ def _verify(inputs: ReportInputs, path: Path) -> str:
     _plotted(inputs, path, "verify", figures.plot_verify)
     return (
         "The direct check at the target (docs/methods.md §3): the cold target trained at the "
-        "tuned LR and its neighbours (×2^±resolution, further out until bracketed)."
+        "LR applied to it and its neighbours (×2^±resolution, further out until bracketed); "
+        "the tuned LR carried over and the fit's other predictions are read off the same curve."
     )
 
 

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from sweep.core.sections import (
+    JUDGED,
     AxesSection,
     CoordVerdict,
     HardwareSection,
@@ -121,6 +122,12 @@ def _transfer_rows(transfer: TransferSection) -> list[tuple[str, str]]:
             f"seed std {std:.4f} ({noise.get('dof')} dof); points differ beyond "
             f"{num(noise.get('band')):.4f} ({fmt_percent(noise.get('relative_band'))})"
         )  # fmt: skip
+        if noise.get("paired"):
+            text += (
+                f", paired: same-seed differences std {num(noise['paired_std']):.4f} "
+                f"({noise['paired_dof']} dof, seed correlation {num(noise['correlation']):.2f}); "
+                f"unpaired {fmt_percent(noise['relative_unpaired_band'])}"
+            )
         rows.append(("noise", text))
     for kind in ("mup", "sp"):
         section = transfer.get(kind)
@@ -174,21 +181,31 @@ def _verify_rows(verify: VerifySection) -> list[tuple[str, str]]:
     if not verify.get("bracketed", True):
         optimum += " (not bracketed)"
     cost = f"{verify.get('runs')} runs, {num(verify.get('flops_vs_target')):.2f}× a target run"
-    return [
-        ("target regret at the tuned LR", fmt_percent(verify.get("regret"))),
-        ("target optimum log2 LR [within noise]", optimum),
-        ("target check cost", cost),
-    ]
+    rows = []
+    for name, judged in (verify.get("judged") or {}).items():
+        lo, hi = judged["interval"]
+        text = f"{fmt_percent(judged['regret'])} [{fmt_percent(lo)}, {fmt_percent(hi)}]"
+        label = JUDGED.get(name, name)
+        rows.append((f"target regret at {label} (log2 {num(judged['log2_lr']):.2f})", text))
+    rows.append(("target optimum log2 LR [within noise]", optimum))
+    rows.append(("target check cost", cost))
+    return rows
 
 
 def _target_rows(target: TargetSection | TargetComparison) -> list[tuple[str, str]]:
     rows = []
+    if applied := target.get("applied"):
+        lr, carried = num(applied["hparams"]["lr"]), num(applied["carried"]["lr"])
+        text = f"LR {fmt_num(lr)} (log2 {math.log2(lr):.2f}; tuned {math.log2(carried):.2f})"
+        rows.append(("target trains at", f"{text}: {applied['rule']}"))
     if target.get("method"):
         through = "".join(f" → {w}" for w in target.get("stages") or [])
         text = f"{target['method']} from width {target.get('source_width')}{through}"
         if target.get("source_from_transfer"):
             text += " (the source is the transfer check's run: no extra cost)"
         rows.append(("warm start", text))
+        if target.get("source_note"):
+            rows.append(("warm start source", target["source_note"]))
     for name in ("warm", "cold"):
         run = target.get(name)
         if run:

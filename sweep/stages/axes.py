@@ -25,7 +25,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from sweep.config import run_config
+from sweep.config import proxy_setting, run_config, target_setting
 from sweep.core.axis_rules import (
     Setting,
     adamw_timescale,
@@ -351,19 +351,9 @@ def rule_exponent(cfg: DictConfig, optima: Mapping[float, float]) -> tuple[float
     return fit.exponent, f"fitted on {fit.points} rungs{error}"
 
 
-def proxy_setting(cfg: DictConfig) -> Setting:
-    ladder = cfg.ladder
-    return Setting(ladder.batch_size * ladder.seq_len, ladder.tune_steps)
-
-
 def rung_setting(cfg: DictConfig, axis: str, rung: float) -> Setting:
     run = rung_run(cfg, dict(cfg.ladder.hparams), AxisRun(axis, rung, 0, None, cfg.seed))
     return Setting(run.tokens_per_step, run.steps)
-
-
-def target_setting(cfg: DictConfig) -> Setting:
-    ladder = cfg.ladder
-    return Setting(ladder.batch_size * ladder.seq_len, ladder.target_steps)
 
 
 def optimum_stderr(interval: Sequence[float], resolution: float) -> float:
@@ -433,6 +423,7 @@ def joint_summary(cfg: DictConfig, tuned_log2: float, points: list[OptimumPoint]
         width_drift=fit.beyond_error("width"),
         log2_lr=tuned_log2 + shift,
         log2_shift_vs_carry=shift,
+        log2_lr_unshrunk=tuned_log2 + fit.log2_at(at_target) - fit.intercept,
     )
     for axis in ("width", "tokens"):
         at, error = held_out_error(points, axis)

@@ -1,9 +1,11 @@
 """`tuned.yaml`: the tuned values handed on, for `sweep.single --from` and for a user's own script.
 
-It holds the proxy's tuned hyperparameters, and, for the target width and depth, what the µP
-and CompleteP rules make of them: every parameter's Adam LR, weight decay, ε and init std, the
-forward multipliers, and the full run (model, optimizer, schedule, steps, batch, seed, data) that
-the target's cold run trains. Everything is plain YAML numbers and strings: reading it needs no
+It holds the proxy's tuned hyperparameters; the values the target trains at (the tuned ones moved
+by what the axes stage fitted, `sweep.stages.applied`) beside them carried over unchanged, with
+the rule that moved them; and, for the target width and depth, what the µP and CompleteP rules
+make of the applied values: every parameter's Adam LR, weight decay, ε and init std, the forward
+multipliers, and the full run (model, optimizer, schedule, steps, batch, seed, data) that the
+target's cold run trains. Everything is plain YAML numbers and strings: reading it needs no
 part of this package.
 """
 
@@ -19,26 +21,30 @@ from omegaconf import DictConfig
 from sweep.config import data_config, run_config, target_depth
 from sweep.core import models
 from sweep.core.models import ModelConfig
+from sweep.core.sections import Applied
 from sweep.core.train import OptimConfig, RunConfig
 
 FORMAT = "musweep-tuned 1"
 
 
-def tuned_record(cfg: DictConfig, tuned: dict[str, float]) -> dict[str, Any]:
-    ladder = cfg.ladder
+def tuned_record(cfg: DictConfig, applied: Applied) -> dict[str, Any]:
+    ladder, hparams = cfg.ladder, applied["hparams"]
     run = run_config(
-        cfg, ladder.target, "mup", tuned, ladder.target_steps, cfg.seed, target_depth(cfg)
+        cfg, ladder.target, "mup", hparams, ladder.target_steps, cfg.seed, target_depth(cfg)
     )
     return {
         "format": FORMAT,
         "proxy": {
             "width": ladder.widths[0],
             "n_layer": ladder.n_layer,
-            "hparams": {k: float(v) for k, v in tuned.items()},
+            "hparams": {k: float(v) for k, v in applied["carried"].items()},
         },
         "target": {
             "width": ladder.target,
             "n_layer": target_depth(cfg),
+            "hparams": {k: float(v) for k, v in hparams.items()},
+            "carried": {k: float(v) for k, v in applied["carried"].items()},
+            "rule": applied["rule"],
             "multipliers": models.multipliers(run.model),
             "parameters": parameter_rules(run.model, run.optim),
         },

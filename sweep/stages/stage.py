@@ -31,8 +31,9 @@ from sweep.config import (
     target_depth,
 )
 from sweep.core.records import read_record, write_record
-from sweep.core.sections import Sections, Summary
+from sweep.core.sections import Applied, Sections, Summary
 from sweep.core.train import RunConfig
+from sweep.stages.applied import applied_values
 from sweep.stages.training import train_logged
 
 
@@ -60,6 +61,7 @@ class Context:
     run_dir: Path
     study: optuna.Study
     planned: tuple[str, ...] = ()
+    sections: Callable[[], Sections] | None = None  # the summary of the stages done so far
 
     @cached_property
     def tuned(self) -> dict[str, float] | None:
@@ -72,6 +74,17 @@ class Context:
         if self.tuned is None:
             raise StageError("no completed tuning trial in the study: run the tune stage first")
         return self.tuned
+
+    @cached_property
+    def applied(self) -> Applied:
+        """The values the target trains at (`sweep.stages.applied`): the tuned ones moved by
+        what the axes stage fitted, once it has."""
+        axes = self.sections().get("axes") if self.sections is not None else None
+        return applied_values(self.cfg, self.require_tuned(), axes)
+
+    def applied_or_default(self) -> dict[str, float]:
+        """The target's values, or before tuning the ladder's defaults (for the plan)."""
+        return self.applied["hparams"] if self.tuned is not None else self.tuned_or_default()
 
     def tuned_or_default(self) -> dict[str, float]:
         """The tuned values, or before tuning the ladder's defaults (the grids' shapes and costs

@@ -1,13 +1,16 @@
-"""The target stage: the target width trained with the proxy's tuned HPs, warm and cold.
+"""The target stage: the target width trained at the values applied to it, warm and cold.
 
-The warm run starts from a source model grown by `warmstart.method` (`sweep.grow.warmstart`); the
-cold run from a fresh µP init; both with the same HPs, seed and therefore the same batches. The
-source (`sweep.stages.source`) is a ladder width trained with the tuned HPs: the widest by
-default (µTransfer already makes it a tuned model, and growing 2× keeps far more of it than
-growing the 1/16-wide proxy), and then it is the transfer check's own run, reused; `stack` trains
-it at 1/stack_factor of the depth. With `warmstart.stages` it grows through wider models first,
-each trained briefly (progressive growth). The warm run's schedule is its own: its warmup
-(`warmstart.warmup`) rises from the LR its source ended at, to `warmstart.peak` × the tuned LR.
+The values are the proxy's tuned ones moved by what the axes stage fitted (`sweep.stages.applied`;
+`axes.apply=false`: carried over unchanged). The warm run starts from a source model grown by
+`warmstart.method` (`sweep.grow.warmstart`); the cold run from a fresh µP init; both with the
+same HPs, seed and therefore the same batches. The source (`sweep.stages.source`) is a ladder
+width: the widest by default (µTransfer already makes it a tuned model, and growing 2× keeps far
+more of it than growing the 1/16-wide proxy), and then it is the transfer check's own run at the
+tuned values, reused; otherwise (`stack` trains it at 1/stack_factor of the depth, another seed)
+it is trained for the target, at the target's values. With `warmstart.stages` it grows through
+wider models first, each trained briefly (progressive growth). The warm run's schedule is its
+own: its warmup (`warmstart.warmup`) rises from the LR its source ended at, to `warmstart.peak` ×
+the target's LR.
 Every run checkpoints as it goes, so an interrupted stage resumes.
 
 `train_target` is the one path from a config to a finished target run; the warm-start benchmark
@@ -37,7 +40,7 @@ from sweep.core.checkpoint import load_checkpoint
 from sweep.core.hardware import SINGLE, World
 from sweep.core.models import ModelConfig
 from sweep.core.records import read_record, write_record
-from sweep.core.sections import Sections, TargetComparison, TargetRun, TargetSection
+from sweep.core.sections import Applied, Sections, TargetComparison, TargetRun, TargetSection
 from sweep.core.speedup import speedup
 from sweep.core.train import RunConfig, RunResult
 from sweep.edges.distributed import process_group
@@ -53,11 +56,19 @@ from sweep.grow.warmstart import (
 )
 from sweep.stages.plan import StagePlan, StepSeconds, estimated_seconds
 from sweep.stages.source import digest, source_checkpoint, source_run
-from sweep.stages.stage import Context, Driver, Section, Stage, StageError
+from sweep.stages.stage import Context, Driver, Section, Stage, StageError, hparams_tag
 from sweep.stages.training import train_logged
 from sweep.stages.transfer import Run, point_config
 
 KINDS = ("warm", "cold")
+
+
+def source_hparams(
+    cfg: DictConfig, tuned: dict[str, float], applied: dict[str, float], seed: int
+) -> dict[str, float]:
+    """The values the warm start's source trains at: the tuned ones where it is the transfer
+    check's run (reused, free), else the target's own."""
+    return dict(tuned) if source_is_transfer_point(cfg, tuned, seed) else dict(applied)
 
 
 def source_is_transfer_point(cfg: DictConfig, tuned: dict[str, float], seed: int) -> bool:
@@ -108,6 +119,7 @@ def warm_init(
     hparams: dict[str, float],
     target: RunConfig,
     world: World = SINGLE,
+    source_values: dict[str, float] | None = None,
 ) -> tuple[dict[str, torch.Tensor], RunConfig, dict[str, Any]]:
     """The warm run's initial state, the last run it grew from (whose final LR the warm run's
     warmup starts from), and what to record about the method and its cost.
@@ -115,16 +127,19 @@ def warm_init(
     The source grows into each of `warmstart.stages` in turn, each trained `stage_steps` with
     the warm run's schedule, then into the target. `charged_flops` is what the warm start cost
     beyond what the pipeline spends anyway: the stages, and the source unless it is a transfer
-    run."""
+    run. The source trains at `source_values` (default: `hparams`, the target's), the stages at
+    `hparams`."""
     ws = cfg.warmstart
-    run, source_result, state = train_source(cfg, run_dir, hparams, target.seed, world)
-    shared = source_is_transfer_point(cfg, hparams, target.seed)
+    source_values = hparams if source_values is None else source_values
+    run, source_result, state = train_source(cfg, run_dir, source_values, target.seed, world)
+    shared = source_is_transfer_point(cfg, source_values, target.seed)
     info: dict[str, Any] = {
         "method": str(ws.method),
         "source_width": run.model.d_model,
         "source_layers": run.model.n_layer,
         "source_from_transfer": shared,
         "source_flops": source_result.flops,
+        "source_lr": run.optim.lr,
         **method_settings(ws.method, ws),
     }
     if ws.method == Method.shrink_pad_perturb:  # how exactly its padding kept the function
@@ -166,7 +181,7 @@ def stage_run(
 def train_target(
     cfg: DictConfig,
     run_dir: Path,
-    tuned: dict[str, float],
+    hparams: dict[str, float],
     *,
     warm: bool,
     checkpoint: Path,
@@ -176,24 +191,26 @@ def train_target(
     wandb_name: str | None = None,
     job_type: str | None = None,
     world: World = SINGLE,
+    source_values: dict[str, float] | None = None,
     **train_options: Any,
 ) -> dict[str, Any]:
-    """One target run: config → warm start (from a source trained with the tuned HPs) or a
-    cold init → checkpointed training → its result record.
+    """One target run at `hparams`: config → warm start (from a source trained at
+    `source_values`, default `hparams`) or a cold init → checkpointed training → its record.
 
-    `lr_scale` multiplies the tuned LR of the target run only (the source keeps the tuned HPs).
+    `lr_scale` multiplies the LR of the target run only (the source keeps its values).
     `train_options` go to `train` (e.g. `branch_from` and `snapshots`: a WSD run of this length
     decayed from a longer one's snapshot, and the snapshots a long run keeps for that).
     The record holds the run's history, the method's settings and the source's cost. Under a
     data-parallel `world` every process calls this alike; only the main one logs to W&B.
     """
     kind = "warm" if warm else "cold"
-    hparams = tuned | {"lr": tuned["lr"] * lr_scale}
-    run = run_config(cfg, cfg.ladder.target, "mup", hparams, steps, seed, target_depth(cfg))
+    scaled = hparams | {"lr": hparams["lr"] * lr_scale}
+    run = run_config(cfg, cfg.ladder.target, "mup", scaled, steps, seed, target_depth(cfg))
     init_state, info = None, {"method": str(Method.cold)}
     if warm:
-        init_state, run, info = warm_run(cfg, run_dir, tuned, run, world)
-    config = {"width": cfg.ladder.target, "parametrization": "mup", "warmstart": kind, **hparams}
+        source = hparams if source_values is None else source_values
+        init_state, run, info = warm_run(cfg, run_dir, hparams, run, world, source)
+    config = {"width": cfg.ladder.target, "parametrization": "mup", "warmstart": kind, **scaled}
     name = wandb_name or f"target-{kind}"
     result, _ = train_logged(
         cfg,
@@ -208,15 +225,20 @@ def train_target(
         checkpoint_every=cfg.ladder.eval_every,
         **train_options,
     )
-    return target_record(kind, seed, hparams["lr"], run, result, info)
+    return target_record(kind, seed, scaled, run, result, info)
 
 
 def warm_run(
-    cfg: DictConfig, run_dir: Path, tuned: dict[str, float], run: RunConfig, world: World
+    cfg: DictConfig,
+    run_dir: Path,
+    hparams: dict[str, float],
+    run: RunConfig,
+    world: World,
+    source_values: dict[str, float],
 ) -> tuple[dict[str, torch.Tensor], RunConfig, dict[str, Any]]:
     """The warm run's initial state, the run on its own schedule (its warmup rising from the
     LR the model it grew from ended at), and what to record about the warm start."""
-    init_state, grown_from, info = warm_init(cfg, run_dir, tuned, run, world)
+    init_state, grown_from, info = warm_init(cfg, run_dir, hparams, run, world, source_values)
     ws = cfg.warmstart
     optim = warm_optim(
         run.optim, grown_from.optim, grown_from.steps, warmup=ws.warmup, peak=ws.peak
@@ -225,15 +247,21 @@ def warm_run(
 
 
 def target_record(
-    kind: str, seed: int, lr: float, run: RunConfig, result: RunResult, info: dict[str, Any]
+    kind: str,
+    seed: int,
+    hparams: dict[str, float],
+    run: RunConfig,
+    result: RunResult,
+    info: dict[str, Any],
 ) -> dict[str, Any]:
-    """A target run's record: its LR (the tuned one × `lr_scale`), history, the warm start's
-    settings and what it charged, and the schedule it trained on."""
+    """A target run's record: the values it trained at, history, the warm start's settings and
+    what it charged, and the schedule it trained on."""
     return {
         "kind": kind,
         "seed": seed,
         "steps": run.steps,
-        "log2_lr": math.log2(lr),
+        "hparams": {k: float(v) for k, v in hparams.items()},
+        "log2_lr": math.log2(hparams["lr"]),
         "warmstart": info,
         "result": result.to_dict(),
         "source_flops": info.get("charged_flops", 0),
@@ -247,6 +275,11 @@ def target_record(
     }
 
 
+def target_key(kind: str, hparams: Mapping[str, float]) -> str:
+    """A target run's file name (without suffix): its kind and the values it trains at."""
+    return f"{kind}_{hparams_tag(hparams)}"
+
+
 def target_job(spec: dict[str, Any]) -> dict[str, Any]:
     """Submitit job: the stage's warm or cold run; returns its record."""
     cfg = job_config(spec["cfg"])
@@ -258,10 +291,11 @@ def target_job(spec: dict[str, Any]) -> dict[str, Any]:
             run_dir,
             spec["hparams"],
             warm=kind == "warm",
-            checkpoint=run_dir / "target" / f"{kind}.ckpt",
+            checkpoint=run_dir / "target" / f"{target_key(kind, spec['hparams'])}.ckpt",
             seed=cfg.seed,
             steps=cfg.ladder.target_steps,
             world=world,
+            source_values=spec["source_hparams"],
         )
 
 
@@ -288,21 +322,32 @@ def target_flops(runs: Mapping[str, Mapping[str, Any]]) -> int:
 
 
 def target_summary(
-    cfg: DictConfig, runs: Mapping[str, Mapping[str, Any]], tuning_flops: float = 0.0
+    cfg: DictConfig,
+    runs: Mapping[str, Mapping[str, Any]],
+    applied: Applied,
+    tuning_flops: float = 0.0,
 ) -> TargetSection | TargetComparison:
-    """The target's warm and cold runs, how the warm start was made, and once both have
-    trained, the warm start's speedup (with and without what it and the tuning cost)."""
+    """The target's warm and cold runs, the values they trained at beside the carried-over ones,
+    how the warm start was made, and once both have trained, the warm start's speedup (with and
+    without what it and the tuning cost)."""
     summary = TargetSection(
         width=cfg.ladder.target,
         n_layer=target_depth(cfg),
         method=str(cfg.warmstart.method),
         source_width=source_width(cfg),
+        applied=applied,
         **{kind: target_run_summary(run) for kind, run in runs.items()},
     )
     info = runs.get("warm", {}).get("warmstart", {})
-    for key in ("pad_function_gap", "source_from_transfer", "stages"):
+    for key in ("pad_function_gap", "source_from_transfer", "stages", "source_lr"):
         if key in info:  # e.g. how exactly shrink-pad-perturb's padding kept the function
             summary[key] = info[key]
+    if info.get("source_from_transfer") and applied["log2_lr_shift"]:
+        summary["source_note"] = (
+            f"the source is the transfer check's run at the tuned LR, free; one trained at the "
+            f"target's LR would cost {info['source_flops']:.3g} FLOPs "
+            f"({info['source_flops'] / runs['warm']['result']['flops']:.1%} of the warm run)"
+        )
     if "warm" not in runs or "cold" not in runs:
         return summary
     per_step = runs["cold"]["flops_per_step"]
@@ -327,21 +372,20 @@ class TargetStage(Stage):
     name = "target"
 
     def records(self, ctx: Context) -> dict[str, dict[str, Any]]:
-        folder = ctx.run_dir / self.name
-        found = {kind: read_record(folder / f"{kind}.json") for kind in KINDS}
+        """The warm and cold runs made at the values applied now."""
+        folder, hparams = ctx.run_dir / self.name, ctx.applied["hparams"]
+        found = {k: read_record(folder / f"{target_key(k, hparams)}.json") for k in KINDS}
         return {kind: record for kind, record in found.items() if record is not None}
 
     def run(self, ctx: Context, driver: Driver) -> None:
-        folder, tuned, steps = (
+        folder, hparams, steps = (
             ctx.run_dir / self.name,
-            ctx.require_tuned(),
+            ctx.applied["hparams"],
             ctx.cfg.ladder.target_steps,
         )
-        container = plain(ctx.cfg)
-        specs = [
-            {"cfg": container, "run_dir": str(ctx.run_dir), "hparams": tuned, "kind": kind}
-            for kind in kinds(ctx.cfg)
-        ]
+        source = source_hparams(ctx.cfg, ctx.require_tuned(), hparams, ctx.cfg.seed)
+        common = {"cfg": plain(ctx.cfg), "run_dir": str(ctx.run_dir), "hparams": hparams}
+        specs = [common | {"kind": kind, "source_hparams": source} for kind in kinds(ctx.cfg)]
         finished = set(self.records(ctx)) & {s["kind"] for s in specs}
         todo = [s for s in specs if s["kind"] not in finished]
         task = driver.progress.add_task(
@@ -370,7 +414,7 @@ class TargetStage(Stage):
         def on_result(spec: dict, result: dict | None, error: BaseException | None) -> None:
             if error is not None:
                 raise StageError(f"target run {spec['kind']}: {error}") from error
-            write_record(folder / f"{spec['kind']}.json", result)
+            write_record(folder / f"{target_key(spec['kind'], hparams)}.json", result)
             finished.add(spec["kind"])
             losses[spec["kind"]] = result["result"]["val_loss"][-1][1]
             poll()
@@ -381,12 +425,14 @@ class TargetStage(Stage):
         """The runs still owed, with the source and progressive stages the warm one trains
         first (the source free when it is the transfer check's run, trained or planned)."""
         cfg, tuned, ladder = ctx.cfg, ctx.tuned_or_default(), ctx.cfg.ladder
-        todo = [k for k in kinds(cfg) if k not in self.records(ctx)]
+        hparams = ctx.applied_or_default()
+        done = self.records(ctx) if ctx.tuned is not None else {}
+        todo = [k for k in kinds(cfg) if k not in done]
         target = run_config(
-            cfg, ladder.target, "mup", tuned, ladder.target_steps, cfg.seed, target_depth(cfg)
+            cfg, ladder.target, "mup", hparams, ladder.target_steps, cfg.seed, target_depth(cfg)
         )
         runs = [target] * len(todo)
-        source = source_run(cfg, tuned, cfg.seed)
+        source = source_run(cfg, source_hparams(cfg, tuned, hparams, cfg.seed), cfg.seed)
         shared = source_is_transfer_point(cfg, tuned, cfg.seed)
         trained = source_checkpoint(ctx.run_dir, source).exists() or (
             shared and "transfer" in ctx.planned
@@ -395,7 +441,7 @@ class TargetStage(Stage):
             runs += [] if trained else [source]
             previous = source
             for width in cfg.warmstart.stages:
-                previous = stage_run(cfg, tuned, target, previous, width)
+                previous = stage_run(cfg, hparams, target, previous, width)
                 runs.append(previous)
         flops = sum(r.flops for r in runs)
         parallel = max(1, min(len(todo), cfg.launcher.max_parallel))
@@ -406,8 +452,8 @@ class TargetStage(Stage):
         return StagePlan(self.name, len(todo), len(runs), flops, len(runs), flops, seconds, note)
 
     def summary(self, ctx: Context, so_far: Sections) -> Section | None:
-        if not (runs := self.records(ctx)):
+        if ctx.tuned is None or not (runs := self.records(ctx)):
             return None
         tuning_flops = so_far.get("cost", {}).get("tuning_flops", 0.0)
-        section = target_summary(ctx.cfg, runs, tuning_flops)
+        section = target_summary(ctx.cfg, runs, ctx.applied, tuning_flops)
         return Section(self.name, section, target_flops(runs), "target_flops")

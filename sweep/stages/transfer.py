@@ -5,8 +5,10 @@ of log2 LRs centred on the tuned one, `ladder.lr_resolution` apart, every other 
 value. A series starts with `lr_span` points each side and grows, round by round, by one point
 past each side where its best point sits at the edge, until the optimum is bracketed or the
 series holds `lr_max_points` points: points go where the optimum is, starting from where µP says
-it is. A settled series' best point is then trained at `noise_seeds` more seeds, whose spread is
-the seed-to-seed noise the verdict is judged against.
+it is. A settled series' best point and its better neighbour are then trained at `noise_seeds`
+more seeds: the spread of the same-seed differences between the two is the noise a regret (two
+LRs at the same seeds) is judged against, the spread at the best point alone that of two
+independent runs.
 
 One run is (parametrization, width, grid step k, seed). Runs are dealt to Submitit jobs (one run
 per job on SLURM; a few long-lived jobs locally, where each process pays seconds of imports), and
@@ -37,6 +39,7 @@ from sweep.core.metrics import (
     difference_band,
     drift,
     drift_beyond_noise,
+    paired_band,
     pooled_std,
     transfer_verdict,
     wider_is_better,
@@ -124,7 +127,7 @@ def next_runs(cfg: DictConfig, results: Mapping[Run, Result]) -> list[Run]:
             curve = series_curve(results, p, width, seeds)
             steps = grid_extension(curve, ladder.lr_span, ladder.lr_max_points)
             if not steps and (best := best_step(curve)) is not None:
-                steps, seeds_here = [best], extra_seeds(cfg)
+                steps, seeds_here = noise_steps(curve, best), extra_seeds(cfg)
             else:
                 seeds_here = seeds
             todo += [
@@ -134,6 +137,18 @@ def next_runs(cfg: DictConfig, results: Mapping[Run, Result]) -> list[Run]:
                 if (run := Run(p, width, k, s)) not in results
             ]
     return todo
+
+
+def neighbour_step(curve: Mapping[int, float], best: int) -> int | None:
+    """The best point's better finite neighbour on the grid (None: it has none)."""
+    around = [k for k in (best - 1, best + 1) if math.isfinite(curve.get(k, math.nan))]
+    return min(around, key=lambda k: (curve[k], k)) if around else None
+
+
+def noise_steps(curve: Mapping[int, float], best: int) -> list[int]:
+    """Where a settled series takes the noise seeds: its best point and that point's neighbour."""
+    neighbour = neighbour_step(curve, best)
+    return [best] if neighbour is None else [best, neighbour]
 
 
 def point_config(cfg: DictConfig, tuned: Mapping[str, float], run: Run) -> RunConfig:
@@ -158,23 +173,38 @@ def read_results(folder: Path, hparams: Mapping[str, float]) -> dict[Run, Result
 
 
 def seed_noise(cfg: DictConfig, results: Mapping[Run, Result]) -> NoiseBand:
-    """The seed-to-seed spread of the final loss at each series' best point, pooled, and the
-    difference two grid points must exceed to be told apart (`relative_band` is set once the
-    best losses are known)."""
-    groups = []
+    """The seed-to-seed spread of the final loss at each series' best point, and of the
+    same-seed difference between that point and its neighbour, each pooled over the series;
+    the difference two grid points must exceed to be told apart, paired where it was measured
+    (`relative_band` is set once the best losses are known)."""
+    groups, differences = [], []
+    seeds = grid_seeds(cfg) + extra_seeds(cfg)
     for p in PARAMETRIZATIONS:
         for width in cfg.ladder.widths:
-            best = best_step(series_curve(results, p, width, grid_seeds(cfg)))
-            seeds = grid_seeds(cfg) + extra_seeds(cfg)
-            repeats = [results.get(Run(p, width, best, s)) for s in seeds]
-            groups.append([r.loss for r in repeats if r is not None])
+            curve = series_curve(results, p, width, grid_seeds(cfg))
+            best = best_step(curve)
+            at_best = {s: r.loss for s in seeds if (r := results.get(Run(p, width, best, s)))}
+            groups.append(list(at_best.values()))
+            if best is not None and (neighbour := neighbour_step(curve, best)) is not None:
+                beside = {s: results.get(Run(p, width, neighbour, s)) for s in at_best}
+                differences.append([r.loss - at_best[s] for s, r in beside.items() if r])
     std, dof = pooled_std(groups)
+    paired_std, paired_dof = pooled_std(differences)
+    n = cfg.ladder.transfer_seeds
+    unpaired = difference_band(std, n)
+    paired = paired_dof > 0
     return NoiseBand(
         std=std,
         dof=dof,
-        band=difference_band(std, cfg.ladder.transfer_seeds),
-        seeds_per_point=cfg.ladder.transfer_seeds,
+        paired_std=paired_std,
+        paired_dof=paired_dof,
+        correlation=1 - paired_std**2 / (2 * std**2) if paired and std > 0 else math.nan,
+        paired=paired,
+        band=paired_band(paired_std, n) if paired else unpaired,
+        unpaired_band=unpaired,
+        seeds_per_point=n,
         relative_band=math.nan,
+        relative_unpaired_band=math.nan,
     )
 
 
@@ -239,7 +269,9 @@ def transfer_summary(
         for width, closed in section["bracketed"].items()
         if not closed
     ]
-    noise["relative_band"] = noise["band"] / float(np.mean(best_losses)) if best_losses else 0.0
+    mean_best = float(np.mean(best_losses)) if best_losses else math.inf
+    noise["relative_band"] = noise["band"] / mean_best
+    noise["relative_unpaired_band"] = noise["unpaired_band"] / mean_best
     regrets = {p: {int(w): r for w, r in series[p]["regret"].items()} for p in series}
     verdict = transfer_verdict(
         regrets["mup"],
@@ -303,13 +335,13 @@ class TransferStage(PointGrid):
             (p, w)
             for p in PARAMETRIZATIONS
             for w in ladder.widths
-            for _ in range(ladder.noise_seeds)
+            for _ in range(2 * ladder.noise_seeds)  # the best point and its neighbour
             if not any(
                 (r.parametrization, r.width) == (p, w) and r.seed in noise_seeds
                 for r in [*done, *first]
             )
         ]
-        per_series = ladder.lr_max_points * len(grid_seeds(cfg)) + ladder.noise_seeds
+        per_series = ladder.lr_max_points * len(grid_seeds(cfg)) + 2 * ladder.noise_seeds
         most = max(0, len(PARAMETRIZATIONS) * len(ladder.widths) * per_series - len(done))
 
         def config(width: int, p: str) -> RunConfig:

@@ -1,9 +1,12 @@
-"""The verify stage: is the tuned LR right at the target itself? (docs/methods.md §3)
+"""The verify stage: is the LR the target trained at right at the target itself? (docs/methods.md
+§3)
 
-The cold target (its width and depth, steps and seed) trained at the tuned LR × 2^(k·res) for
-k = ±1, then one step further past a side where the best run sits at the edge, as long as
-`verify.max_runs` allows; k = 0 is the target stage's cold run. The optimum is fitted as in the
-transfer check, and the regret at the tuned LR is the figure a user can trust for the target.
+The cold target (its width and depth, steps, seed and applied values) trained at the applied LR ×
+2^(k·res) for k = ±1, then one step further past a side where the best run sits at the edge, as
+long as `verify.max_runs` allows; k = 0 is the target stage's cold run. The optimum is fitted as
+in the transfer check. The regret of the applied LR is the figure a user can trust for the target;
+the carried-over LR and the fit's other predictions are read off the same curve beside it, each
+with its interval from the paired noise band.
 """
 
 from __future__ import annotations
@@ -27,13 +30,20 @@ from sweep.core.lr_curve import (
 )
 from sweep.core.metrics import percent
 from sweep.core.records import read_record, write_record
-from sweep.core.sections import Sections, VerifySection
+from sweep.core.sections import (
+    JUDGED,
+    Applied,
+    AxesSection,
+    JudgedLR,
+    Sections,
+    VerifySection,
+)
 from sweep.core.train import RunResult
 from sweep.core.verdict import Status, Verdict
 from sweep.edges.distributed import process_group
 from sweep.stages.plan import StagePlan, StepSeconds, estimated_seconds
 from sweep.stages.stage import Context, GridStage, Section, hparams_tag, target_run_flops
-from sweep.stages.target import train_target
+from sweep.stages.target import target_key, train_target
 
 
 def verify_key(step: int, tag: str) -> str:
@@ -50,19 +60,17 @@ def next_steps(curve: Mapping[int, float], max_runs: int) -> list[int]:
     return steps_past_open_sides(dict(curve))[: max(0, max_runs - extra_runs)]
 
 
-def read_curve(run_dir: Path, tuned: Mapping[str, float]) -> dict[int, dict[str, Any]]:
-    """{k: run record}: the verify runs made with these tuned values, and the target stage's
-    cold run as k = 0 when it was made with them."""
-    tag = hparams_tag(tuned)
+def read_curve(run_dir: Path, hparams: Mapping[str, float]) -> dict[int, dict[str, Any]]:
+    """{k: run record}: the verify runs made around these values, and the target stage's cold
+    run at them as k = 0."""
+    tag = hparams_tag(hparams)
     records = {}
     for path in sorted((run_dir / "verify").glob(f"k*_{tag}.json")):
         if (record := read_record(path)) is not None:  # damaged: moved aside, redone
             records[int(path.stem.split("_")[0][1:])] = record
-    cold = run_dir / "target" / "cold.json"
-    if 0 not in records and cold.exists():
-        record = read_record(cold) or {}
-        if math.isclose(record.get("log2_lr", math.nan), math.log2(tuned["lr"])):
-            records[0] = record
+    cold = run_dir / "target" / f"{target_key('cold', hparams)}.json"
+    if 0 not in records and (record := read_record(cold)) is not None:
+        records[0] = record
     return records
 
 
@@ -71,23 +79,25 @@ def final_loss(record: Mapping[str, Any]) -> float:
     return result.final_val_loss if result.status == "completed" else math.nan
 
 
-def verify_specs(cfg: DictConfig, run_dir: Path, tuned: dict, steps: list[int]) -> list[dict]:
+def verify_specs(cfg: DictConfig, run_dir: Path, hparams: dict, steps: list[int]) -> list[dict]:
     container = plain(cfg)
-    return [{"cfg": container, "run_dir": str(run_dir), "hparams": tuned, "step": k} for k in steps]
+    return [
+        {"cfg": container, "run_dir": str(run_dir), "hparams": hparams, "step": k} for k in steps
+    ]
 
 
 def verify_job(spec: dict[str, Any]) -> str:
-    """Submitit job: one cold target run at the tuned LR × 2^(k·res); writes its record."""
+    """Submitit job: one cold target run at the applied LR × 2^(k·res); writes its record."""
     cfg = job_config(spec["cfg"])
-    run_dir, tuned, k = Path(spec["run_dir"]), spec["hparams"], spec["step"]
+    run_dir, hparams, k = Path(spec["run_dir"]), spec["hparams"], spec["step"]
     torch.set_num_threads(cfg.launcher.cpus_per_task)
-    key = verify_key(k, hparams_tag(tuned))
+    key = verify_key(k, hparams_tag(hparams))
     checkpoint = run_dir / "verify" / f"{key}.ckpt"
     with process_group(cfg.hardware.device, cfg.hardware.data_parallel) as world:
         record = train_target(
             cfg,
             run_dir,
-            tuned,
+            hparams,
             warm=False,
             checkpoint=checkpoint,
             seed=cfg.seed,
@@ -104,92 +114,92 @@ def verify_job(spec: dict[str, Any]) -> str:
 
 
 def verify_flops(records: Mapping[int, Mapping[str, Any]]) -> int:
-    """What the check's own runs cost: all but the one at the tuned LR (the cold target run)."""
+    """What the check's own runs cost: all but the one at the applied LR (the cold target run)."""
     return sum(record["result"]["flops"] for k, record in records.items() if k != 0)
 
 
 def verify_summary(
     records: Mapping[int, Mapping[str, Any]],
-    tuned_lr: float,
+    candidates: Mapping[str, float],
     relative_band: float,
     target_flops: float,
     tolerance: float,
     differs: str = "",
-    predicted_lr: float | None = None,
 ) -> VerifySection:
-    """The target's loss against LR, its fitted optimum and interval, the regret at the tuned
-    LR, what the extra runs cost next to one target run, and one line saying it. `differs`
-    names how the target differs from the ladder besides its width (its training length, say),
-    added to the line when the tuned LR misses: a width the ladder checked is not the cause.
-    `predicted_lr`, the axes stage's LR for the target's tokens and batch, is judged on the
-    same curve: its regret beside the tuned LR's says which of the two was right."""
+    """The target's loss against LR around the applied one, its fitted optimum and interval,
+    each candidate LR's regret read off that curve with its interval, what the extra runs cost
+    next to one target run, and one line saying it. `candidates` maps a name to a log2 LR:
+    "applied" (the curve's centre, what the target trained at and what the verdict judges),
+    "carried" (the tuned LR unchanged) and any other prediction. `differs` names how the target
+    differs from the ladder besides its width, added to the line when the applied LR misses."""
     ks = sorted(records)
     xs = [records[k]["log2_lr"] for k in ks]
     ys = [final_loss(records[k]) for k in ks]
-    tuned_log2 = math.log2(tuned_lr)
+    applied = candidates["applied"]
     finite = [y for y in ys if math.isfinite(y)]
     band = relative_band * min(finite) if finite else 0.0
     closed = bracket(xs, ys).closed
     optimum = fit_optimum(xs, ys)
-    regret = relative_regret(xs, ys, tuned_log2)
+    regret = relative_regret(xs, ys, applied)
     interval = list(optimum_interval(xs, ys, band))
+    judged = judged_lrs(xs, ys, candidates, relative_band)
     if closed:
         status, bound = regret_status(regret, tolerance, relative_band)
         lo, hi = interval
         text = (
-            f"at the target: the tuned LR loses {percent(regret)} ({bound}), optimum log2 LR "
-            f"{optimum.log2_lr:.2f} (within noise {lo:.2f} to {hi:.2f}; tuned {tuned_log2:.2f})"
+            f"at the target: the applied LR loses {percent(regret)} ({bound}), optimum log2 LR "
+            f"{optimum.log2_lr:.2f} (within noise {lo:.2f} to {hi:.2f}; applied {applied:.2f})"
         )
         if status is Status.fails and differs:
             text += f"; besides its width, {differs}"
-        verdict = Verdict(status, text)
+        verdict = Verdict(status, text + compared_text(judged))
     else:
         verdict = Verdict(
             Status.inconclusive,
             f"at the target: inconclusive, the optimum is not bracketed by {len(ks)} LRs "
-            f"(verify.max_runs reached); regret at the tuned LR ≥ {percent(regret)}",
+            f"(verify.max_runs reached); regret at the applied LR ≥ {percent(regret)}",
         )
-    prediction: dict[str, float] = {}
-    if predicted_lr is not None and predicted_lr != tuned_lr:
-        prediction, sentence = judge_prediction(xs, ys, tuned_log2, predicted_lr, relative_band)
-        verdict = Verdict(verdict.status, f"{verdict.text}; {sentence}")
     flops = verify_flops(records)
     return VerifySection(
         curve=[[x, y] for x, y in zip(xs, ys, strict=True)],
-        tuned_log2_lr=tuned_log2,
+        applied_log2_lr=applied,
         optimum_log2_lr=optimum.log2_lr,
         optimum_interval=interval,
         bracketed=closed,
         regret=regret,
+        judged=judged,
         runs=len([k for k in ks if k != 0]),
         flops_vs_target=flops / target_flops if target_flops else math.nan,
-        **prediction,
         verdict=verdict.to_dict(),
     )
 
 
-def judge_prediction(
-    xs: list[float], ys: list[float], tuned_log2: float, predicted_lr: float, band: float
-) -> tuple[dict[str, float], str]:
-    """The regret of the LR the axes stage predicted, beside the tuned LR's, both read off the
-    fitted curve (the prediction falls between grid points), and the sentence comparing them."""
-    predicted = fitted_regret(xs, ys, math.log2(predicted_lr))
-    carried = fitted_regret(xs, ys, tuned_log2)
-    if abs(predicted - carried) <= band:
-        which = f"within the noise (±{percent(band)}) of the tuned LR's"
-    else:
-        which = "better than" if predicted < carried else "worse than"
-        which += f" the tuned LR's {percent(carried)}"
-    figures = {
-        "predicted_log2_lr": math.log2(predicted_lr),
-        "predicted_regret": predicted,
-        "carried_regret_fitted": carried,
-    }
-    sentence = (
-        f"the LR predicted along the other axes (log2 {math.log2(predicted_lr):.2f}) loses "
-        f"{percent(predicted)}, {which}"
-    )
-    return figures, sentence
+def judged_lrs(
+    xs: list[float], ys: list[float], candidates: Mapping[str, float], band: float
+) -> dict[str, JudgedLR]:
+    """Each candidate's regret read off the target's fitted curve, against its vertex (so LRs
+    between grid points compare fairly with the applied one on the grid), and its interval: ±
+    the relative paired band, floored at 0. A candidate equal to the applied LR is left out."""
+    out = {}
+    for name, log2_lr in candidates.items():
+        if name != "applied" and math.isclose(log2_lr, candidates["applied"], abs_tol=1e-9):
+            continue
+        regret = fitted_regret(xs, ys, log2_lr)
+        out[name] = JudgedLR(
+            log2_lr=log2_lr, regret=regret, interval=[max(0.0, regret - band), regret + band]
+        )
+    return out
+
+
+def compared_text(judged: Mapping[str, JudgedLR]) -> str:
+    """'; on the fitted curve, the applied LR (log2 −4.49) loses 0.40% [0.00%, 2.30%], the tuned
+    LR carried over (log2 −4.65) 1.20% [0.00%, 3.10%]': nothing when only the applied LR is."""
+    parts = [
+        f"{JUDGED.get(name, name)} (log2 {j['log2_lr']:.2f}) {percent(j['regret'])} "
+        f"[{percent(j['interval'][0])}, {percent(j['interval'][1])}]"
+        for name, j in judged.items()
+    ]
+    return f"; on the fitted curve, {', '.join(parts)}" if len(parts) > 1 else ""
 
 
 def regret_status(regret: float, tolerance: float, noise: float) -> tuple[Status, str]:
@@ -215,6 +225,20 @@ def differs(cfg: DictConfig) -> str:
     return "the target trains " + " and ".join(parts) if parts else ""
 
 
+def candidates(applied: Applied, axes: AxesSection | None) -> dict[str, float]:
+    """The log2 LRs the check judges: the applied one, the carried-over one, and the axes
+    stage's other predictions (the joint fit's unshrunk slopes, the one-axis rules)."""
+    out = {
+        "applied": math.log2(applied["hparams"]["lr"]),
+        "carried": math.log2(applied["carried"]["lr"]),
+    }
+    if axes is not None:
+        if "joint" in axes:
+            out["unshrunk"] = axes["joint"]["log2_lr_unshrunk"]
+        out["one_axis"] = axes["prediction"]["log2_lr"]
+    return out
+
+
 class VerifyStage(GridStage):
     """The cold target at the tuned LR's neighbours, in rounds until the optimum is bracketed
     or `verify.max_runs` is spent."""
@@ -229,14 +253,14 @@ class VerifyStage(GridStage):
         return ctx.cfg.verify.max_runs + 1
 
     def read(self, ctx: Context) -> dict[int, dict[str, Any]]:
-        return read_curve(ctx.run_dir, ctx.require_tuned())
+        return read_curve(ctx.run_dir, ctx.applied["hparams"])
 
     def todo(self, ctx: Context, done: Mapping[int, Mapping[str, Any]]) -> list[int]:
         curve = {k: final_loss(record) for k, record in done.items()}
         return next_steps(curve, ctx.cfg.verify.max_runs)
 
     def specs(self, ctx: Context, todo: list[int]) -> list[dict]:
-        return verify_specs(ctx.cfg, ctx.run_dir, ctx.require_tuned(), todo)
+        return verify_specs(ctx.cfg, ctx.run_dir, ctx.applied["hparams"], todo)
 
     def job(self, spec: dict[str, Any]) -> str:
         return verify_job(spec)
@@ -247,12 +271,12 @@ class VerifyStage(GridStage):
     def plan(self, ctx: Context, step_seconds: StepSeconds) -> StagePlan:
         if reason := self.skipped(ctx):
             return StagePlan(self.name, 0, 0, 0.0, 0, 0.0, 0.0, f"skipped: {reason}")
-        cfg, tuned, max_runs = ctx.cfg, ctx.tuned_or_default(), ctx.cfg.verify.max_runs
-        curve = {k: 0.0 for k in read_curve(ctx.run_dir, tuned)}
+        cfg, hparams, max_runs = ctx.cfg, ctx.applied_or_default(), ctx.cfg.verify.max_runs
+        curve = {k: 0.0 for k in read_curve(ctx.run_dir, hparams)}
         first = [k for k in next_steps(curve | {0: 0.0}, max_runs) if k != 0]
         done = len([k for k in curve if k != 0])
         run = run_config(
-            cfg, cfg.ladder.target, "mup", tuned, cfg.ladder.target_steps, cfg.seed,
+            cfg, cfg.ladder.target, "mup", hparams, cfg.ladder.target_steps, cfg.seed,
             target_depth(cfg),
         )  # fmt: skip
         most = max(0, max_runs - done)
@@ -264,7 +288,7 @@ class VerifyStage(GridStage):
             most,
             most * run.flops,
             estimated_seconds([run] * len(first), step_seconds, len(first)),
-            f"the target at the tuned LR × 2^±{cfg.ladder.lr_resolution:g}",
+            f"the target at the applied LR × 2^±{cfg.ladder.lr_resolution:g}",
         )
 
     def summary(self, ctx: Context, so_far: Sections) -> Section | None:
@@ -273,11 +297,10 @@ class VerifyStage(GridStage):
         band = so_far.get("transfer", {}).get("noise", {}).get("relative_band", 0.0)
         section = verify_summary(
             records,
-            ctx.tuned["lr"],
+            candidates(ctx.applied, so_far.get("axes")),
             band,
             target_run_flops(ctx.cfg),
             ctx.cfg.ladder.regret_tolerance,
             differs(ctx.cfg),
-            predicted_lr=so_far.get("axes", {}).get("prediction", {}).get("lr"),
         )
         return Section(self.name, section, verify_flops(records), "verify_flops")
