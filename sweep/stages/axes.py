@@ -9,7 +9,8 @@ that rung's best LR (when the tuned weight decay is not zero, `axes.weight_decay
 optima: β of η* ∝ D^(−β) fitted on the horizon rungs (or `axes.beta`), the LR each rule gives at
 each rung and the loss it costs there against plain carry-over, the weight decay at a fixed
 AdamW timescale against a fixed one, and the target's LR and weight decay predicted for its
-tokens and batch (`sweep.core.axis_rules.carry`), which the verify stage then judges.
+tokens and batch (`sweep.core.axis_rules.carry`). With the transfer check's curves, the joint fit
+over width and tokens, whose shrunk shift the target trains at (`sweep.stages.applied`).
 
 A rung past `axes.budget` (its worst case, in target runs' FLOPs) is left out before any job.
 Runs are dealt to Submitit jobs as the transfer check's are and write one result file each,
