@@ -402,7 +402,9 @@ def test_each_example_runs_the_whole_pipeline(tmp_path, corpus, name, overrides)
     tuned = yaml.safe_load((tmp_path / name / "tuned.yaml").read_text())
     run = run_from_record(tuned)  # what `sweep.single --from tuned.yaml` trains
     assert isinstance(run.model, CustomConfig) and run.model.d_model == 128
-    assert run.model.factory == model["factory"] and run.optim.lr == tuned["proxy"]["hparams"]["lr"]
+    assert run.model.factory == model["factory"]
+    assert run.optim.lr == tuned["target"]["hparams"]["lr"]
+    assert tuned["target"]["carried"] == tuned["proxy"]["hparams"]
     rules = tuned["target"]["parameters"]
     assert any(".*." in key for key in rules)  # the blocks collapsed, whatever their name
     assert {rule["role"] for rule in rules.values()} == {"input", "hidden", "vector", "output"} - (
