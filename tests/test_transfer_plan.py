@@ -8,12 +8,15 @@ import random
 import pytest
 
 from sweep.config import compose_config
+from sweep.stages.stage import target_run_flops
 from sweep.stages.transfer import (
     Result,
     Run,
     extra_seeds,
     grid_extension,
     next_runs,
+    point_config,
+    resolve_seeds,
     series_curve,
     transfer_summary,
 )
@@ -131,6 +134,75 @@ def test_the_paired_band_is_narrower_than_the_unpaired_one_by_the_factor_the_cor
     assert noise["correlation"] == pytest.approx(rho, abs=0.1)
     if rho > 0:
         assert noise["relative_band"] < noise["relative_unpaired_band"]
+
+
+def near_tolerance(true_regret: float, own: float = 0.012):
+    """µP width 64's optimum between grid steps 0 and 1, so the tuned LR (step 0) loses
+    `true_regret` against step 1; every other series has its optimum at step 0. Each seed's
+    noise is mostly shared across LRs (σ 0.03), with `own` the spread of a seed's own part at
+    each LR, which a paired regret sees."""
+    curvature = 0.05
+    k0 = 0.5 + true_regret * 3.0 / (2 * curvature)  # (L(0) − L(1)) / L(1) ≈ true_regret
+    base = correlated(0.0, 0.03, rho=0.9)
+
+    def loss(p, width, k, seed):
+        if (p, width) != ("mup", 64):
+            return base(p, width, k, seed)
+        shared = random.Random(f"shared{seed}").gauss(0, 0.03)
+        mine = random.Random(f"own{seed}_{k}").gauss(0, own)
+        return 3.0 + curvature * (k - k0) ** 2 + shared + mine
+
+    return loss
+
+
+def complete_with_flops(cfg, loss) -> dict[Run, Result]:
+    """`complete`, each run costing what it would cost to train."""
+    results: dict[Run, Result] = {}
+    tuned = dict(cfg.ladder.hparams)
+    for _ in range(60):
+        todo = next_runs(cfg, results)
+        if not todo:
+            return results
+        assert not set(todo) & set(results), "a run was planned twice"
+        flops = {run: point_config(cfg, tuned, run).flops for run in todo}
+        results |= {run: Result(loss(*vars(run).values()), flops[run]) for run in todo}
+    raise AssertionError("the planner never settled")
+
+
+def test_a_regret_straddling_the_tolerance_takes_seeds_at_its_two_points_until_it_clears_it():
+    cfg = make_cfg("model.vocab_size=256", "ladder.resolve_budget=100")
+    results = complete_with_flops(cfg, near_tolerance(0.012))
+    added = [run for run in results if run.seed in resolve_seeds(cfg)]
+    assert added and {(r.parametrization, r.width, r.step) for r in added} == {
+        ("mup", 64, 0),
+        ("mup", 64, 1),
+    }  # those two points only
+    summary = transfer_summary(cfg, results, tuned_lr=2**-6, target_flops=target_run_flops(cfg))
+    resolved = summary["resolved"]["64"]
+    assert resolved["outcome"] == "settled" and resolved["added"] == len(added) // 2
+    assert abs(resolved["regret"] - 0.005) >= resolved["band"]  # the interval clears it
+    assert resolved["regret"] > 0.005 and summary["verdict"]["status"] == "fails"
+    assert "settle it beyond the tolerance" in summary["verdict"]["text"]
+    assert summary["mup"]["regret_seeds"]["64"] == resolved["seeds"] > 2
+    assert 0 < summary["resolve_flops_vs_target"] <= 100
+
+
+@pytest.mark.parametrize("pairs", [0, 1, 3])
+def test_the_seed_adding_loop_stops_at_its_budget(pairs):
+    probe = make_cfg("model.vocab_size=256")
+    run_cost = point_config(probe, dict(probe.ladder.hparams), Run("mup", 64, 0, 0)).flops
+    budget = (2 * pairs + 1) * run_cost / target_run_flops(probe)  # room for `pairs` pairs
+    cfg = make_cfg("model.vocab_size=256", f"ladder.resolve_budget={budget}")
+    results = complete_with_flops(cfg, near_tolerance(0.0055, own=0.006))
+    added = [run for run in results if run.seed in resolve_seeds(cfg)]
+    assert len(added) == 2 * pairs
+    assert next_runs(cfg, results) == []  # the loop has stopped, not merely paused
+    summary = transfer_summary(cfg, results, tuned_lr=2**-6, target_flops=target_run_flops(cfg))
+    assert summary["resolve_flops_vs_target"] <= budget
+    resolved = summary["resolved"]["64"]
+    assert resolved["outcome"] == "budget" and resolved["added"] == pairs
+    wording = "still straddle it: ladder.resolve_budget" if pairs else "adds no seed"
+    assert wording in summary["verdict"]["text"]
 
 
 def test_the_summary_judges_by_regret_and_reads_a_flat_basin_as_flat():

@@ -352,6 +352,7 @@ FIELD_CHECKS: dict[str, Check] = {
     "ladder.transfer_seeds": positive(),
     "ladder.noise_seeds": at_least(0),
     "ladder.regret_tolerance": positive(),
+    "ladder.resolve_budget": at_least(0),
     **{f"ladder.hparams.{name}": domain for name, domain in HPARAM_DOMAINS.items()},
     "ladder.search": _check_search,
     "model.factory": _check_model,

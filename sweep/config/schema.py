@@ -128,6 +128,9 @@ class LadderConfig:
     transfer_seeds: int = 1  # seeds at every point of the transfer check
     noise_seeds: int = 1  # more seeds at each width's best LR: the seed-to-seed noise (0: none)
     regret_tolerance: float = 0.005  # the relative regret µP may show at any width
+    # a µP width whose regret ± its band straddles the tolerance: more seeds at its tuned and
+    # best points, round by round, costing at most this many target runs' FLOPs (0: none)
+    resolve_budget: float = 0.25
     hparams: HyperParams = field(default_factory=HyperParams)
     search: dict[str, ParamRange] = field(default_factory=dict)
 

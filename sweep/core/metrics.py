@@ -100,14 +100,16 @@ def transfer_verdict(
     sp_regret: Mapping[int, float],
     *,
     unbracketed: Sequence[str] = (),
-    noise: float = 0.0,
+    noise: float | Mapping[int, float] = 0.0,
     tolerance: float = DEFAULT_TOLERANCE,
+    resolved: str = "",
 ) -> Verdict:
-    """One line on whether the proxy's LR serves every width: µP transfers when its worst
-    relative regret over the ladder is within `tolerance` (or within `noise`, the relative size
-    of a difference the seeds cannot resolve), and this is set against SP's worst regret.
-    "inconclusive" while some width's optimum is not bracketed by its LR grid: there the regret
-    is a lower bound and the verdict could go either way."""
+    """One line on whether the proxy's LR serves every width: µP transfers when every width's
+    relative regret is within `tolerance` or within its `noise` (the relative size of a
+    difference its seeds cannot resolve: one for all widths, or one per width), and this is set
+    against SP's worst regret. "inconclusive" while some width's optimum is not bracketed by its
+    LR grid: there the regret is a lower bound and the verdict could go either way. `resolved`
+    (what more seeds near the tolerance settled) closes the line."""
     if unbracketed:
         return Verdict(
             Status.inconclusive,
@@ -117,20 +119,30 @@ def transfer_verdict(
     finite_mup = {w: r for w, r in mup_regret.items() if not math.isnan(r)}
     if not finite_mup:
         return Verdict(Status.inconclusive, "inconclusive: no µP width has a finite loss")
-    w_mup, r_mup = max(finite_mup.items(), key=lambda kv: kv[1])
-    allowed = max(tolerance, noise)
-    noise_text = f", noise ±{percent(noise)}" if noise > 0 else ", noise not measured"
+
+    def band(width: int) -> float:
+        value = noise.get(width, 0.0) if isinstance(noise, Mapping) else noise
+        return value if math.isfinite(value) else 0.0
+
+    def rank(width: int) -> tuple[int, float]:  # beyond both bounds, above the tolerance, regret
+        r = finite_mup[width]
+        return (2 if r > max(tolerance, band(width)) else 1 if r > tolerance else 0), r
+
+    w_mup = max(finite_mup, key=rank)
+    r_mup, nu = finite_mup[w_mup], band(w_mup)
+    noise_text = f", noise ±{percent(nu)}" if nu > 0 else ", noise not measured"
     sp = {w: r for w, r in sp_regret.items() if not math.isnan(r)}
     sp_text = "SP not measured"
     if sp:
         w_sp, r_sp = max(sp.items(), key=lambda kv: kv[1])
         verb = "diverges at the tuned LR" if r_sp == math.inf else f"loses {percent(r_sp)}"
         sp_text = f"SP {verb} at width {w_sp}"
-    if r_mup > allowed:
+    tail = f"; more seeds near the tolerance: {resolved}" if resolved else ""
+    if r_mup > max(tolerance, nu):
         return Verdict(
             Status.fails,
             f"µP does not transfer: it loses {percent(r_mup)} at width {w_mup} at the tuned LR "
-            f"(tolerance {percent(tolerance)}{noise_text}); {sp_text}",
+            f"(tolerance {percent(tolerance)}{noise_text}); {sp_text}{tail}",
         )
     status = Status.passes if r_mup <= tolerance else Status.within_noise
     if r_mup <= tolerance:
@@ -141,13 +153,14 @@ def transfer_verdict(
     else:  # above the tolerance, within the noise: the seeds cannot tell it from 0
         line = (
             f"µP transfers within the noise: worst regret {percent(r_mup)} at width {w_mup} is "
-            f"above the tolerance {percent(tolerance)} but within the noise ±{percent(noise)} "
-            f"(more ladder.transfer_seeds would resolve it); {sp_text}"
+            f"above the tolerance {percent(tolerance)} but within the noise ±{percent(nu)} "
+            f"(more seeds would resolve it); {sp_text}"
         )
+    allowed = max(tolerance, max((band(w) for w in finite_mup), default=0.0))
     if sp and (r_sp_worst := max(sp.values())) <= allowed:
         bound = "tolerance" if r_sp_worst <= tolerance else "noise"
         line += f" — SP is within the {bound} too, so this ladder does not separate them"
-    return Verdict(status, line)
+    return Verdict(status, line + tail)
 
 
 def run_verdict(

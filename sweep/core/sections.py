@@ -100,11 +100,25 @@ class ParametrizationCurves(TypedDict):
     optimum_log2_lr: dict[str, float]
     optimum_interval: dict[str, list[float]]
     bracketed: dict[str, bool]
-    regret: dict[str, float]  # at the tuned LR
+    regret: dict[str, float]  # at the tuned LR, from every seed its two points share
+    regret_band: dict[str, float]  # its noise band, relative to the best point's loss
+    regret_seeds: dict[str, int]  # the seeds it rests on
     drift_log2: float
     drift_beyond_noise_log2: float
     worst_regret: float
     wider_is_better: bool
+
+
+class ResolvedRegret(TypedDict):
+    """A µP width whose regret interval straddled the tolerance: the seeds added at its tuned
+    and best points, and how it ended: "settled" (the interval clears the tolerance), "budget"
+    (`ladder.resolve_budget` spent first) or "seeds" (the most seeds a point takes)."""
+
+    regret: float
+    band: float
+    seeds: int
+    added: int
+    outcome: str
 
 
 class TransferSection(TypedDict):
@@ -117,6 +131,8 @@ class TransferSection(TypedDict):
     verdict: VerdictRecord
     runs: int
     flops_vs_target: float
+    resolved: dict[str, ResolvedRegret]  # keyed by width
+    resolve_flops_vs_target: float  # what the resolving seeds cost, in target runs
 
 
 class HeldOut(TypedDict):

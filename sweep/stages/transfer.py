@@ -8,7 +8,10 @@ series holds `lr_max_points` points: points go where the optimum is, starting fr
 it is. A settled series' best point and its better neighbour are then trained at `noise_seeds`
 more seeds: the spread of the same-seed differences between the two is the noise a regret (two
 LRs at the same seeds) is judged against, the spread at the best point alone that of two
-independent runs.
+independent runs. Where a µP width's regret at the tuned LR is so close to the tolerance that its
+interval (the regret ± its paired band) straddles it, that width's tuned and best points take
+more seeds, round by round, until the interval clears the tolerance or `ladder.resolve_budget`
+(in target runs' FLOPs) is spent; the verdict says which.
 
 One run is (parametrization, width, grid step k, seed). Runs are dealt to Submitit jobs (one run
 per job on SLURM; a few long-lived jobs locally, where each process pays seconds of imports), and
@@ -32,7 +35,6 @@ from sweep.core.lr_curve import (
     bracket,
     fit_optimum,
     optimum_interval,
-    relative_regret,
     steps_past_open_sides,
 )
 from sweep.core.metrics import (
@@ -40,13 +42,20 @@ from sweep.core.metrics import (
     drift,
     drift_beyond_noise,
     paired_band,
+    percent,
     pooled_std,
     transfer_verdict,
     wider_is_better,
 )
 from sweep.core.parametrization import PARAMETRIZATIONS
 from sweep.core.records import read_record
-from sweep.core.sections import NoiseBand, ParametrizationCurves, Sections, TransferSection
+from sweep.core.sections import (
+    NoiseBand,
+    ParametrizationCurves,
+    ResolvedRegret,
+    Sections,
+    TransferSection,
+)
 from sweep.core.train import RunConfig
 from sweep.stages.plan import StagePlan, StepSeconds, estimated_seconds, parallel_jobs
 from sweep.stages.source import shared_checkpoint
@@ -59,6 +68,8 @@ from sweep.stages.stage import (
     target_run_flops,
 )
 from sweep.stages.tune import near_best
+
+MAX_REGRET_SEEDS = 32  # the most seeds resolving a regret brings its two points to
 
 
 @dataclass(frozen=True)
@@ -86,6 +97,12 @@ def grid_seeds(cfg: DictConfig) -> list[int]:
 def extra_seeds(cfg: DictConfig) -> list[int]:
     first = cfg.seed + cfg.ladder.transfer_seeds
     return list(range(first, first + cfg.ladder.noise_seeds))
+
+
+def resolve_seeds(cfg: DictConfig) -> list[int]:
+    """The seeds only resolving a regret adds, at most `MAX_REGRET_SEEDS` at a point in all."""
+    first = cfg.seed + cfg.ladder.transfer_seeds + cfg.ladder.noise_seeds
+    return list(range(first, first + MAX_REGRET_SEEDS))
 
 
 def series_curve(
@@ -136,7 +153,95 @@ def next_runs(cfg: DictConfig, results: Mapping[Run, Result]) -> list[Run]:
                 for s in seeds_here
                 if (run := Run(p, width, k, s)) not in results
             ]
+    return todo or resolving_runs(cfg, results)
+
+
+@dataclass(frozen=True)
+class PairedRegret:
+    """The regret at the tuned LR (k = 0) against the series' best grid point, from every seed the
+    two points share, and its band: the paired noise of a difference of that many seeds, relative
+    to the best point's loss."""
+
+    regret: float  # +inf where a seed diverged at the tuned LR; NaN with nothing to compare
+    band: float
+    seeds: int
+    best: int | None
+
+    def straddles(self, tolerance: float) -> bool:
+        """Whether the seeds cannot yet say which side of the tolerance the regret lies on."""
+        finite = math.isfinite(self.regret) and self.best not in (None, 0)
+        return finite and abs(self.regret - tolerance) < self.band
+
+
+def paired_regret(
+    cfg: DictConfig, results: Mapping[Run, Result], p: str, width: int, noise: NoiseBand
+) -> PairedRegret:
+    curve = series_curve(results, p, width, grid_seeds(cfg))
+    best = best_step(curve)
+    if best is None or 0 not in curve:
+        return PairedRegret(math.nan, math.nan, 0, best)
+    seeds = grid_seeds(cfg) + extra_seeds(cfg) + resolve_seeds(cfg)
+    pairs = [
+        (results[Run(p, width, 0, s)].loss, results[Run(p, width, best, s)].loss)
+        for s in seeds
+        if Run(p, width, 0, s) in results and Run(p, width, best, s) in results
+    ]
+    at_best = float(np.mean([b for _, b in pairs]))
+    at_tuned = float(np.mean([t for t, _ in pairs]))
+    regret = math.inf if not math.isfinite(at_tuned) else (at_tuned - at_best) / at_best
+    return PairedRegret(regret, band_of(noise, len(pairs)) / at_best, len(pairs), best)
+
+
+def band_of(noise: NoiseBand, seeds: int) -> float:
+    """The band of a difference of two points of `seeds` seeds each: paired where it was
+    measured, else unpaired (0 with no noise measured)."""
+    if noise["paired"]:
+        return paired_band(noise["paired_std"], seeds)
+    return difference_band(noise["std"], seeds)
+
+
+def resolving_runs(cfg: DictConfig, results: Mapping[Run, Result]) -> list[Run]:
+    """Once every series is settled: for each bracketed µP width whose regret interval straddles
+    the tolerance, more seeds at its tuned and best points: as many as would clear the tolerance
+    at today's regret and noise, but at least double and at most four times the seeds it has (the
+    regret moves as seeds come in), at most `MAX_REGRET_SEEDS` in all, while their FLOPs fit in
+    what `ladder.resolve_budget` has left."""
+    ladder, left = cfg.ladder, None
+    noise, todo = seed_noise(cfg, results), []
+    for width in ladder.widths:
+        curve = series_curve(results, "mup", width, grid_seeds(cfg))
+        xs = sorted(curve)
+        regret = paired_regret(cfg, results, "mup", width, noise)
+        if not (
+            bracket(xs, [curve[k] for k in xs]).closed and regret.straddles(ladder.regret_tolerance)
+        ):
+            continue
+        if left is None:  # what the budget has left, once something asks for it
+            left = ladder.resolve_budget * target_run_flops(cfg) - resolve_flops(cfg, results)
+        margin = abs(regret.regret - ladder.regret_tolerance)
+        clearing = math.ceil(regret.seeds * (regret.band / margin) ** 2) + 1
+        wanted = min(max(2 * regret.seeds, clearing), 4 * regret.seeds, MAX_REGRET_SEEDS)
+        wanted -= regret.seeds
+        cost = point_config(cfg, dict(ladder.hparams), Run("mup", width, 0, cfg.seed)).flops
+        fresh = [
+            s
+            for s in resolve_seeds(cfg)
+            if not {Run("mup", width, 0, s), Run("mup", width, regret.best, s)} <= results.keys()
+        ]
+        for s in fresh[: max(0, wanted)]:
+            pair = [r for r in (Run("mup", width, 0, s), Run("mup", width, regret.best, s))]
+            owed = [r for r in pair if r not in results]
+            if len(owed) * cost > left:
+                break
+            left -= len(owed) * cost
+            todo += owed
     return todo
+
+
+def resolve_flops(cfg: DictConfig, results: Mapping[Run, Result]) -> int:
+    """What the runs at the resolving seeds cost."""
+    seeds = set(resolve_seeds(cfg))
+    return sum(r.flops for run, r in results.items() if run.seed in seeds)
 
 
 def neighbour_step(curve: Mapping[int, float], best: int) -> int | None:
@@ -209,11 +314,13 @@ def seed_noise(cfg: DictConfig, results: Mapping[Run, Result]) -> NoiseBand:
 
 
 def parametrization_curves(
-    cfg: DictConfig, results: Mapping[Run, Result], p: str, tuned_log2: float, band: float
+    cfg: DictConfig, results: Mapping[Run, Result], p: str, tuned_log2: float, noise: NoiseBand
 ) -> ParametrizationCurves:
     """One parametrization across the ladder: per width the curve, its fitted optimum and
-    interval, whether the grid brackets it and the regret at the tuned LR; then the drifts."""
+    interval, whether the grid brackets it and the regret at the tuned LR (from every seed its
+    two points share, with its band); then the drifts."""
     curves, optima, intervals, bracketed, regrets = {}, {}, {}, {}, {}
+    regret_bands, regret_seeds = {}, {}
     for width in cfg.ladder.widths:
         curve = series_curve(results, p, width, grid_seeds(cfg))
         if not curve:
@@ -223,15 +330,22 @@ def parametrization_curves(
         key = str(width)
         curves[key] = [[x, y] for x, y in zip(xs, ys, strict=True)]
         optima[key] = fit_optimum(xs, ys).log2_lr
-        intervals[key] = list(optimum_interval(xs, ys, band))
+        intervals[key] = list(optimum_interval(xs, ys, noise["band"]))
         bracketed[key] = bracket(xs, ys).closed
-        regrets[key] = relative_regret(xs, ys, tuned_log2)
+        paired = paired_regret(cfg, results, p, width, noise)
+        regrets[key], regret_bands[key], regret_seeds[key] = (
+            paired.regret,
+            paired.band,
+            paired.seeds,
+        )
     return ParametrizationCurves(
         curves=curves,
         optimum_log2_lr=optima,
         optimum_interval=intervals,
         bracketed=bracketed,
         regret=regrets,
+        regret_band=regret_bands,
+        regret_seeds=regret_seeds,
         drift_log2=drift(optima),
         drift_beyond_noise_log2=drift_beyond_noise({w: tuple(v) for w, v in intervals.items()}),
         worst_regret=max(regrets.values(), default=math.nan),
@@ -239,6 +353,51 @@ def parametrization_curves(
             {int(w): dict(map(tuple, c)) for w, c in curves.items()}, up_to=tuned_log2
         ),
     )
+
+
+def resolved_regrets(
+    cfg: DictConfig, results: Mapping[Run, Result], mup: ParametrizationCurves, noise: NoiseBand
+) -> dict[str, ResolvedRegret]:
+    """The bracketed µP widths whose regret took resolving seeds or still straddles the
+    tolerance: how many seeds it rests on, and whether its interval now clears the tolerance."""
+    tolerance, seeds = cfg.ladder.regret_tolerance, set(resolve_seeds(cfg))
+    out = {}
+    for key in mup["regret"]:
+        paired = paired_regret(cfg, results, "mup", int(key), noise)
+        added = {r.seed for r in results if r.width == int(key) and r.seed in seeds}
+        straddles = paired.straddles(tolerance)
+        if mup["bracketed"][key] and (added or straddles):
+            outcome = "settled" if not straddles else "budget"
+            if straddles and paired.seeds >= MAX_REGRET_SEEDS:
+                outcome = "seeds"
+            out[key] = ResolvedRegret(
+                regret=paired.regret,
+                band=paired.band,
+                seeds=paired.seeds,
+                added=len(added),
+                outcome=outcome,
+            )
+    return out
+
+
+def resolve_text(resolved: Mapping[str, ResolvedRegret], tolerance: float, budget: float) -> str:
+    """What resolving the regrets near the tolerance did, in a clause ("" when none was)."""
+    parts = []
+    for width, r in resolved.items():
+        where = f"width {width}: {percent(r['regret'])} ± {percent(r['band'])}, {r['seeds']} seeds"
+        if r["outcome"] == "settled":
+            side = "within" if r["regret"] <= tolerance else "beyond"
+            parts.append(f"{where} ({r['added']} added) settle it {side} the tolerance")
+        elif r["outcome"] == "seeds":
+            parts.append(f"{where} (the most it takes) still straddle it")
+        elif r["added"]:
+            parts.append(
+                f"{where} ({r['added']} added) still straddle it: ladder.resolve_budget "
+                f"({budget:g} target runs) spent"
+            )
+        else:
+            parts.append(f"{where} straddle it; ladder.resolve_budget ({budget:g}) adds no seed")
+    return "; ".join(parts)
 
 
 def grid_flops(results: Mapping[Run, Result]) -> int:
@@ -254,8 +413,7 @@ def transfer_summary(
     tuned_log2 = math.log2(tuned_lr)
     noise = seed_noise(cfg, results)
     series = {
-        p: parametrization_curves(cfg, results, p, tuned_log2, noise["band"])
-        for p in PARAMETRIZATIONS
+        p: parametrization_curves(cfg, results, p, tuned_log2, noise) for p in PARAMETRIZATIONS
     }
     best_losses = [
         min(finite)
@@ -273,15 +431,22 @@ def transfer_summary(
     noise["relative_band"] = noise["band"] / mean_best
     noise["relative_unpaired_band"] = noise["unpaired_band"] / mean_best
     regrets = {p: {int(w): r for w, r in series[p]["regret"].items()} for p in series}
+    tolerance = cfg.ladder.regret_tolerance
+    resolved = resolved_regrets(cfg, results, series["mup"], noise)
     verdict = transfer_verdict(
         regrets["mup"],
         regrets["sp"],
         unbracketed=unbracketed,
-        noise=noise["relative_band"],
-        tolerance=cfg.ladder.regret_tolerance,
+        noise={int(w): b for w, b in series["mup"]["regret_band"].items()},
+        tolerance=tolerance,
+        resolved=resolve_text(resolved, tolerance, cfg.ladder.resolve_budget),
     )
     flops = grid_flops(results)
     return TransferSection(
+        resolved=resolved,
+        resolve_flops_vs_target=resolve_flops(cfg, results) / target_flops
+        if target_flops
+        else math.nan,
         tuned_log2_lr=tuned_log2,
         noise=noise,
         mup=series["mup"],
@@ -316,7 +481,8 @@ class TransferStage(PointGrid):
         return shared_checkpoint(cfg, run_dir, dict(tuned), config)
 
     def max_rounds(self, ctx: Context) -> int:
-        return ctx.cfg.ladder.lr_max_points + 3  # each round adds a point or ends
+        # each round adds a point or ends; then resolving at least doubles a regret's seeds
+        return ctx.cfg.ladder.lr_max_points + 3 + math.ceil(math.log2(MAX_REGRET_SEEDS))
 
     def read(self, ctx: Context) -> dict[Run, Result]:
         return read_results(ctx.run_dir / self.folder, ctx.require_tuned())
@@ -350,15 +516,22 @@ class TransferStage(PointGrid):
         runs = [config(r.width, r.parametrization) for r in first]
         runs += [config(w, p) for p, w in noise]
         flops = sum(r.flops for r in runs)
+        resolving = ladder.resolve_budget * target_run_flops(cfg)
+        notes = [f"{len(done)} runs done"] if done else []
+        if resolving:
+            notes.append(
+                f"at most {ladder.resolve_budget:g} target runs more resolve regrets near the "
+                "tolerance"
+            )
         return StagePlan(
             self.name,
             job_count(cfg, len(first)),
             len(runs),
             flops,
             most,
-            flops + (most - len(runs)) * config(ladder.widths[-1], "mup").flops,
+            flops + (most - len(runs)) * config(ladder.widths[-1], "mup").flops + resolving,
             estimated_seconds(runs, step_seconds, parallel_jobs(cfg)),
-            f"{len(done)} runs done" if done else "",
+            "; ".join(notes),
         )
 
     def summary(self, ctx: Context, so_far: Sections) -> Section | None:
