@@ -9,6 +9,7 @@ import pytest
 
 from sweep.config import compose_config, proxy_setting, resolve_vocabulary
 from sweep.core.axis_rules import adamw_timescale, weight_decay_for
+from sweep.core.joint_fit import INTERACTION
 from sweep.stages import axes
 
 BETA = 0.4
@@ -24,9 +25,12 @@ def tiny(tmp_path, *overrides: str):
     return cfg
 
 
-def synthetic(cfg, tuned: dict, beta: float = BETA, wd_curvature: float = 0.0):
-    """loss(run): a parabola in log2 LR around η*(D) = tuned · (D/D_proxy)^-β, plus one in
-    log2 λ around the λ of the proxy's AdamW timescale at the run's LR."""
+def synthetic(
+    cfg, tuned: dict, beta: float = BETA, wd_curvature: float = 0.0, width_slope: float = 0.0
+):
+    """loss(run): a parabola in log2 LR around η*(D, m) = tuned · (D/D_proxy)^-β · m^width_slope
+    (m the run's width over the proxy's), plus one in log2 λ around the λ of the proxy's AdamW
+    timescale at the run's LR."""
     proxy = proxy_setting(cfg)
     tau = (
         adamw_timescale(proxy.batch_tokens, tuned["lr"], tuned["weight_decay"], proxy.tokens)
@@ -38,6 +42,7 @@ def synthetic(cfg, tuned: dict, beta: float = BETA, wd_curvature: float = 0.0):
         config = axes.rung_run(cfg, tuned, run)
         tokens = config.steps * config.tokens_per_step
         best = math.log2(tuned["lr"]) - beta * math.log2(tokens / proxy.tokens)
+        best += width_slope * math.log2((run.width or cfg.ladder.widths[0]) / cfg.ladder.widths[0])
         value = 3.0 + 0.05 * (math.log2(config.optim.lr) - best) ** 2
         if wd_curvature and math.isfinite(tau):
             ideal = weight_decay_for(tau, config.tokens_per_step, config.optim.lr, tokens)
@@ -226,17 +231,24 @@ def test_the_joint_fit_reads_width_from_the_transfer_check_and_tokens_from_the_r
     )
     tuned = dict(cfg.ladder.hparams) | {"lr": 0.01}
     tuned_log2 = math.log2(tuned["lr"])
-    results = run_check(cfg, tuned, synthetic(cfg, tuned))
+    results = run_check(cfg, tuned, synthetic(cfg, tuned, width_slope=width_slope))
+    assert {run.width for run in results} == {None, 64}  # the horizon at a second width too
     optima = {w: tuned_log2 + width_slope * math.log2(w / 32) for w in cfg.ladder.widths}
     transfer = transfer_section(tuned_log2, optima, band=0.002)
-    joint = axes.axes_summary(cfg, tuned, results, transfer)["joint"]
-    assert joint["points"] == 4 + 4  # every width, every rung (the proxy's own rung too)
+    section = axes.axes_summary(cfg, tuned, results, transfer)
+    assert sorted(section["horizon"]["widths"]["64"]["curves"]) == ["2", "4", "8"]
+    joint = section["joint"]
+    # every width, every rung at the proxy (its own rung too) and the rungs at width 64 (whose
+    # rung 1 is the transfer check's curve there)
+    assert joint["points"] == 4 + 4 + 3
+    assert joint["slopes"][INTERACTION] == pytest.approx(0.0, abs=1e-6)
     assert joint["slopes"]["tokens"] == pytest.approx(-BETA, abs=1e-6)
     assert joint["slopes"]["width"] == pytest.approx(width_slope, abs=1e-6)
     assert joint["width_drift"] == (width_slope != 0)
     assert joint["held_out_width"]["error_log2"] == pytest.approx(0, abs=1e-6)  # a plane
     tokens = math.log2(40 / 30)  # gpt_tiny's target trains 40 steps, the proxy 30
     expected = joint["shrunk"]["tokens"] * tokens + joint["shrunk"]["width"] * math.log2(16)
+    expected += joint["shrunk"][INTERACTION] * tokens * math.log2(16)
     assert joint["log2_shift_vs_carry"] == pytest.approx(expected)
     assert joint["log2_lr"] == pytest.approx(tuned_log2 + expected)
     assert joint["shrunk"]["tokens"] == pytest.approx(-BETA, rel=0.05)  # measured well: kept

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from sweep.core.joint_fit import JointFit, OptimumPoint, fit_joint, held_out_error
+from sweep.core.joint_fit import INTERACTION, JointFit, OptimumPoint, fit_joint, held_out_error
 from sweep.core.lr_curve import fit_optimum
 
 TUNED = -5.0  # log2 LR the grids are centred on
@@ -20,25 +20,45 @@ def measured_optimum(true_log2_lr: float, rng: np.random.Generator, noise: float
     return fit_optimum(xs, ys).log2_lr
 
 
-def ladder(width_slope: float, tokens_slope: float, noise: float = 0.0, seed: int = 0):
+def ladder(
+    width_slope: float,
+    tokens_slope: float,
+    noise: float = 0.0,
+    seed: int = 0,
+    interaction: float = 0.0,
+    wide_rungs: bool = True,
+):
     """The transfer check's design (widths at the proxy's tokens) and the horizon rungs (tokens
-    at the proxy's width), plus one wider point at a longer horizon."""
+    at the proxy's width), and the horizon rungs at the second width (`wide_rungs`)."""
     rng = np.random.default_rng(seed)
-    design = [(m, 0.0) for m in (0.0, 1.0, 2.0, 3.0)] + [(0.0, 1.0), (0.0, 2.0), (1.0, 1.0)]
+    design = [(m, 0.0) for m in (0.0, 1.0, 2.0, 3.0)] + [(0.0, 1.0), (0.0, 2.0)]
+    design += [(1.0, 1.0), (1.0, 2.0)] if wide_rungs else []
     return [
         OptimumPoint(
             {"width": m, "tokens": t},
-            measured_optimum(TUNED + 0.3 + width_slope * m + tokens_slope * t, rng, noise),
+            measured_optimum(
+                TUNED + 0.3 + width_slope * m + tokens_slope * t + interaction * m * t, rng, noise
+            ),
         )
         for m, t in design
     ]
 
 
 def test_the_fit_recovers_a_known_family_of_curves():
-    fit = fit_joint(ladder(-0.25, -0.4))
-    assert fit.slopes == pytest.approx({"width": -0.25, "tokens": -0.4}, abs=1e-6)
+    fit = fit_joint(ladder(-0.25, -0.4, interaction=-0.1))
+    assert fit.slopes == pytest.approx(
+        {"width": -0.25, "tokens": -0.4, INTERACTION: -0.1}, abs=1e-6
+    )
     assert fit.intercept == pytest.approx(TUNED + 0.3, abs=1e-6)
-    assert fit.points == 7 and "batch" not in fit.slopes  # the points never vary the batch
+    assert fit.points == 8 and "batch" not in fit.slopes  # the points never vary the batch
+    far = {"width": 4.0, "tokens": 1.0}  # the target: 16× wider, 2× the tokens
+    assert fit.log2_at(far) == pytest.approx(TUNED + 0.3 - 1.0 - 0.4 - 0.4, abs=1e-6)
+
+
+def test_without_rungs_at_a_second_width_the_width_x_tokens_term_is_not_fitted():
+    fit = fit_joint(ladder(-0.25, -0.4, wide_rungs=False))
+    assert set(fit.slopes) == {"width", "tokens"}
+    assert fit.slopes == pytest.approx({"width": -0.25, "tokens": -0.4}, abs=1e-6)
 
 
 def test_with_loss_noise_the_slopes_land_within_their_errors():

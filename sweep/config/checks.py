@@ -399,6 +399,7 @@ FIELD_CHECKS: dict[str, Check] = {
     "axes.batch": _check_rungs,
     "axes.beta": Domain(lambda v: v >= 0, ">= 0 (the LR falls as the tokens grow)", optional=True),
     "axes.kappa": at_least(0),
+    "axes.widths": positive(),
     "axes.budget": at_least(0),
     "data.source": _check_corpus,
     "data.path": _check_corpus,

@@ -267,6 +267,9 @@ class AxesConfig:
     beta: float | None = None  # η* ∝ tokens^-β; null: fitted on the horizon's rungs
     kappa: float = 0.5  # η* ∝ batch^κ: Adam's square-root rule
     weight_decay: bool = True  # a weight-decay grid at each rung's best LR (tuned λ > 0)
+    # the horizon's rungs also at this many of the smallest ladder widths (1: the proxy only), so
+    # the joint fit sees tokens and width vary together; wider rungs come after the proxy's
+    widths: int = 2
     budget: float = 1.0  # the checks' worst case, in target runs' FLOPs; rungs past it dropped
     apply: bool = True  # the target trains at the joint fit's values; false: plain carry-over
 

@@ -4,9 +4,11 @@ Every measured optimum (a transfer curve at one width, an axes rung at the proxy
 (log2 width multiplier, log2 tokens ratio, log2 batch ratio; log2 η*), each ratio to the proxy's
 tuning run. One least-squares plane through them,
 
-    log2 η* = a + b·log2(m) + c·log2(D/D₀) + d·log2(B/B₀),
+    log2 η* = a + b·log2(m) + c·log2(D/D₀) + d·log2(B/B₀) + e·log2(m)·log2(D/D₀),
 
-gives each slope with its standard error; an axis the points do not vary along is not fitted.
+gives each slope with its standard error; an axis the points do not vary along is not fitted, and
+the width × tokens term e (how the horizon's shift changes with width) only where the points
+measure it: horizon rungs at a second width, so that it is not a blend of b and c.
 µP predicts b = 0 (Bjorck et al. 2024 find the D dependence remains, c = −β). A slope enters a
 prediction only in proportion to how well it is measured: it is shrunk toward zero (plain
 carry-over) by the factor max(0, 1 − (se/slope)²), so a slope within one standard error of zero
@@ -22,6 +24,16 @@ from dataclasses import dataclass
 import numpy as np
 
 AXES = ("width", "tokens", "batch")
+INTERACTION = "width×tokens"
+TERMS = (*AXES, INTERACTION)
+
+
+def feature(coords: Mapping[str, float], term: str) -> float:
+    """A point's value of one term of the plane: an axis's log2 ratio, or the width × tokens
+    product."""
+    if term == INTERACTION:
+        return coords.get("width", 0.0) * coords.get("tokens", 0.0)
+    return coords.get(term, 0.0)
 
 
 @dataclass(frozen=True)
@@ -36,7 +48,7 @@ class OptimumPoint:
 @dataclass(frozen=True)
 class JointFit:
     intercept: float
-    slopes: Mapping[str, float]  # the fitted axes only
+    slopes: Mapping[str, float]  # the fitted terms only (axes, and INTERACTION where measured)
     stderr: Mapping[str, float]  # inf when the points leave no degree of freedom
     points: int
 
@@ -54,11 +66,11 @@ class JointFit:
 
     def log2_at(self, coords: Mapping[str, float]) -> float:
         """The plane's log2 η* at `coords` (unshrunk)."""
-        return self.intercept + sum(s * coords.get(a, 0.0) for a, s in self.slopes.items())
+        return self.intercept + sum(s * feature(coords, a) for a, s in self.slopes.items())
 
     def shift(self, coords: Mapping[str, float]) -> float:
         """The log2 LR change from the proxy to `coords`, by the shrunk slopes."""
-        return sum(self.shrunk(a) * coords.get(a, 0.0) for a in AXES)
+        return sum(self.shrunk(a) * feature(coords, a) for a in TERMS)
 
 
 def fit_joint(points: Sequence[OptimumPoint]) -> JointFit:
@@ -71,7 +83,14 @@ def fit_joint(points: Sequence[OptimumPoint]) -> JointFit:
     if not finite:
         raise ValueError("a joint fit needs at least one finite optimum")
     axes = [a for a in AXES if len({round(p.coords.get(a, 0.0), 9) for p in finite}) >= 2]
-    x = np.array([[1.0] + [p.coords.get(a, 0.0) for a in axes] for p in finite])
+    if {"width", "tokens"} <= set(axes):
+        with_product = np.array([[1.0] + [feature(p.coords, a) for a in axes] for p in finite])
+        with_product = np.column_stack(
+            [with_product, [feature(p.coords, INTERACTION) for p in finite]]
+        )
+        if np.linalg.matrix_rank(with_product) == with_product.shape[1] < len(finite):
+            axes.append(INTERACTION)  # measured apart from b and c, with a point to spare
+    x = np.array([[1.0] + [feature(p.coords, a) for a in axes] for p in finite])
     y = np.array([p.log2_lr for p in finite])
     known = all(math.isfinite(p.stderr) and p.stderr > 0 for p in finite)
     w = np.array([1.0 / p.stderr**2 if known else 1.0 for p in finite])

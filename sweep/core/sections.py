@@ -154,6 +154,15 @@ class WeightDecayAxis(TypedDict):
     regret_timescale: dict[str, float]
 
 
+class WideHorizon(TypedDict):
+    """The horizon rungs at a wider ladder width, keyed by rung: where the joint fit sees how
+    the horizon's shift depends on width."""
+
+    curves: dict[str, Curve]
+    bracketed: dict[str, bool]
+    optimum_log2_lr: dict[str, float]
+
+
 class AxisSection(TypedDict):
     """One axis (training length or batch size) at the proxy width, keyed by rung."""
 
@@ -172,6 +181,7 @@ class AxisSection(TypedDict):
     drift_with_rule: float
     held_out: NotRequired[HeldOut]
     weight_decay: NotRequired[WeightDecayAxis]
+    widths: NotRequired[dict[str, WideHorizon]]  # the horizon's rungs at wider widths
     dropped_for_budget: list[float]
 
 

@@ -48,6 +48,7 @@ from sweep.core.sections import (
     Sections,
     TransferSection,
     WeightDecayAxis,
+    WideHorizon,
 )
 from sweep.core.train import RunConfig
 from sweep.stages.plan import StagePlan, StepSeconds, estimated_seconds, parallel_jobs
@@ -65,6 +66,7 @@ class AxisRun:
     lr_step: int  # log2 LR = tuned + lr_step × ladder.lr_resolution
     wd_step: int | None  # None: the tuned weight decay; else log2 λ = tuned + wd_step × res
     seed: int
+    width: int | None = None  # None: the proxy's; else a wider ladder width (horizon rungs only)
 
 
 def rungs(cfg: DictConfig, axis: str) -> list[float]:
@@ -74,8 +76,25 @@ def rungs(cfg: DictConfig, axis: str) -> list[float]:
 
 
 def kept_rungs(cfg: DictConfig) -> dict[str, list[float]]:
-    """Every axis's rungs, smallest first, as long as the checks' worst case (every series at
-    `lr_max_points`, and as many weight-decay points) stays within `axes.budget` target runs."""
+    """Every axis's rungs at the proxy width, smallest first, as long as the checks' worst case
+    (every series at `lr_max_points`, and as many weight-decay points) stays within `axes.budget`
+    target runs."""
+    return budgeted(cfg)[0]
+
+
+def wide_rungs(cfg: DictConfig) -> dict[int, list[float]]:
+    """{width: horizon rungs} at the wider ladder widths `axes.widths` asks for, in what the
+    budget leaves after the proxy's rungs. Rung 1 is the transfer check's curve of that width
+    when it trains the tuning run's steps, so it is trained here only when it does not."""
+    return budgeted(cfg)[1]
+
+
+def wide_widths(cfg: DictConfig) -> list[int]:
+    """The ladder widths past the proxy whose horizon rungs the joint fit asks for."""
+    return list(cfg.ladder.widths[1 : cfg.axes.widths]) if cfg.axes.horizon else []
+
+
+def budgeted(cfg: DictConfig) -> tuple[dict[str, list[float]], dict[int, list[float]]]:
     tuned = dict(cfg.ladder.hparams)
     target = run_config(cfg, cfg.ladder.target, "mup", tuned, cfg.ladder.target_steps, cfg.seed)
     allowance = cfg.axes.budget * target.flops
@@ -90,17 +109,34 @@ def kept_rungs(cfg: DictConfig) -> dict[str, list[float]]:
         if spent + worst <= allowance or rung == 1.0:
             spent += worst
             kept[axis].append(rung)
-    return kept
+    wide: dict[int, list[float]] = {}
+    duplicate = cfg.ladder.transfer_steps == cfg.ladder.tune_steps
+    for width in wide_widths(cfg):
+        for rung in kept["horizon"]:
+            if rung == 1.0 and duplicate:
+                continue
+            run = rung_run(cfg, tuned, AxisRun("horizon", rung, 0, None, cfg.seed, width))
+            worst = cfg.ladder.lr_max_points * len(grid_seeds(cfg)) * run.flops
+            if spent + worst <= allowance:
+                spent += worst
+                wide.setdefault(width, []).append(rung)
+    return kept, wide
 
 
 def series(
-    results: Mapping[AxisRun, float], axis: str, rung: float, lr_step: int | None, cfg: DictConfig
+    results: Mapping[AxisRun, float],
+    axis: str,
+    rung: float,
+    lr_step: int | None,
+    cfg: DictConfig,
+    width: int | None = None,
 ) -> dict[int, float]:
     """A rung's LR series ({lr step: loss}, lr_step None) or its weight-decay series at
-    `lr_step` ({wd step: loss}, the tuned weight decay as step 0), averaged over the seeds."""
+    `lr_step` ({wd step: loss}, the tuned weight decay as step 0), averaged over the seeds; at
+    the proxy width, or at `width`."""
     out: dict[int, list[float]] = {}
     for run, loss in results.items():
-        if (run.axis, run.rung) != (axis, rung):
+        if (run.axis, run.rung, run.width) != (axis, rung, width):
             continue
         if lr_step is None and run.wd_step is None:
             out.setdefault(run.lr_step, []).append(loss)
@@ -131,16 +167,19 @@ def next_runs(cfg: DictConfig, tuned: Mapping[str, float], results: Mapping[Axis
     AdamW timescale."""
     ladder, seeds, res = cfg.ladder, grid_seeds(cfg), cfg.ladder.lr_resolution
     asked = [(axis, rung) for axis in AXES for rung in rungs(cfg, axis)]
+    wide = [("horizon", rung, w) for w, kept in wide_rungs(cfg).items() for rung in kept]
 
     def owed(runs: list[AxisRun]) -> list[AxisRun]:
         return [run for run in runs if run.wd_step != 0 and run not in results]
 
     grids = owed(
         [
-            AxisRun(axis, rung, k, None, s)
-            for axis, rung in asked
+            AxisRun(axis, rung, k, None, s, width)
+            for axis, rung, width in [(a, r, None) for a, r in asked] + wide
             for k in grid_extension(
-                series(results, axis, rung, None, cfg), ladder.lr_span, ladder.lr_max_points
+                series(results, axis, rung, None, cfg, width),
+                ladder.lr_span,
+                ladder.lr_max_points,
             )
             for s in seeds
         ]
@@ -186,13 +225,15 @@ def rung_run(cfg: DictConfig, tuned: Mapping[str, float], run: AxisRun) -> RunCo
         steps = round(steps * run.rung)
     else:  # the same tokens in bigger batches
         batch, steps = round(batch * run.rung), round(steps / run.rung)
-    config = run_config(cfg, ladder.widths[0], "mup", hparams, steps, run.seed)
+    width = ladder.widths[0] if run.width is None else run.width
+    config = run_config(cfg, width, "mup", hparams, steps, run.seed)
     return replace(config, batch_size=batch)
 
 
 def run_key(run: AxisRun, tag: str) -> str:
     wd = "" if run.wd_step is None else f"_wd{run.wd_step:+d}"
-    return f"{run.axis}_x{run.rung:g}_lr{run.lr_step:+d}{wd}_s{run.seed}_{tag}"
+    width = "" if run.width is None else f"_w{run.width}"
+    return f"{run.axis}{width}_x{run.rung:g}_lr{run.lr_step:+d}{wd}_s{run.seed}_{tag}"
 
 
 def read_results(folder: Path, tuned: Mapping[str, float]) -> dict[AxisRun, float]:
@@ -209,9 +250,11 @@ def read_flops(folder: Path, tuned: Mapping[str, float]) -> float:
     return float(sum((read_record(p) or {}).get("flops", 0) for p in paths))
 
 
-def lr_curve(cfg: DictConfig, tuned, results, axis: str, rung: float) -> tuple[list, list]:
-    """A rung's (log2 LRs, losses)."""
-    curve = series(results, axis, rung, None, cfg)
+def lr_curve(
+    cfg: DictConfig, tuned, results, axis: str, rung: float, width: int | None = None
+) -> tuple[list, list]:
+    """A rung's (log2 LRs, losses), at the proxy width or at `width`."""
+    curve = series(results, axis, rung, None, cfg, width)
     res, tuned_log2 = cfg.ladder.lr_resolution, math.log2(tuned["lr"])
     return [tuned_log2 + k * res for k in curve], list(curve.values())
 
@@ -293,8 +336,26 @@ def axis_summary(
     )
     if axis == "horizon" and cfg.axes.beta is None and len(optima) >= 3:
         out["held_out"] = held_out(cfg, tuned, results, optima)
+    if axis == "horizon" and (wide := wide_rungs(cfg)):
+        out["widths"] = {
+            str(w): wide_curves(cfg, tuned, results, w, kept) for w, kept in wide.items()
+        }
     if cfg.axes.weight_decay and tuned["weight_decay"] > 0:
         out["weight_decay"] = wd_summary(cfg, tuned, results, axis)
+    return out
+
+
+def wide_curves(cfg: DictConfig, tuned, results, width: int, kept: Sequence[float]) -> WideHorizon:
+    """The horizon rungs at a wider ladder width: each rung's curve and optimum."""
+    out = WideHorizon(curves={}, bracketed={}, optimum_log2_lr={})
+    for rung in kept:
+        xs, ys = lr_curve(cfg, tuned, results, "horizon", rung, width)
+        if not any(math.isfinite(y) for y in ys):
+            continue
+        key = f"{rung:g}"
+        out["curves"][key] = [[x, y] for x, y in zip(xs, ys, strict=True)]
+        out["bracketed"][key] = bracket(xs, ys).closed
+        out["optimum_log2_lr"][key] = fit_optimum(xs, ys).log2_lr
     return out
 
 
@@ -371,7 +432,8 @@ def optimum_points(
     cfg: DictConfig, axes: Mapping[str, AxisSection], transfer: TransferSection | None
 ) -> list[OptimumPoint]:
     """Every bracketed optimum measured: the transfer check's µP curves (each width at the
-    transfer check's tokens) and the axes' rungs (at the proxy width), read from their sections,
+    transfer check's tokens) and the axes' rungs (at the proxy width, and the horizon's at the
+    wider widths `axes.widths` asks for), read from their sections,
     each placed by its log2 ratios to the proxy's tuning run and known to within its interval of
     the seed noise (the transfer check's band; without it the optima weigh alike)."""
     proxy, ladder, res = proxy_setting(cfg), cfg.ladder, cfg.ladder.lr_resolution
@@ -388,20 +450,25 @@ def optimum_points(
             for w, v in mup["optimum_log2_lr"].items()
             if mup["bracketed"][w]
         ]
-    for axis, section in axes.items():
-        for rung in section["rungs"]:
-            key = f"{rung:g}"
-            if key not in section["optimum_log2_lr"] or not section["bracketed"][key]:
+
+    def rung_points(axis: str, curves: WideHorizon | AxisSection, width: int) -> None:
+        for key, optimum in curves["optimum_log2_lr"].items():
+            if not curves["bracketed"][key]:
                 continue
-            xs, ys = ([p[i] for p in section["curves"][key]] for i in (0, 1))
+            xs, ys = ([p[i] for p in curves["curves"][key]] for i in (0, 1))
             interval = optimum_interval(xs, ys, band) if math.isfinite(band) else (math.nan,) * 2
-            at = rung_setting(cfg, axis, rung)
+            at = rung_setting(cfg, axis, float(key))
             coords = {
+                "width": math.log2(width / ladder.widths[0]),
                 "tokens": math.log2(at.tokens / proxy.tokens),
                 "batch": math.log2(at.batch_tokens / proxy.batch_tokens),
             }
-            optimum = section["optimum_log2_lr"][key]
             points.append(OptimumPoint(coords, optimum, optimum_stderr(interval, res)))
+
+    for axis, section in axes.items():
+        rung_points(axis, section, ladder.widths[0])
+        for width, curves in section.get("widths", {}).items():
+            rung_points(axis, curves, int(width))
     return points
 
 
@@ -514,6 +581,14 @@ class AxesStage(PointGrid):
             for seed in grid_seeds(cfg)
             for _ in range(series_ * cfg.ladder.lr_max_points)
         ]
+        wide = wide_rungs(cfg)
+        worst += [
+            rung_run(cfg, tuned, AxisRun("horizon", rung, 0, None, seed, width))
+            for width, kept_here in wide.items()
+            for rung in kept_here
+            for seed in grid_seeds(cfg)
+            for _ in range(cfg.ladder.lr_max_points)
+        ]
         dropped = [
             f"{axis} ×{r:g}" for axis in AXES for r in cfg.axes[axis] if float(r) not in kept[axis]
         ]
@@ -521,6 +596,8 @@ class AxesStage(PointGrid):
             f"{axis} ×{'/'.join(f'{r:g}' for r in kept[axis])}" for axis in AXES if kept[axis]
         )
         note = f"at width {cfg.ladder.widths[0]}: {asked}" if asked else "no axis asked"
+        for width, kept_here in wide.items():
+            note += f"; at width {width}: horizon ×{'/'.join(f'{r:g}' for r in kept_here)}"
         if dropped:
             note += f"; past axes.budget, left out: {', '.join(dropped)}"
         return StagePlan(
