@@ -20,7 +20,7 @@ from sweep.stages.transfer import (
     series_curve,
     transfer_summary,
 )
-from sweep.stages.verify import next_steps, verify_summary
+from sweep.stages.verify import next_steps, one_seed_band, verify_summary
 
 
 def make_cfg(*overrides):
@@ -203,6 +203,16 @@ def test_the_seed_adding_loop_stops_at_its_budget(pairs):
     assert resolved["outcome"] == "budget" and resolved["added"] == pairs
     wording = "still straddle it: ladder.resolve_budget" if pairs else "adds no seed"
     assert wording in summary["verdict"]["text"]
+
+
+def test_the_target_check_judges_one_seed_runs_by_a_one_seed_band():
+    cfg = make_cfg("ladder.transfer_seeds=3", "ladder.noise_seeds=2")
+    results = complete(cfg, correlated(0.2, sigma=0.01, rho=0.5))
+    noise = transfer_summary(cfg, results, tuned_lr=2**-6, target_flops=1e6)["noise"]
+    assert noise["seeds_per_point"] == 3 and noise["paired"]
+    one_seed = noise["relative_band"] / noise["band"] * 2 * noise["paired_std"]  # 2·σ_d/best
+    assert one_seed_band(noise) == pytest.approx(one_seed)
+    assert one_seed_band(noise) == pytest.approx(math.sqrt(3) * noise["relative_band"])
 
 
 def test_the_summary_judges_by_regret_and_reads_a_flat_basin_as_flat():

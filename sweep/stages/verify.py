@@ -35,6 +35,7 @@ from sweep.core.sections import (
     Applied,
     AxesSection,
     JudgedLR,
+    NoiseBand,
     Sections,
     VerifySection,
 )
@@ -202,6 +203,12 @@ def compared_text(judged: Mapping[str, JudgedLR]) -> str:
     return f"; on the fitted curve, {', '.join(parts)}" if len(parts) > 1 else ""
 
 
+def one_seed_band(noise: NoiseBand) -> float:
+    """The relative band of two target runs at one seed each: the transfer check's band is for
+    points of `seeds_per_point` seeds, and scales as 1/√seeds."""
+    return noise["relative_band"] * math.sqrt(noise["seeds_per_point"])
+
+
 def regret_status(regret: float, tolerance: float, noise: float) -> tuple[Status, str]:
     """A regret judged against the tolerance and the noise band, and the bound it met in words."""
     if regret <= tolerance:
@@ -294,11 +301,11 @@ class VerifyStage(GridStage):
     def summary(self, ctx: Context, so_far: Sections) -> Section | None:
         if ctx.tuned is None or not self.complete(ctx, records := self.read(ctx)):
             return None
-        band = so_far.get("transfer", {}).get("noise", {}).get("relative_band", 0.0)
+        noise = so_far.get("transfer", {}).get("noise")
         section = verify_summary(
             records,
             candidates(ctx.applied, so_far.get("axes")),
-            band,
+            one_seed_band(noise) if noise else 0.0,
             target_run_flops(ctx.cfg),
             ctx.cfg.ladder.regret_tolerance,
             differs(ctx.cfg),
