@@ -41,7 +41,7 @@ from sweep.stages.handoff import tuned_record, tuned_yaml
 from sweep.stages.model_check import check_model, check_widths
 from sweep.stages.plan import measured_step_seconds, plan, plan_record
 from sweep.stages.registry import STAGES
-from sweep.stages.stage import Context, Stage, StageError
+from sweep.stages.stage import Context, Stage, StageError, target_run_flops
 from sweep.stages.tune import open_or_create_study, storage_url
 from sweep.summary import build_summary
 
@@ -102,7 +102,8 @@ class Pipeline:
         ctx = self.context()
         stages = [self.registry[name] for name in ctx.planned]
         if StageName.plan in self.names:
-            record = plan_record(plan(stages, ctx, measured_step_seconds(self.cfg)), self.run_dir)
+            steps = plan(stages, ctx, measured_step_seconds(self.cfg))
+            record = plan_record(steps, self.run_dir, target_run_flops(self.cfg))
             write_json(self.run_dir / "plan.json", record)
             print_plan(self.console, record)
             return record

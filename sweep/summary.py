@@ -31,7 +31,7 @@ from sweep.core.sections import (
 from sweep.core.verdict import Verdict
 from sweep.stages.model_check import CHECK_FILE
 from sweep.stages.registry import STAGES
-from sweep.stages.stage import Context, Stage
+from sweep.stages.stage import Context, Stage, target_run_flops
 
 
 def build_summary(
@@ -65,7 +65,24 @@ def build_summary(
     verdict = run_verdict(transfer, summary.get("coord_check", {}).get("mup"), target)
     cost = summary.pop("cost")  # the verdict, the cost and the hardware close the summary
     closing = {"verdict": verdict.to_dict()} if verdict else {}
-    return Summary(**summary, **closing, cost=cost, hardware=hardware_summary(cfg, study))
+    return Summary(
+        **summary,
+        **closing,
+        cost=cost,
+        cost_vs_target=cost_vs_target(cost, target_run_flops(cfg), "target" in summary),
+        hardware=hardware_summary(cfg, study),
+    )
+
+
+def cost_vs_target(cost: Mapping[str, float], target: float, trained: bool) -> dict[str, float]:
+    """Each stage's FLOPs in target runs, their total, and what the checks spent besides the one
+    run a user wants (the warm target, once it `trained`): µTransfer's promise is that this is a
+    small fraction of it."""
+    finite = {k.removesuffix("_flops"): v for k, v in cost.items() if math.isfinite(v)}
+    out = {key: value / target for key, value in finite.items()}
+    out["total"] = sum(finite.values()) / target
+    out["besides_target"] = out["total"] - (1.0 if trained else 0.0)
+    return out
 
 
 def model_summary(cfg: DictConfig, run_dir: Path) -> ModelSection:

@@ -109,6 +109,16 @@ def test_the_plan_counts_what_the_run_then_does(tmp_path):
     verify = stages["verify"]
     assert verify["runs"] == 2 and verify["runs"] <= summary["verify"]["runs"]
     assert cost["verify_flops"] <= verify["max_flops"]
+    # both say what the checks cost in target runs: one target run is the warm one
+    one_run = stages["target"]["flops"] / 2
+    vs_target = summary["cost_vs_target"]
+    assert vs_target["target"] == pytest.approx(2.0)
+    assert vs_target["total"] == pytest.approx(sum(cost.values()) / one_run)
+    assert vs_target["besides_target"] == pytest.approx(vs_target["total"] - 1)
+    total = planned["total"]
+    assert total["max_flops_vs_target"] == pytest.approx(total["max_flops"] / one_run)
+    assert total["max_besides_target"] == pytest.approx(total["max_flops_vs_target"] - 1)
+    assert vs_target["besides_target"] <= total["max_besides_target"]
 
 
 def test_stage_lines_when_not_on_a_terminal(caplog, monkeypatch):

@@ -347,6 +347,8 @@ class Summary(Sections):
     verdict (once a check has one) and where the runs trained."""
 
     verdict: NotRequired[VerdictRecord]
+    # each stage's FLOPs in target runs, "total", and "besides_target": all but the warm run
+    cost_vs_target: dict[str, float]
     hardware: HardwareSection
 
 

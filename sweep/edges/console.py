@@ -132,7 +132,7 @@ def stage_line(name: str, completed: float, total: float | None, msg: str, elaps
 def print_plan(console: Console, record: Mapping) -> None:
     """The plan as one table: per stage its jobs, runs, FLOPs and estimated time, then totals."""
     table = Table(title="musweep · plan (nothing trained)")
-    for column in ("stage", "jobs", "runs", "FLOPs", "est. time", "note"):
+    for column in ("stage", "jobs", "runs", "FLOPs", "≤ target runs", "est. time", "note"):
         table.add_column(column, justify="left" if column in ("stage", "note") else "right")
     for s in record["stages"]:
         runs = f"{s['runs']}" + (f" (≤ {s['max_runs']})" if s["max_runs"] > s["runs"] else "")
@@ -140,7 +140,13 @@ def print_plan(console: Console, record: Mapping) -> None:
             f" (≤ {s['max_flops']:.3g})" if s["max_flops"] > s["flops"] else ""
         )
         table.add_row(
-            s["stage"], str(s["jobs"]), runs, flops, format_seconds(s["seconds"]), escape(s["note"])
+            s["stage"],
+            str(s["jobs"]),
+            runs,
+            flops,
+            f"{s['max_flops_vs_target']:.2f}",
+            format_seconds(s["seconds"]),
+            escape(s["note"]),
         )
     total = record["total"]
     table.add_row(
@@ -148,10 +154,14 @@ def print_plan(console: Console, record: Mapping) -> None:
         str(total["jobs"]),
         str(total["runs"]),
         f"{total['flops']:.3g} (≤ {total['max_flops']:.3g})",
+        f"{total['max_flops_vs_target']:.2f}",
         format_seconds(total["seconds"]),
         escape(f"step times measured here ({record['device']})"),
     )
     console.print(table)
+    console.print(
+        f"at most {total['max_besides_target']:.2f} target runs besides the target's own run"
+    )
     console.print(f"results would go to {escape(record['run_dir'])}")
 
 

@@ -229,12 +229,23 @@ def _target_rows(target: TargetSection | TargetComparison) -> list[tuple[str, st
     return rows
 
 
-def _cost_rows(cost: Mapping[str, float]) -> list[tuple[str, str]]:
+def _cost_rows(cost: Mapping[str, float], vs_target: Mapping[str, float]) -> list[tuple[str, str]]:
+    """FLOPs per stage and in all, each also in target runs where the summary gives it."""
+
+    def runs(key: str) -> str:
+        value = vs_target.get(key)
+        return "" if value is None else f" ({value:.2f} target runs)"
+
     rows, total = [], 0.0
     for key, value in cost.items():
-        rows.append((f"FLOPs {key.removesuffix('_flops').replace('_', ' ')}", fmt_flops(value)))
+        name = key.removesuffix("_flops")
+        rows.append((f"FLOPs {name.replace('_', ' ')}", fmt_flops(value) + runs(name)))
         total += num(value) if math.isfinite(num(value)) else 0.0
-    rows.append(("FLOPs total", fmt_flops(total)))
+    rows.append(("FLOPs total", fmt_flops(total) + runs("total")))
+    if "besides_target" in vs_target:
+        rows.append(
+            ("spent besides the target's run", f"{vs_target['besides_target']:.2f} target runs")
+        )
     return rows
 
 
@@ -279,5 +290,5 @@ def summary_rows(summary: Summary) -> list[tuple[str, str]]:
     if summary.get("hardware"):
         rows += _hardware_rows(summary["hardware"], summary.get("target") or {})
     if summary.get("cost"):
-        rows += _cost_rows(summary["cost"])
+        rows += _cost_rows(summary["cost"], summary.get("cost_vs_target") or {})
     return rows

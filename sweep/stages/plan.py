@@ -82,16 +82,24 @@ def measured_step_seconds(cfg: DictConfig, steps: int = 3) -> StepSeconds:
     return step_seconds
 
 
-def plan_record(stages: list[StagePlan], run_dir: Path) -> dict[str, Any]:
+def plan_record(stages: list[StagePlan], run_dir: Path, target_flops: float) -> dict[str, Any]:
+    """The plan as `plan.json` holds it: per stage and in all, each cost also in target runs
+    (`target_flops` one run), and the most the checks may spend besides the one target run a
+    user wants."""
+    flops = sum(s.flops for s in stages)
+    most = sum(s.max_flops for s in stages)
+    trains_target = any(s.stage == "target" and s.max_flops > 0 for s in stages)
     return {
         "run_dir": str(run_dir),
-        "stages": [asdict(s) for s in stages],
+        "stages": [asdict(s) | {"max_flops_vs_target": s.max_flops / target_flops} for s in stages],
         "total": {
             "jobs": sum(s.jobs for s in stages),
             "runs": sum(s.runs for s in stages),
-            "flops": sum(s.flops for s in stages),
-            "max_flops": sum(s.max_flops for s in stages),
+            "flops": flops,
+            "max_flops": most,
             "seconds": sum(s.seconds for s in stages),
+            "max_flops_vs_target": most / target_flops,
+            "max_besides_target": most / target_flops - (1.0 if trains_target else 0.0),
         },
         "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
     }
