@@ -113,6 +113,13 @@ def _tune_rows(tune: TuneSection) -> list[tuple[str, str]]:
     return rows
 
 
+RESOLVE_OUTCOMES = {
+    "settled": "settled against the tolerance",
+    "budget": "still straddles it, ladder.resolve_budget spent",
+    "seeds": "still straddles it at the most seeds a point takes",
+}
+
+
 def _transfer_rows(transfer: TransferSection) -> list[tuple[str, str]]:
     rows = []
     noise = transfer.get("noise") or {}
@@ -134,8 +141,11 @@ def _transfer_rows(transfer: TransferSection) -> list[tuple[str, str]]:
         if not section:
             continue
         label = PARAM_LABELS[kind]
-        regrets = section.get("regret") or {}
-        per_width = ", ".join(f"{w} {fmt_percent(r)}" for w, r in regrets.items())
+        regrets, bands = section.get("regret") or {}, section.get("regret_band") or {}
+        per_width = ", ".join(
+            f"{w} {fmt_percent(r)}" + (f" ± {fmt_percent(bands[w])}" if w in bands else "")
+            for w, r in regrets.items()
+        )
         rows.append((f"{label} regret at the tuned LR", per_width))
         intervals = section.get("optimum_interval") or {}
         optima = section.get("optimum_log2_lr") or {}
@@ -150,8 +160,17 @@ def _transfer_rows(transfer: TransferSection) -> list[tuple[str, str]]:
         if wib is not None:
             text += f"; wider is better: {'yes' if wib else 'no'}"
         rows.append((f"{label} optimum drift", text))
+    for width, r in (transfer.get("resolved") or {}).items():
+        text = (
+            f"{fmt_percent(r['regret'])} ± {fmt_percent(r['band'])} from {r['seeds']} seeds "
+            f"({r['added']} added): {RESOLVE_OUTCOMES.get(r['outcome'], r['outcome'])}"
+        )
+        rows.append((f"µP regret near the tolerance, width {width}", text))
     if "flops_vs_target" in transfer:
         text = f"{transfer.get('runs')} runs, {num(transfer['flops_vs_target']):.2f}× a target run"
+        resolving = num(transfer.get("resolve_flops_vs_target"))
+        if resolving > 0:
+            text += f" ({resolving:.2f}× resolving regrets near the tolerance)"
         rows.append(("transfer check cost", text))
     return rows
 
