@@ -69,7 +69,9 @@ def build_summary(
         **summary,
         **closing,
         cost=cost,
-        cost_vs_target=cost_vs_target(cost, target_run_flops(cfg), "target" in summary),
+        cost_vs_target=cost_vs_target(
+            cost, target_run_flops(cfg), "warm" in summary.get("target", {})
+        ),
         hardware=hardware_summary(cfg, study),
     )
 

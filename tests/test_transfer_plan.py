@@ -15,6 +15,7 @@ from sweep.stages.transfer import (
     extra_seeds,
     grid_extension,
     next_runs,
+    paired_regret,
     point_config,
     resolve_seeds,
     series_curve,
@@ -185,6 +186,22 @@ def test_a_regret_straddling_the_tolerance_takes_seeds_at_its_two_points_until_i
     assert "settle it beyond the tolerance" in summary["verdict"]["text"]
     assert summary["mup"]["regret_seeds"]["64"] == resolved["seeds"] > 2
     assert 0 < summary["resolve_flops_vs_target"] <= 100
+
+
+def test_a_seed_lost_at_the_best_point_leaves_the_width_judged_by_the_others():
+    cfg = make_cfg("model.vocab_size=256", "ladder.noise_seeds=0")
+    first = resolve_seeds(cfg)[0]
+    losses = {(0, 0): 3.03, (1, 0): 3.00, (-1, 0): 3.2, (2, 0): 3.1}
+    results = {Run("mup", 64, k, s): Result(v, 1) for (k, s), v in losses.items()}
+    noise = {"paired": True, "paired_std": 0.01, "std": 0.02}
+    before = paired_regret(cfg, results, "mup", 64, noise)
+    results[Run("mup", 64, 0, first)] = Result(3.02, 1)
+    results[Run("mup", 64, 1, first)] = Result(math.nan, 1)  # lost at the best point
+    after = paired_regret(cfg, results, "mup", 64, noise)
+    assert after == before and after.regret == pytest.approx(0.01)
+    results[Run("mup", 64, 1, first)] = Result(3.01, 1)
+    results[Run("mup", 64, 0, first)] = Result(math.nan, 1)  # diverged at the tuned LR
+    assert paired_regret(cfg, results, "mup", 64, noise).regret == math.inf
 
 
 @pytest.mark.parametrize("pairs", [0, 1, 3])

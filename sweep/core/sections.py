@@ -112,7 +112,8 @@ class ParametrizationCurves(TypedDict):
 class ResolvedRegret(TypedDict):
     """A µP width whose regret interval straddled the tolerance: the seeds added at its tuned
     and best points, and how it ended: "settled" (the interval clears the tolerance), "budget"
-    (`ladder.resolve_budget` spent first) or "seeds" (the most seeds a point takes)."""
+    (`ladder.resolve_budget` spent first), "seeds" (the most seeds a point takes) or "diverged"
+    (a seed added diverged at the tuned LR: its regret is +inf)."""
 
     regret: float
     band: float

@@ -117,6 +117,7 @@ RESOLVE_OUTCOMES = {
     "settled": "settled against the tolerance",
     "budget": "still straddles it, ladder.resolve_budget spent",
     "seeds": "still straddles it at the most seeds a point takes",
+    "diverged": "a seed added diverged at the tuned LR",
 }
 
 

@@ -451,13 +451,17 @@ def optimum_points(
             if mup["bracketed"][w]
         ]
 
-    def rung_points(axis: str, curves: WideHorizon | AxisSection, width: int) -> None:
-        for key, optimum in curves["optimum_log2_lr"].items():
-            if not curves["bracketed"][key]:
+    def rung_points(
+        axis: str, curves: WideHorizon | AxisSection, width: int, kept: Sequence[float]
+    ) -> None:
+        for rung in kept:
+            key = f"{rung:g}"
+            if key not in curves["optimum_log2_lr"] or not curves["bracketed"][key]:
                 continue
+            optimum = curves["optimum_log2_lr"][key]
             xs, ys = ([p[i] for p in curves["curves"][key]] for i in (0, 1))
             interval = optimum_interval(xs, ys, band) if math.isfinite(band) else (math.nan,) * 2
-            at = rung_setting(cfg, axis, float(key))
+            at = rung_setting(cfg, axis, rung)
             coords = {
                 "width": math.log2(width / ladder.widths[0]),
                 "tokens": math.log2(at.tokens / proxy.tokens),
@@ -465,10 +469,11 @@ def optimum_points(
             }
             points.append(OptimumPoint(coords, optimum, optimum_stderr(interval, res)))
 
+    wide = wide_rungs(cfg)
     for axis, section in axes.items():
-        rung_points(axis, section, ladder.widths[0])
+        rung_points(axis, section, ladder.widths[0], section["rungs"])
         for width, curves in section.get("widths", {}).items():
-            rung_points(axis, curves, int(width))
+            rung_points(axis, curves, int(width), wide.get(int(width), []))
     return points
 
 

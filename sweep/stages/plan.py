@@ -41,6 +41,7 @@ class StagePlan:
     max_flops: float
     seconds: float  # estimated wall time of `runs`, from step times measured here
     note: str = ""
+    wanted_flops: float = 0.0  # of those FLOPs, the run a user wants (the warm target's)
 
 
 def plan(stages: Sequence[Stage], ctx: Context, step_seconds: StepSeconds) -> list[StagePlan]:
@@ -88,7 +89,7 @@ def plan_record(stages: list[StagePlan], run_dir: Path, target_flops: float) -> 
     user wants."""
     flops = sum(s.flops for s in stages)
     most = sum(s.max_flops for s in stages)
-    trains_target = any(s.stage == "target" and s.max_flops > 0 for s in stages)
+    wanted = sum(s.wanted_flops for s in stages)
     return {
         "run_dir": str(run_dir),
         "stages": [asdict(s) | {"max_flops_vs_target": s.max_flops / target_flops} for s in stages],
@@ -99,7 +100,7 @@ def plan_record(stages: list[StagePlan], run_dir: Path, target_flops: float) -> 
             "max_flops": most,
             "seconds": sum(s.seconds for s in stages),
             "max_flops_vs_target": most / target_flops,
-            "max_besides_target": most / target_flops - (1.0 if trains_target else 0.0),
+            "max_besides_target": (most - wanted) / target_flops,
         },
         "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
     }

@@ -449,7 +449,10 @@ class TargetStage(Stage):
         through = "".join(f" → {w}" for w in cfg.warmstart.stages)
         note = f"warm start {cfg.warmstart.method} from width {source.model.d_model}{through}"
         note += " (the transfer check's run)" if shared else ""
-        return StagePlan(self.name, len(todo), len(runs), flops, len(runs), flops, seconds, note)
+        wanted = target.flops if "warm" in todo else 0.0
+        return StagePlan(
+            self.name, len(todo), len(runs), flops, len(runs), flops, seconds, note, wanted
+        )
 
     def summary(self, ctx: Context, so_far: Sections) -> Section | None:
         if ctx.tuned is None or not (runs := self.records(ctx)):

@@ -186,7 +186,8 @@ def paired_regret(
         for s in seeds
         if Run(p, width, 0, s) in results and Run(p, width, best, s) in results
     ]
-    at_best = float(np.mean([b for _, b in pairs]))
+    pairs = [(t, b) for t, b in pairs if math.isfinite(b)]  # a seed lost at the best point
+    at_best = float(np.mean([b for _, b in pairs]))  # finite: the grid seeds' mean is
     at_tuned = float(np.mean([t for t, _ in pairs]))
     regret = math.inf if not math.isfinite(at_tuned) else (at_tuned - at_best) / at_best
     return PairedRegret(regret, band_of(noise, len(pairs)) / at_best, len(pairs), best)
@@ -219,7 +220,11 @@ def resolving_runs(cfg: DictConfig, results: Mapping[Run, Result]) -> list[Run]:
         if left is None:  # what the budget has left, once something asks for it
             left = ladder.resolve_budget * target_run_flops(cfg) - resolve_flops(cfg, results)
         margin = abs(regret.regret - ladder.regret_tolerance)
-        clearing = math.ceil(regret.seeds * (regret.band / margin) ** 2) + 1
+        clearing = (
+            math.ceil(regret.seeds * (regret.band / margin) ** 2) + 1
+            if margin > 1e-3 * regret.band
+            else MAX_REGRET_SEEDS
+        )
         wanted = min(max(2 * regret.seeds, clearing), 4 * regret.seeds, MAX_REGRET_SEEDS)
         wanted -= regret.seeds
         cost = point_config(cfg, dict(ladder.hparams), Run("mup", width, 0, cfg.seed)).flops
@@ -370,6 +375,8 @@ def resolved_regrets(
             outcome = "settled" if not straddles else "budget"
             if straddles and paired.seeds >= MAX_REGRET_SEEDS:
                 outcome = "seeds"
+            if not math.isfinite(paired.regret):
+                outcome = "diverged"
             out[key] = ResolvedRegret(
                 regret=paired.regret,
                 band=paired.band,
@@ -385,7 +392,9 @@ def resolve_text(resolved: Mapping[str, ResolvedRegret], tolerance: float, budge
     parts = []
     for width, r in resolved.items():
         where = f"width {width}: {percent(r['regret'])} ± {percent(r['band'])}, {r['seeds']} seeds"
-        if r["outcome"] == "settled":
+        if r["outcome"] == "diverged":
+            parts.append(f"width {width}: a seed added diverged at the tuned LR")
+        elif r["outcome"] == "settled":
             side = "within" if r["regret"] <= tolerance else "beyond"
             parts.append(f"{where} ({r['added']} added) settle it {side} the tolerance")
         elif r["outcome"] == "seeds":
