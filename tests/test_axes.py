@@ -247,8 +247,10 @@ def test_the_joint_fit_reads_width_from_the_transfer_check_and_tokens_from_the_r
     assert joint["width_drift"] == (width_slope != 0)
     assert joint["held_out_width"]["error_log2"] == pytest.approx(0, abs=1e-6)  # a plane
     tokens = math.log2(40 / 30)  # gpt_tiny's target trains 40 steps, the proxy 30
-    expected = joint["shrunk"]["tokens"] * tokens + joint["shrunk"]["width"] * math.log2(16)
-    expected += joint["shrunk"][INTERACTION] * tokens * math.log2(16)
+    # the width terms read no wider than they were measured: width 256 (log2 3), and width 64
+    # (log2 1) for the horizon's rungs
+    expected = joint["shrunk"]["tokens"] * tokens + joint["shrunk"]["width"] * 3.0
+    expected += joint["shrunk"][INTERACTION] * tokens * 1.0
     assert joint["log2_shift_vs_carry"] == pytest.approx(expected)
     assert joint["log2_lr"] == pytest.approx(tuned_log2 + expected)
     assert joint["shrunk"]["tokens"] == pytest.approx(-BETA, rel=0.05)  # measured well: kept

@@ -85,6 +85,16 @@ def test_a_slope_enters_a_prediction_only_as_far_as_it_is_measured():
     assert fit.shift({"width": 4.0, "tokens": 2.0}) == pytest.approx(2 * fit.shrunk("tokens"))
 
 
+def test_a_term_in_width_is_read_no_wider_than_the_widths_it_was_measured_at():
+    fit = fit_joint(ladder(-0.25, -0.4, interaction=-0.2))
+    assert fit.width_reach == {"width": (0.0, 3.0), INTERACTION: (0.0, 1.0)}
+    target = {"width": 4.0, "tokens": 1.0}  # a doubling past the widest width
+    assert fit.shift(target) == pytest.approx(-0.25 * 3.0 - 0.4 - 0.2 * 1.0 * 1.0, abs=1e-4)
+    assert fit.log2_at(target) - fit.intercept == pytest.approx(-1.0 - 0.4 - 0.8, abs=1e-6)
+    inside = {"width": 0.5, "tokens": 2.0}  # within every term's widths: read as fitted
+    assert fit.shift(inside) == pytest.approx(fit.log2_at(inside) - fit.intercept, abs=1e-4)
+
+
 def test_too_few_points_leave_every_slope_unmeasured():
     points = [OptimumPoint({"width": 0.0}, -5.0), OptimumPoint({"width": 1.0}, -5.5)]
     fit = fit_joint(points)

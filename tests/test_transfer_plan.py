@@ -293,6 +293,25 @@ def test_the_verify_stage_brackets_the_targets_optimum_and_reports_its_regret():
     assert verdict["text"].endswith(longer)
 
 
+def test_the_verify_stage_grows_toward_the_carried_lr_once_bracketed():
+    steps = [0, -1, 1]  # the optimum at the applied LR: bracketed at once
+    for _ in range(5):
+        records = verify_records(-6.0, steps)
+        curve = {k: r["result"]["val_loss"][-1][1] for k, r in records.items()}
+        new = next_steps(curve, max_runs=4, cover=2.4)  # the carried LR 2.4 steps above
+        if not new:
+            break
+        steps += new
+    assert sorted(steps) == [-1, 0, 1, 2, 3]  # it now lies on the grid, judged, not extrapolated
+    summary = verify_summary(
+        records, {"applied": -6.0, "carried": -3.6}, 0.001, target_flops=500, tolerance=0.005
+    )
+    assert math.isfinite(summary["judged"]["carried"]["regret"])
+    curve = {k: r["result"]["val_loss"][-1][1] for k, r in verify_records(-6.0, [0, -1, 1]).items()}
+    assert next_steps(curve, max_runs=3, cover=5.0) == [2]  # then the budget ends it
+    assert next_steps(curve | {2: 2.2}, max_runs=3, cover=5.0) == []
+
+
 def test_the_verify_stage_stops_at_its_budget():
     records = verify_records(-12.0, [0, -1, 1])
     curve = {k: r["result"]["val_loss"][-1][1] for k, r in records.items()}

@@ -12,14 +12,17 @@ measure it: horizon rungs at a second width, so that it is not a blend of b and 
 µP predicts b = 0 (Bjorck et al. 2024 find the D dependence remains, c = −β). A slope enters a
 prediction only in proportion to how well it is measured: it is shrunk toward zero (plain
 carry-over) by the factor max(0, 1 − (se/slope)²), so a slope within one standard error of zero
-moves nothing and a noisy fit cannot push the answer far from carry-over.
+moves nothing and a noisy fit cannot push the answer far from carry-over. And a term in width
+enters only as far as the widths it was measured at: beyond the widest, µP's prior (no drift)
+takes over, for a bilinear fit extrapolated to a target many doublings wider can miss by more
+than the whole shift (the held-out check at the widest width says by how much).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -51,6 +54,8 @@ class JointFit:
     slopes: Mapping[str, float]  # the fitted terms only (axes, and INTERACTION where measured)
     stderr: Mapping[str, float]  # inf when the points leave no degree of freedom
     points: int
+    # per term in width, the (lowest, highest) log2 width multiplier it was measured at
+    width_reach: Mapping[str, tuple[float, float]] = field(default_factory=dict)
 
     def shrunk(self, axis: str) -> float:
         """The slope weighted by how well it is measured (0 for an axis not fitted)."""
@@ -69,8 +74,16 @@ class JointFit:
         return self.intercept + sum(s * feature(coords, a) for a, s in self.slopes.items())
 
     def shift(self, coords: Mapping[str, float]) -> float:
-        """The log2 LR change from the proxy to `coords`, by the shrunk slopes."""
-        return sum(self.shrunk(a) * feature(coords, a) for a in TERMS)
+        """The log2 LR change from the proxy to `coords`, by the shrunk slopes, each term in
+        width read at the nearest width it was measured at."""
+        total = 0.0
+        for term in TERMS:
+            at = dict(coords)
+            if term in self.width_reach:
+                lo, hi = self.width_reach[term]
+                at["width"] = min(max(at.get("width", 0.0), lo), hi)
+            total += self.shrunk(term) * feature(at, term)
+        return total
 
 
 def fit_joint(points: Sequence[OptimumPoint]) -> JointFit:
@@ -109,7 +122,18 @@ def fit_joint(points: Sequence[OptimumPoint]) -> JointFit:
         {a: float(c) for a, c in zip(axes, coef[1:], strict=True)},
         {a: float(e) for a, e in zip(axes, errors[1:], strict=True)},
         len(finite),
+        width_reach(finite, axes),
     )
+
+
+def width_reach(points: Sequence[OptimumPoint], terms: Sequence[str]) -> dict[str, tuple]:
+    """The log2 widths each fitted term in width was measured over: every point's for the width
+    slope, those of the points off the proxy's tokens for the width × tokens term."""
+    support = {
+        "width": [p.coords.get("width", 0.0) for p in points],
+        INTERACTION: [p.coords.get("width", 0.0) for p in points if p.coords.get("tokens", 0.0)],
+    }
+    return {t: (min(support[t]), max(support[t])) for t in terms if support.get(t)}
 
 
 def held_out_error(points: Sequence[OptimumPoint], axis: str = "width") -> tuple[float, float]:

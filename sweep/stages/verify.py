@@ -51,14 +51,20 @@ def verify_key(step: int, tag: str) -> str:
     return f"k{step:+d}_{tag}"
 
 
-def next_steps(curve: Mapping[int, float], max_runs: int) -> list[int]:
+def next_steps(curve: Mapping[int, float], max_runs: int, cover: float = 0.0) -> list[int]:
     """The LR steps still to train: 0 (the cold target) and ±1 first, then one past each open
-    side of the bracket while the runs beside k = 0 number fewer than `max_runs`."""
+    side of the bracket, then one toward `cover` (the carried-over LR, in grid steps from the
+    applied one) while it lies off the grid, while the runs beside k = 0 number fewer than
+    `max_runs`."""
     first = [k for k in (0, -1, 1) if k not in curve]
     if first:
         return first
-    extra_runs = len(curve) - 1  # beside k = 0, the target stage's cold run
-    return steps_past_open_sides(dict(curve))[: max(0, max_runs - extra_runs)]
+    left = max(0, max_runs - (len(curve) - 1))  # beside k = 0, the target stage's cold run
+    steps = steps_past_open_sides(dict(curve))
+    if not steps and math.isfinite(cover):
+        low, high = min(curve), max(curve)
+        steps = [low - 1] if cover < low - 1e-9 else [high + 1] if cover > high + 1e-9 else []
+    return steps[:left]
 
 
 def read_curve(run_dir: Path, hparams: Mapping[str, float]) -> dict[int, dict[str, Any]]:
@@ -264,7 +270,9 @@ class VerifyStage(GridStage):
 
     def todo(self, ctx: Context, done: Mapping[int, Mapping[str, Any]]) -> list[int]:
         curve = {k: final_loss(record) for k, record in done.items()}
-        return next_steps(curve, ctx.cfg.verify.max_runs)
+        applied = ctx.applied
+        carried = math.log2(applied["carried"]["lr"] / applied["hparams"]["lr"])
+        return next_steps(curve, ctx.cfg.verify.max_runs, carried / ctx.cfg.ladder.lr_resolution)
 
     def specs(self, ctx: Context, todo: list[int]) -> list[dict]:
         return verify_specs(ctx.cfg, ctx.run_dir, ctx.applied["hparams"], todo)
