@@ -119,24 +119,18 @@ def transfer_verdict(
     finite_mup = {w: r for w, r in mup_regret.items() if not math.isnan(r)}
     if not finite_mup:
         return Verdict(Status.inconclusive, "inconclusive: no µP width has a finite loss")
-
-    def band(width: int) -> float:
-        value = noise.get(width, 0.0) if isinstance(noise, Mapping) else noise
-        return value if math.isfinite(value) else 0.0
-
-    def rank(width: int) -> tuple[int, float]:  # beyond both bounds, above the tolerance, regret
-        r = finite_mup[width]
-        return (2 if r > max(tolerance, band(width)) else 1 if r > tolerance else 0), r
-
-    w_mup = max(finite_mup, key=rank)
-    r_mup, nu = finite_mup[w_mup], band(w_mup)
+    bands = {w: band_at(noise, w) for w in finite_mup}
+    w_mup = max(  # beyond both bounds first, then above the tolerance, then the largest regret
+        finite_mup,
+        key=lambda w: (
+            2 if finite_mup[w] > max(tolerance, bands[w]) else int(finite_mup[w] > tolerance),
+            finite_mup[w],
+        ),
+    )
+    r_mup, nu = finite_mup[w_mup], bands[w_mup]
     noise_text = f", noise ±{percent(nu)}" if nu > 0 else ", noise not measured"
     sp = {w: r for w, r in sp_regret.items() if not math.isnan(r)}
-    sp_text = "SP not measured"
-    if sp:
-        w_sp, r_sp = max(sp.items(), key=lambda kv: kv[1])
-        verb = "diverges at the tuned LR" if r_sp == math.inf else f"loses {percent(r_sp)}"
-        sp_text = f"SP {verb} at width {w_sp}"
+    sp_text = sp_clause(sp)
     tail = f"; more seeds near the tolerance: {resolved}" if resolved else ""
     if r_mup > max(tolerance, nu):
         return Verdict(
@@ -156,11 +150,26 @@ def transfer_verdict(
             f"above the tolerance {percent(tolerance)} but within the noise ±{percent(nu)} "
             f"(more seeds would resolve it); {sp_text}"
         )
-    allowed = max(tolerance, max((band(w) for w in finite_mup), default=0.0))
+    allowed = max(tolerance, *bands.values())
     if sp and (r_sp_worst := max(sp.values())) <= allowed:
         bound = "tolerance" if r_sp_worst <= tolerance else "noise"
         line += f" — SP is within the {bound} too, so this ladder does not separate them"
     return Verdict(status, line + tail)
+
+
+def band_at(noise: float | Mapping[int, float], width: int) -> float:
+    """A width's noise band, from one for all widths or one per width (0 where unknown)."""
+    value = noise.get(width, 0.0) if isinstance(noise, Mapping) else noise
+    return value if math.isfinite(value) else 0.0
+
+
+def sp_clause(sp: Mapping[int, float]) -> str:
+    """SP's worst regret over the ladder, in words."""
+    if not sp:
+        return "SP not measured"
+    width, regret = max(sp.items(), key=lambda kv: kv[1])
+    verb = "diverges at the tuned LR" if regret == math.inf else f"loses {percent(regret)}"
+    return f"SP {verb} at width {width}"
 
 
 def run_verdict(
