@@ -234,7 +234,7 @@ def resolving_runs(cfg: DictConfig, results: Mapping[Run, Result]) -> list[Run]:
             if not {Run("mup", width, 0, s), Run("mup", width, regret.best, s)} <= results.keys()
         ]
         for s in fresh[: max(0, wanted)]:
-            pair = [r for r in (Run("mup", width, 0, s), Run("mup", width, regret.best, s))]
+            pair = (Run("mup", width, 0, s), Run("mup", width, regret.best, s))
             owed = [r for r in pair if r not in results]
             if len(owed) * cost > left:
                 break
@@ -301,21 +301,22 @@ def seed_noise(cfg: DictConfig, results: Mapping[Run, Result]) -> NoiseBand:
     std, dof = pooled_std(groups)
     paired_std, paired_dof = pooled_std(differences)
     n = cfg.ladder.transfer_seeds
-    unpaired = difference_band(std, n)
     paired = paired_dof > 0
-    return NoiseBand(
+    noise = NoiseBand(
         std=std,
         dof=dof,
         paired_std=paired_std,
         paired_dof=paired_dof,
         correlation=1 - paired_std**2 / (2 * std**2) if paired and std > 0 else math.nan,
         paired=paired,
-        band=paired_band(paired_std, n) if paired else unpaired,
-        unpaired_band=unpaired,
+        band=math.nan,
+        unpaired_band=difference_band(std, n),
         seeds_per_point=n,
         relative_band=math.nan,
         relative_unpaired_band=math.nan,
     )
+    noise["band"] = band_of(noise, n)
+    return noise
 
 
 def parametrization_curves(
@@ -369,7 +370,11 @@ def resolved_regrets(
     out = {}
     for key in mup["regret"]:
         paired = paired_regret(cfg, results, "mup", int(key), noise)
-        added = {r.seed for r in results if r.width == int(key) and r.seed in seeds}
+        added = {
+            r.seed
+            for r in results
+            if (r.parametrization, r.width) == ("mup", int(key)) and r.seed in seeds
+        }
         straddles = paired.straddles(tolerance)
         if mup["bracketed"][key] and (added or straddles):
             outcome = "settled" if not straddles else "budget"
