@@ -34,9 +34,10 @@ from sweep.config import (
     with_defaults,
 )
 from sweep.core.atomic import write_atomic
-from sweep.edges.console import StageDisplay, print_plan, print_summary
+from sweep.edges.console import StageDisplay, print_budget, print_plan, print_summary
 from sweep.edges.launch import cancel_leftover_jobs, run_jobs
 from sweep.edges.tracking import wandb_settings
+from sweep.stages.budget import apply_budget
 from sweep.stages.handoff import tuned_record, tuned_yaml
 from sweep.stages.model_check import check_model, check_widths
 from sweep.stages.plan import measured_step_seconds, plan, plan_record
@@ -77,6 +78,7 @@ class Pipeline:
         self.cfg = copy.deepcopy(cfg)
         resolve_hardware(self.cfg, cuda_devices())  # every job trains on what is decided here
         resolve_vocabulary(self.cfg)  # read once: building a model reads no file
+        self.budget = apply_budget(self.cfg)  # what the checks may spend; refused if they cannot
         self.run_dir = run_dir_of(cfg)
         wandb_settings(self.cfg.logger, self.run_dir)  # a WANDB_MODE it cannot use: one line
         self.console = console or Console()
@@ -103,10 +105,12 @@ class Pipeline:
         stages = [self.registry[name] for name in ctx.planned]
         if StageName.plan in self.names:
             steps = plan(stages, ctx, measured_step_seconds(self.cfg))
-            record = plan_record(steps, self.run_dir, target_run_flops(self.cfg))
+            record = plan_record(steps, self.run_dir, target_run_flops(self.cfg), self.budget)
             write_json(self.run_dir / "plan.json", record)
             print_plan(self.console, record)
             return record
+        if self.budget is not None:
+            print_budget(self.console, self.budget)
         with self.progress:
             for stage in stages:
                 self.started = True
@@ -227,4 +231,4 @@ class Pipeline:
         write_json(self.run_dir / "summary.json", summary)
 
     def summary(self) -> dict[str, Any]:
-        return build_summary(self.cfg, self.run_dir, self.study(), self.registry)
+        return build_summary(self.cfg, self.run_dir, self.study(), self.registry, self.budget)

@@ -32,6 +32,7 @@ from sweep.core.verdict import Verdict
 from sweep.stages.model_check import CHECK_FILE
 from sweep.stages.registry import STAGES
 from sweep.stages.stage import Context, Stage, target_run_flops
+from sweep.stages.target import wanted_kind
 
 
 def build_summary(
@@ -39,9 +40,11 @@ def build_summary(
     run_dir: Path,
     study: optuna.Study,
     stages: Mapping[str, Stage] = STAGES,
+    budget: Mapping | None = None,
 ) -> Summary:
     """Everything measured so far in `run_dir`: each registered stage's section once it is
-    complete (each given those before it), the run's verdict and what each stage spent."""
+    complete (each given those before it), the run's verdict, what each stage spent, and with a
+    `budget` (its allocation, `sweep.stages.budget`) whether the spending kept to it."""
     ladder = LadderSection(
         name=cfg.ladder.name,
         widths=list(cfg.ladder.widths),
@@ -65,21 +68,29 @@ def build_summary(
     verdict = run_verdict(transfer, summary.get("coord_check", {}).get("mup"), target)
     cost = summary.pop("cost")  # the verdict, the cost and the hardware close the summary
     closing = {"verdict": verdict.to_dict()} if verdict else {}
-    return Summary(
+    vs_target = cost_vs_target(
+        cost, target_run_flops(cfg), wanted_kind(cfg) in summary.get("target", {})
+    )
+    out = Summary(
         **summary,
         **closing,
         cost=cost,
-        cost_vs_target=cost_vs_target(
-            cost, target_run_flops(cfg), "warm" in summary.get("target", {})
-        ),
+        cost_vs_target=vs_target,
         hardware=hardware_summary(cfg, study),
     )
+    if budget is not None:
+        spent = vs_target["besides_target"]
+        out["budget"] = dict(budget) | {
+            "spent_vs_target": spent,
+            "within": spent <= budget["budget_vs_target"] + 1e-9,
+        }
+    return out
 
 
 def cost_vs_target(cost: Mapping[str, float], target: float, trained: bool) -> dict[str, float]:
     """Each stage's FLOPs in target runs, their total, and what the checks spent besides the one
-    run a user wants (the warm target, once it `trained`): µTransfer's promise is that this is a
-    small fraction of it."""
+    run a user wants (the warm target, or the cold one without a warm start, once it
+    `trained`): µTransfer's promise is that this is a small fraction of it."""
     finite = {k.removesuffix("_flops"): v for k, v in cost.items() if math.isfinite(v)}
     out = {key: value / target for key, value in finite.items()}
     out["total"] = sum(finite.values()) / target

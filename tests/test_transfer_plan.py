@@ -279,6 +279,7 @@ def test_the_verify_stage_brackets_the_targets_optimum_and_reports_its_regret():
             break
         steps += new
     assert sorted(steps) == [-3, -2, -1, 0, 1]  # grown down until the optimum is bracketed
+    records[0] |= {"from_target": True}  # the target stage's cold run, as read_curve marks it
     longer = "the target trains 300 steps against the ladder's 150"
     centre = {"applied": -6.0, "carried": -6.0}
     summary = verify_summary(records, centre, 0.001, target_flops=500, tolerance=0.005,

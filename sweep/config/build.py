@@ -8,7 +8,7 @@ import copy
 from omegaconf import DictConfig, OmegaConf
 
 from sweep.config.records import plain
-from sweep.config.schema import MODEL_HPARAMS, TUNABLE, ModelKind
+from sweep.config.schema import MODEL_HPARAMS, TUNABLE, ModelKind, VerifyCheck
 from sweep.core import custom
 from sweep.core.axis_rules import Setting
 from sweep.core.custom import CustomConfig, frozen_options
@@ -33,6 +33,51 @@ def target_setting(cfg: DictConfig) -> Setting:
     """The target run's tokens per step and steps."""
     ladder = cfg.ladder
     return Setting(ladder.batch_size * ladder.seq_len, ladder.target_steps)
+
+
+def budgeted(cfg: DictConfig) -> bool:
+    """Whether a budget bounds what the checks spend (`budget`, by default the ladder's)."""
+    return OmegaConf.select(cfg, "budget", default=None) is not None
+
+
+def cold_baseline(cfg: DictConfig) -> bool:
+    """Whether the cold target trains beside the warm one: `warmstart.baseline`, by default on
+    without a budget and off under one."""
+    asked = cfg.warmstart.baseline
+    return (not budgeted(cfg)) if asked is None else bool(asked)
+
+
+DEFAULT_PROBE_FRACTION = 1 / 16  # a probe's steps, of the target's, when no budget sizes them
+
+
+def verify_check(cfg: DictConfig) -> VerifyCheck:
+    """The check at the target: `verify.check`, by default whole target runs without a budget
+    and short probes under one."""
+    asked = cfg.verify.check
+    if asked is not None:
+        return VerifyCheck(asked)
+    return VerifyCheck.probes if budgeted(cfg) else VerifyCheck.full
+
+
+def check_steps(cfg: DictConfig) -> int:
+    """The steps of one run of the check at the target: the target's, or a probe's."""
+    steps = cfg.ladder.target_steps
+    if verify_check(cfg) == VerifyCheck.full:
+        return steps
+    fraction = cfg.verify.probe_fraction
+    return max(1, round(steps * (DEFAULT_PROBE_FRACTION if fraction is None else fraction)))
+
+
+def probe_steps(cfg: DictConfig) -> int | None:
+    """A probe's steps when the check at the target is made of probes; None for whole runs."""
+    return check_steps(cfg) if verify_check(cfg) == VerifyCheck.probes else None
+
+
+def sp_widths(cfg: DictConfig) -> list[int]:
+    """The ladder widths the SP contrast runs at (`ladder.sp_widths`; null: every width)."""
+    chosen = cfg.ladder.sp_widths
+    widths = list(cfg.ladder.widths)
+    return widths if chosen is None else [w for w in widths if w in set(chosen)]
 
 
 def source_width(cfg: DictConfig) -> int:

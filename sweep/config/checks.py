@@ -353,6 +353,13 @@ FIELD_CHECKS: dict[str, Check] = {
     "ladder.noise_seeds": at_least(0),
     "ladder.regret_tolerance": positive(),
     "ladder.resolve_budget": at_least(0),
+    "ladder.budget": positive(optional=True),
+    "ladder.sp_widths": Domain(
+        lambda v: all(isinstance(w, int) and w > 0 for w in v), "positive widths", optional=True
+    ),
+    "budget": positive(optional=True),
+    "hardware.mfu": Domain(lambda v: 0 < v <= 1, "in (0, 1]"),
+    "verify.probe_fraction": Domain(lambda v: 0 < v <= 1, "in (0, 1]", optional=True),
     **{f"ladder.hparams.{name}": domain for name, domain in HPARAM_DOMAINS.items()},
     "ladder.search": _check_search,
     "model.factory": _check_model,
@@ -431,6 +438,8 @@ EXEMPT: dict[str, str] = {
     "logger.mode": "an Enum: OmegaConf refuses any other value at composition",
     "warmstart.method": "an Enum; the source each method needs is checked with stack_factor",
     "axes.weight_decay": "a boolean (the weight-decay grids run only when the tuned λ > 0)",
+    "verify.check": "an Enum: OmegaConf refuses any other value at composition",
+    "warmstart.baseline": "a boolean (null: on without a budget, off under one)",
     "axes.apply": "a boolean (false: the target trains at the tuned values carried over)",
     "hardware.precision": "an Enum: every precision runs on every device",
     "hardware.compile": "a boolean (null: on for CUDA)",

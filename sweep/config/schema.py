@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum, auto
 from typing import Any
 
-from omegaconf import MISSING
+from omegaconf import II, MISSING
 
 from sweep.core.data import DataConfig, Source
 from sweep.core.hardware import Device, Precision, Strategy
@@ -30,6 +30,13 @@ class StageName(StrEnum):
 
 
 RUN_STAGES = tuple(s for s in StageName if s != StageName.plan)
+
+
+class VerifyCheck(StrEnum):
+    """How the target's LR is checked at the target's own width."""
+
+    full = auto()  # the cold target at the applied LR's neighbours, each a whole target run
+    probes = auto()  # short runs at the target's width, read through the fitted horizon rule
 
 
 class Sampler(StrEnum):
@@ -131,6 +138,10 @@ class LadderConfig:
     # a µP width whose regret ± its band straddles the tolerance: more seeds at its tuned and
     # best points, round by round, costing at most this many target runs' FLOPs (0: none)
     resolve_budget: float = 0.25
+    # the SP contrast's widths; null: every width (a budget keeps the cheapest that fit)
+    sp_widths: list[int] | None = None
+    # this ladder's default for `budget` (null: the full demonstration, no budget)
+    budget: float | None = 0.1
     hparams: HyperParams = field(default_factory=HyperParams)
     search: dict[str, ParamRange] = field(default_factory=dict)
 
@@ -232,6 +243,9 @@ class WarmstartConfig:
     sampling: Sampling = Sampling.stratified  # rc_sampling: each unit N/n times, or iid (§6)
     noise: float = 0.0  # rc_sampling: symmetric noise, in units of the target's µP init std
     stack_factor: int = 2  # stack: the source has n_layer / stack_factor blocks
+    # the cold target beside the warm one (the warm start's baseline); null: on without a budget,
+    # off under one (it is part of the warm-start claim, not of the run a user wants)
+    baseline: bool | None = None
 
 
 @dataclass
@@ -246,15 +260,21 @@ class HardwareConfig:
     sync_every: int | None = None  # read losses back every k steps; null: 1 on CPU, 16 on CUDA
     tf32: bool = True  # TF32 matmuls for the float32 parts on CUDA
     peak_tflops: float | None = None  # one device's peak, for MFU; null: the table's
+    # the MFU the plan assumes with peak_tflops, for a machine it cannot measure (a cluster's)
+    mfu: float = 0.4
     data_parallel: Strategy = Strategy.ddp  # ddp, or fsdp for a model that fills a GPU
 
 
 @dataclass
 class VerifyConfig:
-    """The direct check at the target: the cold target trained at the tuned LR × 2^±lr_resolution
-    (and further out until the optimum is bracketed), beside the target stage's cold run."""
+    """The check at the target's width: whole target runs at the applied LR × 2^±lr_resolution
+    (and further out until the optimum is bracketed), or short probes at the target's width
+    around the LR the horizon rule gives their length (docs/methods.md §3)."""
 
-    max_runs: int = 3  # target-size runs it may add; fewer than 2 cannot bracket: then skipped
+    max_runs: int = 3  # runs it may add beside the centre; fewer than 2 cannot bracket: skipped
+    check: VerifyCheck | None = None  # null: full without a budget, probes under one
+    # probes: each run's steps as a fraction of the target's; null: the largest the budget fits
+    probe_fraction: float | None = None
 
 
 @dataclass
@@ -287,6 +307,9 @@ class PipelineConfig:
     axes: AxesConfig = field(default_factory=AxesConfig)
     hardware: HardwareConfig = field(default_factory=HardwareConfig)
     stages: list[StageName] = field(default_factory=lambda: list(RUN_STAGES))
+    # everything spent besides the target's own (warm) run, as a fraction of that run's training
+    # FLOPs: tuning, the transfer check, axes, the target check, the cold baseline; null: none
+    budget: float | None = II("ladder.budget")
     out_root: str = "runs"
     run_name: str | None = None  # None: the ladder's name
     seed: int = 0

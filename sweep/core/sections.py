@@ -217,6 +217,7 @@ class JointSection(TypedDict):
     log2_lr: float  # the target's: the tuned log2 LR + the shrunk slopes' shift
     log2_shift_vs_carry: float
     log2_lr_unshrunk: float  # the target's by the slopes as fitted
+    log2_lr_at_probes: NotRequired[float]  # at the target's width, the probes' length
     held_out_width: NotRequired[HeldOutFit]
     held_out_tokens: NotRequired[HeldOutFit]
 
@@ -307,8 +308,11 @@ class JudgedLR(TypedDict):
 
 
 class VerifySection(TypedDict):
+    check: str  # "full": whole target runs; "probes": short runs at the target's width
+    steps: int  # of each run
     curve: Curve
-    applied_log2_lr: float  # the LR the target trained at, the curve's centre
+    applied_log2_lr: float  # the LR the target trained at
+    centre_log2_lr: float  # the grid's centre: the applied LR, moved to the probes' length
     optimum_log2_lr: float
     optimum_interval: list[float]
     bracketed: bool
@@ -317,6 +321,32 @@ class VerifySection(TypedDict):
     runs: int
     flops_vs_target: float
     verdict: VerdictRecord
+    # probes: their optimum moved back to the target's length by the horizon rule, and that rule
+    target_optimum_log2_lr: NotRequired[float]
+    target_optimum_interval: NotRequired[list[float]]
+    rule: NotRequired[str]
+
+
+class BudgetItem(TypedDict):
+    stage: str
+    what: str
+    max_flops: float  # its worst case
+    max_vs_target: float
+    lost: NotRequired[str]  # a dropped item: what the verdict cannot say without it
+
+
+class BudgetSection(TypedDict):
+    """What the budget allotted before anything trained, and what the run then spent."""
+
+    budget_vs_target: float  # everything besides the target's run, in target runs
+    budget_flops: float
+    max_flops: float  # the most the kept items may spend
+    max_vs_target: float
+    kept: list[BudgetItem]
+    dropped: list[BudgetItem]
+    check_steps: int  # of each run of the check at the target
+    spent_vs_target: float  # what the checks spent besides the target's run
+    within: bool
 
 
 class HardwareSection(TypedDict):
@@ -351,6 +381,7 @@ class Summary(Sections):
     # each stage's FLOPs in target runs, "total", and "besides_target": all but the warm run
     cost_vs_target: dict[str, float]
     hardware: HardwareSection
+    budget: NotRequired[BudgetSection]
 
 
 def mismatches(value: object, hint: object, where: str = "summary") -> list[str]:

@@ -156,13 +156,32 @@ def print_plan(console: Console, record: Mapping) -> None:
         f"{total['flops']:.3g} (≤ {total['max_flops']:.3g})",
         f"{total['max_flops_vs_target']:.2f}",
         format_seconds(total["seconds"]),
-        escape(f"step times measured here ({record['device']})"),
+        escape(record.get("throughput", {}).get("source", "")),
     )
     console.print(table)
     console.print(
         f"at most {total['max_besides_target']:.2f} target runs besides the target's own run"
     )
+    if record.get("budget") is not None:
+        print_budget(console, record["budget"])
     console.print(f"results would go to {escape(record['run_dir'])}")
+
+
+def print_budget(console: Console, budget: Mapping) -> None:
+    """What the budget kept, each at its worst case, and what it dropped with what the verdict
+    cannot say without it."""
+    console.print(
+        f"budget {budget['budget_vs_target']:.3g} target runs besides the target's run "
+        f"({budget['budget_flops']:.3g} FLOPs); the checks kept may spend at most "
+        f"{budget['max_vs_target']:.3g}"
+    )
+    for item in budget["kept"]:
+        console.print(f"  kept     {escape(item['what'])} (≤ {item['max_vs_target']:.3g})")
+    for item in budget["dropped"]:
+        console.print(
+            f"  dropped  {escape(item['what'])} ({item['max_vs_target']:.3g}): "
+            f"{escape(item['lost'])}"
+        )
 
 
 def print_summary(console: Console, summary: Summary, run_dir: Path) -> None:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from sweep.config import proxy_setting, run_config, target_setting
+from sweep.config import probe_steps, proxy_setting, run_config, target_setting
 from sweep.core.axis_rules import (
     Setting,
     adamw_timescale,
@@ -79,14 +79,14 @@ def kept_rungs(cfg: DictConfig) -> dict[str, list[float]]:
     """Every axis's rungs at the proxy width, smallest first, as long as the checks' worst case
     (every series at `lr_max_points`, and as many weight-decay points) stays within `axes.budget`
     target runs."""
-    return budgeted(cfg)[0]
+    return rungs_within_budget(cfg)[0]
 
 
 def wide_rungs(cfg: DictConfig) -> dict[int, list[float]]:
     """{width: horizon rungs} at the wider ladder widths `axes.widths` asks for, in what the
     budget leaves after the proxy's rungs. Rung 1 is the transfer check's curve of that width
     when it trains the tuning run's steps, so it is trained here only when it does not."""
-    return budgeted(cfg)[1]
+    return rungs_within_budget(cfg)[1]
 
 
 def wide_widths(cfg: DictConfig) -> list[int]:
@@ -94,7 +94,11 @@ def wide_widths(cfg: DictConfig) -> list[int]:
     return list(cfg.ladder.widths[1 : cfg.axes.widths]) if cfg.axes.horizon else []
 
 
-def budgeted(cfg: DictConfig) -> tuple[dict[str, list[float]], dict[int, list[float]]]:
+def rungs_within_budget(
+    cfg: DictConfig,
+) -> tuple[dict[str, list[float]], dict[int, list[float]], float]:
+    """The rungs kept within `axes.budget` (per axis at the proxy, per wider width the horizon's)
+    and the most their grids may cost: each rung priced at its worst case, cheapest first."""
     tuned = dict(cfg.ladder.hparams)
     target = run_config(cfg, cfg.ladder.target, "mup", tuned, cfg.ladder.target_steps, cfg.seed)
     allowance = cfg.axes.budget * target.flops
@@ -120,7 +124,7 @@ def budgeted(cfg: DictConfig) -> tuple[dict[str, list[float]], dict[int, list[fl
             if spent + worst <= allowance:
                 spent += worst
                 wide.setdefault(width, []).append(rung)
-    return kept, wide
+    return kept, wide, spent
 
 
 def series(
@@ -498,6 +502,9 @@ def joint_summary(cfg: DictConfig, tuned_log2: float, points: list[OptimumPoint]
         log2_shift_vs_carry=shift,
         log2_lr_unshrunk=tuned_log2 + fit.log2_at(at_target) - fit.intercept,
     )
+    if (probe := probe_steps(cfg)) is not None:  # the probes' length, at the target's width
+        at_probes = at_target | {"tokens": math.log2(probe / cfg.ladder.tune_steps)}
+        out["log2_lr_at_probes"] = tuned_log2 + fit.shift(at_probes)
     for axis in ("width", "tokens"):
         at, error = held_out_error(points, axis)
         if math.isfinite(error):

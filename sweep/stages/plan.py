@@ -83,10 +83,15 @@ def measured_step_seconds(cfg: DictConfig, steps: int = 3) -> StepSeconds:
     return step_seconds
 
 
-def plan_record(stages: list[StagePlan], run_dir: Path, target_flops: float) -> dict[str, Any]:
+def plan_record(
+    stages: list[StagePlan],
+    run_dir: Path,
+    target_flops: float,
+    budget: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """The plan as `plan.json` holds it: per stage and in all, each cost also in target runs
-    (`target_flops` one run), and the most the checks may spend besides the one target run a
-    user wants."""
+    (`target_flops` one run), the most the checks may spend besides the one target run a user
+    wants, and the budget's allocation (`sweep.stages.budget`; None: no budget)."""
     flops = sum(s.flops for s in stages)
     most = sum(s.max_flops for s in stages)
     wanted = sum(s.wanted_flops for s in stages)
@@ -103,4 +108,5 @@ def plan_record(stages: list[StagePlan], run_dir: Path, target_flops: float) -> 
             "max_besides_target": (most - wanted) / target_flops,
         },
         "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+        "budget": budget,
     }

@@ -30,6 +30,7 @@ import torch
 from omegaconf import DictConfig
 
 from sweep.config import (
+    cold_baseline,
     job_config,
     plain,
     run_config,
@@ -361,8 +362,16 @@ def target_summary(
 
 
 def kinds(cfg: DictConfig) -> tuple[str, ...]:
-    """The target runs the configuration asks for: warm and cold, or cold alone."""
-    return KINDS if cfg.warmstart.method != Method.cold else ("cold",)
+    """The target runs the configuration asks for: warm, with the cold baseline beside it unless
+    a budget leaves it out (`warmstart.baseline`), or cold alone (no warm start)."""
+    if cfg.warmstart.method == Method.cold:
+        return ("cold",)
+    return KINDS if cold_baseline(cfg) else ("warm",)
+
+
+def wanted_kind(cfg: DictConfig) -> str:
+    """The run a user wants: the warm one, or the cold one when there is no warm start."""
+    return "cold" if cfg.warmstart.method == Method.cold else "warm"
 
 
 class TargetStage(Stage):
@@ -392,7 +401,7 @@ class TargetStage(Stage):
             self.name,
             total=len(specs) * steps,
             completed=len(finished) * steps,
-            msg="warm + cold" if todo else "",
+            msg=" + ".join(s["kind"] for s in todo),
         )
         started, losses = time.time(), {}
 
@@ -449,7 +458,7 @@ class TargetStage(Stage):
         through = "".join(f" → {w}" for w in cfg.warmstart.stages)
         note = f"warm start {cfg.warmstart.method} from width {source.model.d_model}{through}"
         note += " (the transfer check's run)" if shared else ""
-        wanted = target.flops if "warm" in todo else 0.0
+        wanted = target.flops if wanted_kind(cfg) in todo else 0.0
         return StagePlan(
             self.name, len(todo), len(runs), flops, len(runs), flops, seconds, note, wanted
         )

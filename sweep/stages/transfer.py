@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
-from sweep.config import run_config
+from sweep.config import run_config, sp_widths
 from sweep.core.lr_curve import (
     bracket,
     fit_optimum,
@@ -90,6 +90,11 @@ def run_key(run: Run, tag: str) -> str:
     return f"{run.parametrization}_w{run.width}_k{run.step:+d}_s{run.seed}_{tag}"
 
 
+def series_of(cfg: DictConfig) -> list[tuple[str, int]]:
+    """Every (parametrization, width) the check runs: µP at every width, SP at `sp_widths`."""
+    return [("mup", w) for w in cfg.ladder.widths] + [("sp", w) for w in sp_widths(cfg)]
+
+
 def grid_seeds(cfg: DictConfig) -> list[int]:
     return list(range(cfg.seed, cfg.seed + cfg.ladder.transfer_seeds))
 
@@ -139,20 +144,16 @@ def next_runs(cfg: DictConfig, results: Mapping[Run, Result]) -> list[Run]:
     settled, and the noise seeds at the best point of those that are."""
     ladder, seeds = cfg.ladder, grid_seeds(cfg)
     todo = []
-    for p in PARAMETRIZATIONS:
-        for width in ladder.widths:
-            curve = series_curve(results, p, width, seeds)
-            steps = grid_extension(curve, ladder.lr_span, ladder.lr_max_points)
-            if not steps and (best := best_step(curve)) is not None:
-                steps, seeds_here = noise_steps(curve, best), extra_seeds(cfg)
-            else:
-                seeds_here = seeds
-            todo += [
-                run
-                for k in steps
-                for s in seeds_here
-                if (run := Run(p, width, k, s)) not in results
-            ]
+    for p, width in series_of(cfg):
+        curve = series_curve(results, p, width, seeds)
+        steps = grid_extension(curve, ladder.lr_span, ladder.lr_max_points)
+        if not steps and (best := best_step(curve)) is not None:
+            steps, seeds_here = noise_steps(curve, best), extra_seeds(cfg)
+        else:
+            seeds_here = seeds
+        todo += [
+            run for k in steps for s in seeds_here if (run := Run(p, width, k, s)) not in results
+        ]
     return todo or resolving_runs(cfg, results)
 
 
@@ -289,15 +290,14 @@ def seed_noise(cfg: DictConfig, results: Mapping[Run, Result]) -> NoiseBand:
     (`relative_band` is set once the best losses are known)."""
     groups, differences = [], []
     seeds = grid_seeds(cfg) + extra_seeds(cfg)
-    for p in PARAMETRIZATIONS:
-        for width in cfg.ladder.widths:
-            curve = series_curve(results, p, width, grid_seeds(cfg))
-            best = best_step(curve)
-            at_best = {s: r.loss for s in seeds if (r := results.get(Run(p, width, best, s)))}
-            groups.append(list(at_best.values()))
-            if best is not None and (neighbour := neighbour_step(curve, best)) is not None:
-                beside = {s: results.get(Run(p, width, neighbour, s)) for s in at_best}
-                differences.append([r.loss - at_best[s] for s, r in beside.items() if r])
+    for p, width in series_of(cfg):
+        curve = series_curve(results, p, width, grid_seeds(cfg))
+        best = best_step(curve)
+        at_best = {s: r.loss for s in seeds if (r := results.get(Run(p, width, best, s)))}
+        groups.append(list(at_best.values()))
+        if best is not None and (neighbour := neighbour_step(curve, best)) is not None:
+            beside = {s: results.get(Run(p, width, neighbour, s)) for s in at_best}
+            differences.append([r.loss - at_best[s] for s, r in beside.items() if r])
     std, dof = pooled_std(groups)
     paired_std, paired_dof = pooled_std(differences)
     n = cfg.ladder.transfer_seeds
@@ -513,8 +513,7 @@ class TransferStage(PointGrid):
         noise_seeds = set(extra_seeds(cfg))
         noise = [
             (p, w)
-            for p in PARAMETRIZATIONS
-            for w in ladder.widths
+            for p, w in series_of(cfg)
             for _ in range(2 * ladder.noise_seeds)  # the best point and its neighbour
             if not any(
                 (r.parametrization, r.width) == (p, w) and r.seed in noise_seeds
@@ -522,7 +521,7 @@ class TransferStage(PointGrid):
             )
         ]
         per_series = ladder.lr_max_points * len(grid_seeds(cfg)) + 2 * ladder.noise_seeds
-        most = max(0, len(PARAMETRIZATIONS) * len(ladder.widths) * per_series - len(done))
+        most = max(0, len(series_of(cfg)) * per_series - len(done))
 
         def config(width: int, p: str) -> RunConfig:
             return run_config(cfg, width, p, tuned, ladder.transfer_steps, cfg.seed)

@@ -1,25 +1,38 @@
-"""The verify stage: is the LR the target trained at right at the target itself? (docs/methods.md
-§3)
+"""The verify stage: is the LR the target trained at right at the target's own width?
+(docs/methods.md §3)
 
-The cold target (its width and depth, steps, seed and applied values) trained at the applied LR ×
-2^(k·res) for k = ±1, then one step further past a side where the best run sits at the edge, as
-long as `verify.max_runs` allows; k = 0 is the target stage's cold run. The optimum is fitted as
-in the transfer check. The regret of the applied LR is the figure a user can trust for the target;
-the carried-over LR and the fit's other predictions are read off the same curve beside it, each
-with its interval from the paired noise band.
+Two checks. `full`: the cold target (its width and depth, steps, seed and applied values) trained
+at the applied LR × 2^(k·res) for k = ±1, then one step further past a side where the best run
+sits at the edge, as long as `verify.max_runs` allows; k = 0 is the target stage's cold run where
+it trained. `probes` (under a budget): the same grid of runs at the target's width and depth but
+a fraction of its steps, centred on the LR the fitted horizon rule gives that length; the probes'
+optimum, carried back to the target's length by the same rule, is where the target's should be.
+The optimum is fitted as in the transfer check. The regret at the centre is the figure the verdict
+judges; the carried-over LR and the fit's other predictions are read off the same curve beside it,
+each with its interval from the paired noise band.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from omegaconf import DictConfig
 
-from sweep.config import job_config, plain, run_config, target_depth
+from sweep.config import (
+    VerifyCheck,
+    check_steps,
+    cold_baseline,
+    job_config,
+    plain,
+    probe_steps,
+    run_config,
+    target_depth,
+)
 from sweep.core.lr_curve import (
     bracket,
     fit_optimum,
@@ -47,8 +60,21 @@ from sweep.stages.stage import Context, GridStage, Section, hparams_tag, target_
 from sweep.stages.target import target_key, train_target
 
 
-def verify_key(step: int, tag: str) -> str:
-    return f"k{step:+d}_{tag}"
+def verify_key(step: int, tag: str, probe_steps: int | None = None) -> str:
+    """A run's name: `k+1_<tag>` for a whole target run, `p62_k+1_<tag>` for a probe."""
+    return f"k{step:+d}_{tag}" if probe_steps is None else f"p{probe_steps}_k{step:+d}_{tag}"
+
+
+def horizon_shift(cfg: DictConfig, axes: AxesSection | None) -> tuple[float, str]:
+    """The log2 LR a probe's centre lies above the applied LR (the horizon rule from the
+    target's length to the probes'), and the rule in words; 0 when no rule was fitted."""
+    if probe_steps(cfg) is None:
+        return 0.0, ""
+    joint = (axes or {}).get("joint")
+    if not cfg.axes.apply or joint is None or "log2_lr_at_probes" not in joint:
+        return 0.0, "no horizon rule fitted: the probes are centred on the applied LR itself"
+    shift = joint["log2_lr_at_probes"] - joint["log2_lr"]
+    return shift, f"the joint fit's horizon rule moves the LR {shift:+.2f} log2 to their length"
 
 
 def next_steps(curve: Mapping[int, float], max_runs: int, cover: float = 0.0) -> list[int]:
@@ -67,17 +93,20 @@ def next_steps(curve: Mapping[int, float], max_runs: int, cover: float = 0.0) ->
     return steps[:left]
 
 
-def read_curve(run_dir: Path, hparams: Mapping[str, float]) -> dict[int, dict[str, Any]]:
-    """{k: run record}: the verify runs made around these values, and the target stage's cold
-    run at them as k = 0."""
-    tag = hparams_tag(hparams)
+def read_curve(
+    run_dir: Path, hparams: Mapping[str, float], probe_steps: int | None = None
+) -> dict[int, dict[str, Any]]:
+    """{k: run record}: the check's runs made around these values (probes of `probe_steps`
+    steps, or whole target runs); for the full check the target stage's cold run at them as k = 0
+    where it trained (marked `from_target`: the target stage paid for it)."""
+    tag, prefix = hparams_tag(hparams), "" if probe_steps is None else f"p{probe_steps}_"
     records = {}
-    for path in sorted((run_dir / "verify").glob(f"k*_{tag}.json")):
+    for path in sorted((run_dir / "verify").glob(f"{prefix}k*_{tag}.json")):
         if (record := read_record(path)) is not None:  # damaged: moved aside, redone
-            records[int(path.stem.split("_")[0][1:])] = record
+            records[int(path.stem.removeprefix(prefix).split("_")[0][1:])] = record
     cold = run_dir / "target" / f"{target_key('cold', hparams)}.json"
-    if 0 not in records and (record := read_record(cold)) is not None:
-        records[0] = record
+    if probe_steps is None and 0 not in records and (record := read_record(cold)) is not None:
+        records[0] = record | {"from_target": True}
     return records
 
 
@@ -86,19 +115,25 @@ def final_loss(record: Mapping[str, Any]) -> float:
     return result.final_val_loss if result.status == "completed" else math.nan
 
 
-def verify_specs(cfg: DictConfig, run_dir: Path, hparams: dict, steps: list[int]) -> list[dict]:
+def verify_specs(
+    cfg: DictConfig, run_dir: Path, hparams: dict, steps: list[int], shift: float = 0.0
+) -> list[dict]:
+    """One job per run; `shift` the log2 LR of the grid's centre above the applied LR."""
     container = plain(cfg)
     return [
-        {"cfg": container, "run_dir": str(run_dir), "hparams": hparams, "step": k} for k in steps
+        {"cfg": container, "run_dir": str(run_dir), "hparams": hparams, "step": k, "shift": shift}
+        for k in steps
     ]
 
 
 def verify_job(spec: dict[str, Any]) -> str:
-    """Submitit job: one cold target run at the applied LR × 2^(k·res); writes its record."""
+    """Submitit job: one cold run at the target's width at the applied LR × 2^(shift + k·res),
+    a whole target run or a probe; writes its record."""
     cfg = job_config(spec["cfg"])
     run_dir, hparams, k = Path(spec["run_dir"]), spec["hparams"], spec["step"]
     torch.set_num_threads(cfg.launcher.cpus_per_task)
-    key = verify_key(k, hparams_tag(hparams))
+    probe = probe_steps(cfg)
+    key = verify_key(k, hparams_tag(hparams), probe)
     checkpoint = run_dir / "verify" / f"{key}.ckpt"
     with process_group(cfg.hardware.device, cfg.hardware.data_parallel) as world:
         record = train_target(
@@ -108,9 +143,9 @@ def verify_job(spec: dict[str, Any]) -> str:
             warm=False,
             checkpoint=checkpoint,
             seed=cfg.seed,
-            steps=cfg.ladder.target_steps,
-            lr_scale=2.0 ** (k * cfg.ladder.lr_resolution),
-            wandb_name=f"verify-k{k:+d}",
+            steps=check_steps(cfg),
+            lr_scale=2.0 ** (spec.get("shift", 0.0) + k * cfg.ladder.lr_resolution),
+            wandb_name=f"verify-k{k:+d}" if probe is None else f"probe{probe}-k{k:+d}",
             job_type="verify",
             world=world,
         )
@@ -121,8 +156,20 @@ def verify_job(spec: dict[str, Any]) -> str:
 
 
 def verify_flops(records: Mapping[int, Mapping[str, Any]]) -> int:
-    """What the check's own runs cost: all but the one at the applied LR (the cold target run)."""
-    return sum(record["result"]["flops"] for k, record in records.items() if k != 0)
+    """What the check's own runs cost: all but the target stage's cold run."""
+    return sum(r["result"]["flops"] for r in records.values() if not r.get("from_target"))
+
+
+@dataclass(frozen=True)
+class Probes:
+    """The probe check's shape: its runs' steps beside the target's, and the log2 LR their
+    grid's centre lies above the applied LR (the horizon rule's move to their length)."""
+
+    steps: int
+    target_steps: int
+    width: int
+    shift: float
+    rule: str
 
 
 def verify_summary(
@@ -132,53 +179,82 @@ def verify_summary(
     target_flops: float,
     tolerance: float,
     differs: str = "",
+    probes: Probes | None = None,
 ) -> VerifySection:
-    """The target's loss against LR around the applied one, its fitted optimum and interval,
-    each candidate LR's regret read off that curve with its interval, what the extra runs cost
-    next to one target run, and one line saying it. `candidates` maps a name to a log2 LR:
-    "applied" (the curve's centre, what the target trained at and what the verdict judges),
-    "carried" (the tuned LR unchanged) and any other prediction. `differs` names how the target
-    differs from the ladder besides its width, added to the line when the applied LR misses."""
+    """The loss against LR at the target's width around the grid's centre, its fitted optimum
+    and interval, each candidate LR's regret read off that curve with its interval, what the
+    extra runs cost next to one target run, and one line saying it. `candidates` maps a name to a
+    log2 LR at the target's length: "applied" (what the target trained at and what the verdict
+    judges), "carried" (the tuned LR unchanged) and any other prediction. With `probes` the runs
+    are shorter, every candidate is moved to their length by the same horizon rule, and the
+    probes' optimum is moved back to give the target's. `differs` names how the target differs
+    from the ladder besides its width, added to the line when the applied LR misses."""
     ks = sorted(records)
     xs = [records[k]["log2_lr"] for k in ks]
     ys = [final_loss(records[k]) for k in ks]
+    shift = 0.0 if probes is None else probes.shift
     applied = candidates["applied"]
+    centre = applied + shift
     finite = [y for y in ys if math.isfinite(y)]
     band = relative_band * min(finite) if finite else 0.0
     closed = bracket(xs, ys).closed
     optimum = fit_optimum(xs, ys)
-    regret = relative_regret(xs, ys, applied)
+    regret = relative_regret(xs, ys, centre)
     interval = list(optimum_interval(xs, ys, band))
-    judged = judged_lrs(xs, ys, candidates, relative_band)
+    judged = judged_lrs(xs, ys, {k: v + shift for k, v in candidates.items()}, relative_band)
+    lo, hi = interval
+    if probes is None:
+        where = "at the target"
+        found = (
+            f"optimum log2 LR {optimum.log2_lr:.2f} (within noise {lo:.2f} to {hi:.2f}; applied "
+            f"{applied:.2f})"
+        )
+    else:
+        where = (
+            f"probes at width {probes.width} ({probes.steps} steps, 1/"
+            f"{probes.target_steps / probes.steps:.3g} of the target's)"
+        )
+        found = (
+            f"their optimum log2 {optimum.log2_lr:.2f} [{lo:.2f}, {hi:.2f}] puts the target's at "
+            f"log2 {optimum.log2_lr - shift:.2f} [{lo - shift:.2f}, {hi - shift:.2f}] (applied "
+            f"{applied:.2f}); {probes.rule}, so this check rests on that rule"
+        )
     if closed:
         status, bound = regret_status(regret, tolerance, relative_band)
-        lo, hi = interval
-        text = (
-            f"at the target: the applied LR loses {percent(regret)} ({bound}), optimum log2 LR "
-            f"{optimum.log2_lr:.2f} (within noise {lo:.2f} to {hi:.2f}; applied {applied:.2f})"
-        )
+        subject = "the applied LR" if probes is None else f"the LR for their length ({centre:.2f})"
+        text = f"{where}: {subject} loses {percent(regret)} ({bound}), {found}"
         if status is Status.fails and differs:
             text += f"; besides its width, {differs}"
         verdict = Verdict(status, text + compared_text(judged))
     else:
         verdict = Verdict(
             Status.inconclusive,
-            f"at the target: inconclusive, the optimum is not bracketed by {len(ks)} LRs "
-            f"(verify.max_runs reached); regret at the applied LR ≥ {percent(regret)}",
+            f"{where}: inconclusive, the optimum is not bracketed by {len(ks)} LRs "
+            f"(verify.max_runs reached); regret at the centre ≥ {percent(regret)}",
         )
     flops = verify_flops(records)
-    return VerifySection(
+    section = VerifySection(
+        check=str(VerifyCheck.full if probes is None else VerifyCheck.probes),
+        steps=probes.steps
+        if probes is not None
+        else max((int(r["result"]["steps_done"]) for r in records.values()), default=0),
         curve=[[x, y] for x, y in zip(xs, ys, strict=True)],
         applied_log2_lr=applied,
+        centre_log2_lr=centre,
         optimum_log2_lr=optimum.log2_lr,
         optimum_interval=interval,
         bracketed=closed,
         regret=regret,
         judged=judged,
-        runs=len([k for k in ks if k != 0]),
+        runs=len([r for r in records.values() if not r.get("from_target")]),
         flops_vs_target=flops / target_flops if target_flops else math.nan,
         verdict=verdict.to_dict(),
     )
+    if probes is not None:
+        section["target_optimum_log2_lr"] = optimum.log2_lr - shift
+        section["target_optimum_interval"] = [lo - shift, hi - shift]
+        section["rule"] = probes.rule
+    return section
 
 
 def judged_lrs(
@@ -253,20 +329,25 @@ def candidates(applied: Applied, axes: AxesSection | None) -> dict[str, float]:
 
 
 class VerifyStage(GridStage):
-    """The cold target at the tuned LR's neighbours, in rounds until the optimum is bracketed
-    or `verify.max_runs` is spent."""
+    """Runs at the target's width around the applied LR (whole target runs, or probes moved to
+    their length), in rounds until the optimum is bracketed or `verify.max_runs` is spent."""
 
     name = "verify"
     parallel = True
 
     def skipped(self, ctx: Context) -> str | None:
-        return "verify.max_runs < 2 cannot bracket" if ctx.cfg.verify.max_runs < 2 else None
+        if ctx.cfg.verify.max_runs < 2:
+            return "verify.max_runs < 2 cannot bracket (or the budget left no check)"
+        return None
 
     def max_rounds(self, ctx: Context) -> int:
-        return ctx.cfg.verify.max_runs + 1
+        return ctx.cfg.verify.max_runs + 2
+
+    def axes(self, ctx: Context) -> AxesSection | None:
+        return ctx.sections().get("axes") if ctx.sections is not None else None
 
     def read(self, ctx: Context) -> dict[int, dict[str, Any]]:
-        return read_curve(ctx.run_dir, ctx.applied["hparams"])
+        return read_curve(ctx.run_dir, ctx.applied["hparams"], probe_steps(ctx.cfg))
 
     def todo(self, ctx: Context, done: Mapping[int, Mapping[str, Any]]) -> list[int]:
         curve = {k: final_loss(record) for k, record in done.items()}
@@ -275,26 +356,36 @@ class VerifyStage(GridStage):
         return next_steps(curve, ctx.cfg.verify.max_runs, carried / ctx.cfg.ladder.lr_resolution)
 
     def specs(self, ctx: Context, todo: list[int]) -> list[dict]:
-        return verify_specs(ctx.cfg, ctx.run_dir, ctx.applied["hparams"], todo)
+        shift, _ = horizon_shift(ctx.cfg, self.axes(ctx))
+        return verify_specs(ctx.cfg, ctx.run_dir, ctx.applied["hparams"], todo, shift)
 
     def job(self, spec: dict[str, Any]) -> str:
         return verify_job(spec)
 
     def progress(self, ctx: Context, done: Mapping) -> str:
-        return f"{len(done)} target runs"
+        probe = probe_steps(ctx.cfg)
+        return f"{len(done)} target runs" if probe is None else f"{len(done)} probes"
 
     def plan(self, ctx: Context, step_seconds: StepSeconds) -> StagePlan:
         if reason := self.skipped(ctx):
             return StagePlan(self.name, 0, 0, 0.0, 0, 0.0, 0.0, f"skipped: {reason}")
         cfg, hparams, max_runs = ctx.cfg, ctx.applied_or_default(), ctx.cfg.verify.max_runs
-        curve = {k: 0.0 for k in read_curve(ctx.run_dir, hparams)}
-        first = [k for k in next_steps(curve | {0: 0.0}, max_runs) if k != 0]
+        probe = probe_steps(cfg)
+        curve = {k: 0.0 for k in read_curve(ctx.run_dir, hparams, probe)}
+        cold = probe is None and cold_baseline(cfg) and "target" in ctx.planned
+        assumed = curve | ({0: 0.0} if cold else {})  # the target stage's cold run, as k = 0
+        first = next_steps(assumed, max_runs)
         done = len([k for k in curve if k != 0])
         run = run_config(
-            cfg, cfg.ladder.target, "mup", hparams, cfg.ladder.target_steps, cfg.seed,
-            target_depth(cfg),
-        )  # fmt: skip
-        most = max(0, max_runs - done)
+            cfg, cfg.ladder.target, "mup", hparams, check_steps(cfg), cfg.seed, target_depth(cfg)
+        )
+        most = max(0, max_runs - done) + (0 in first)
+        note = (
+            f"the target at the applied LR × 2^±{cfg.ladder.lr_resolution:g}"
+            if probe is None
+            else f"probes of {probe} steps at width {cfg.ladder.target} around the horizon "
+            "rule's LR for that length"
+        )
         return StagePlan(
             self.name,
             len(first),
@@ -303,19 +394,25 @@ class VerifyStage(GridStage):
             most,
             most * run.flops,
             estimated_seconds([run] * len(first), step_seconds, len(first)),
-            f"the target at the applied LR × 2^±{cfg.ladder.lr_resolution:g}",
+            note,
         )
 
     def summary(self, ctx: Context, so_far: Sections) -> Section | None:
         if ctx.tuned is None or not self.complete(ctx, records := self.read(ctx)):
             return None
         noise = so_far.get("transfer", {}).get("noise")
+        cfg, probe = ctx.cfg, probe_steps(ctx.cfg)
+        probes = None
+        if probe is not None:
+            shift, rule = horizon_shift(cfg, so_far.get("axes"))
+            probes = Probes(probe, cfg.ladder.target_steps, cfg.ladder.target, shift, rule)
         section = verify_summary(
             records,
             candidates(ctx.applied, so_far.get("axes")),
             one_seed_band(noise) if noise else 0.0,
-            target_run_flops(ctx.cfg),
-            ctx.cfg.ladder.regret_tolerance,
-            differs(ctx.cfg),
+            target_run_flops(cfg),
+            cfg.ladder.regret_tolerance,
+            differs(cfg),
+            probes,
         )
         return Section(self.name, section, verify_flops(records), "verify_flops")

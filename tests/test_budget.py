@@ -1,0 +1,60 @@
+"""The budget's allocation on synthetic costs: required items kept whatever they cost, optional
+ones in order while they fit, one size per group, and the refusal's numbers."""
+
+import pytest
+
+from sweep.config import compose_config, resolve_vocabulary
+from sweep.core.budget import Item, allocate, largest_fitting
+from sweep.stages.budget import apply_budget
+from sweep.stages.stage import target_run_flops
+
+
+def test_required_items_kept_and_optional_ones_in_order_while_they_fit():
+    items = [
+        Item("tune", "proxy", 3.0, required=True),
+        Item("transfer", "sp 8", 4.0),
+        Item("transfer", "sp 16", 5.0, lost="no SP at 16"),
+        Item("tune", "widen", 1.0),
+    ]
+    allocation = allocate(items, 8.5)
+    assert [i.what for i in allocation.kept] == ["proxy", "sp 8", "widen"]
+    assert [i.what for i in allocation.dropped] == ["sp 16"]
+    assert allocation.fits and allocation.flops == 8.0 <= 8.5
+
+
+def test_a_group_keeps_its_first_size_within_its_share_and_nothing_is_lost():
+    items = [
+        Item("tune", "proxy", 2.0, required=True),
+        *(Item("axes", f"axes {c}", c, group="axes", share=0.5, keep={"b": c}) for c in (6, 3, 1)),
+    ]
+    allocation = allocate(items, 10.0)  # 8 left: the share allows 4, so size 3
+    assert [i.what for i in allocation.kept] == ["proxy", "axes 3"]
+    assert allocation.dropped == () and allocation.settings() == {"b": 3}
+    none_fit = allocate(items, 2.5)
+    assert [i.what for i in none_fit.dropped] == ["axes 1"]  # the smallest size, named once
+
+
+def test_required_items_beyond_the_budget_do_not_fit():
+    allocation = allocate([Item("tune", "proxy", 5.0, required=True)], 4.0)
+    assert not allocation.fits and allocation.required_flops == 5.0
+    assert largest_fitting(lambda n: 2 * n, 1, 10, 7.0) == 3
+    assert largest_fitting(lambda n: 2 * n, 4, 10, 7.0) is None
+
+
+def test_a_ladder_whose_checks_cannot_fit_is_refused_with_the_budget_that_would():
+    cfg = compose_config("+ladder=gpt_small", "budget=0.1")
+    resolve_vocabulary(cfg)
+    with pytest.raises(ValueError, match=r"budget=0\.1 allows .* fits with budget=1\.8") as e:
+        apply_budget(cfg)
+    assert "\n" not in str(e.value)
+
+
+def test_the_wide_ladder_fits_its_default_budget_and_drops_the_cold_baseline():
+    cfg = compose_config("+ladder=gpt_wide")
+    resolve_vocabulary(cfg)
+    record = apply_budget(cfg)
+    assert record["max_vs_target"] <= record["budget_vs_target"] == pytest.approx(0.1)
+    assert record["max_flops"] <= 0.1 * target_run_flops(cfg)
+    assert cfg.warmstart.baseline is False and str(cfg.verify.check) == "probes"
+    assert cfg.verify.probe_fraction is not None
+    assert any("probes" in i["what"] for i in record["kept"])
