@@ -21,7 +21,7 @@ from sweep.stages.transfer import (
     series_curve,
     transfer_summary,
 )
-from sweep.stages.verify import next_steps, one_seed_band, verify_summary
+from sweep.stages.verify import Probes, next_steps, one_seed_band, verify_summary
 
 
 def make_cfg(*overrides):
@@ -321,3 +321,33 @@ def test_the_verify_stage_stops_at_its_budget():
     summary = verify_summary(records, centre, relative_band=0.0, target_flops=500, tolerance=0.005)
     assert not summary["bracketed"] and summary["verdict"]["status"] == "inconclusive"
     assert "inconclusive" in summary["verdict"]["text"]
+
+
+def test_probes_put_the_targets_optimum_where_the_horizon_rule_carries_theirs():
+    # probes centred 1.5 log2 above the applied LR (-6): their curve's optimum at -3.5 is the
+    # target's at -5.0 by the same rule, and the centre (-4.5) loses what the parabola says
+    shift, optimum = 1.5, -3.5
+    records = {}
+    for k in (-2, -1, 0, 1, 2):
+        x = -6.0 + shift + k
+        loss = 2.0 + 0.04 * (x - optimum) ** 2
+        records[k] = {
+            "log2_lr": x,
+            "result": {"status": "completed", "reason": "", "steps_done": 25,
+                       "train_loss": [], "val_loss": [[25, loss]], "tokens": 1, "flops": 50},
+        }  # fmt: skip
+    probes = Probes(25, 400, 256, shift, "the rule moves the LR +1.50 log2 to their length")
+    summary = verify_summary(
+        records, {"applied": -6.0, "carried": -6.0}, 0.05, target_flops=500, tolerance=0.005,
+        probes=probes,
+    )  # fmt: skip
+    assert summary["check"] == "probes" and summary["steps"] == 25
+    assert summary["centre_log2_lr"] == pytest.approx(-4.5)
+    assert summary["optimum_log2_lr"] == pytest.approx(optimum)
+    assert summary["target_optimum_log2_lr"] == pytest.approx(optimum - shift)
+    lo, hi = summary["target_optimum_interval"]
+    assert lo < optimum - shift < hi
+    assert summary["regret"] == pytest.approx(0.04 / 2.0)  # 2 %: beyond 0.5 %, within the noise
+    assert summary["runs"] == 5 and summary["flops_vs_target"] == pytest.approx(0.5)
+    assert summary["verdict"]["status"] == "within_noise"
+    assert "probes at width 256 (25 steps, 1/16 of the target's)" in summary["verdict"]["text"]
