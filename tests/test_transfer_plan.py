@@ -257,14 +257,20 @@ def test_grid_extension_rules():
 
 def verify_records(optimum: float, steps: list[int], resolution: float = 1.0):
     """Cold target runs on a parabola with a known optimum, tuned LR at log2 -6."""
+    return parabola_records(optimum, steps, -6.0, resolution, steps_done=10, flops=500)
+
+
+def parabola_records(optimum, steps, centre, resolution=1.0, steps_done=10, flops=500):
+    """Completed runs at log2 LR centre + k·resolution on 2 + 0.04·(x − optimum)²."""
     records = {}
     for k in steps:
-        x = -6.0 + k * resolution
+        x = centre + k * resolution
         loss = 2.0 + 0.04 * (x - optimum) ** 2
         records[k] = {
             "log2_lr": x,
-            "result": {"status": "completed", "reason": "", "steps_done": 10,
-                       "train_loss": [], "val_loss": [[10, loss]], "tokens": 1, "flops": 500},
+            "result": {"status": "completed", "reason": "", "steps_done": steps_done,
+                       "train_loss": [], "val_loss": [[steps_done, loss]], "tokens": 1,
+                       "flops": flops},
         }  # fmt: skip
     return records
 
@@ -327,15 +333,7 @@ def test_probes_put_the_targets_optimum_where_the_horizon_rule_carries_theirs():
     # probes centred 1.5 log2 above the applied LR (-6): their curve's optimum at -3.5 is the
     # target's at -5.0 by the same rule, and the centre (-4.5) loses what the parabola says
     shift, optimum = 1.5, -3.5
-    records = {}
-    for k in (-2, -1, 0, 1, 2):
-        x = -6.0 + shift + k
-        loss = 2.0 + 0.04 * (x - optimum) ** 2
-        records[k] = {
-            "log2_lr": x,
-            "result": {"status": "completed", "reason": "", "steps_done": 25,
-                       "train_loss": [], "val_loss": [[25, loss]], "tokens": 1, "flops": 50},
-        }  # fmt: skip
+    records = parabola_records(optimum, [-2, -1, 0, 1, 2], -6.0 + shift, steps_done=25, flops=50)
     probes = Probes(25, 400, 256, shift, "the rule moves the LR +1.50 log2 to their length")
     summary = verify_summary(
         records, {"applied": -6.0, "carried": -6.0}, 0.05, target_flops=500, tolerance=0.005,

@@ -172,6 +172,35 @@ class Probes:
     rule: str
 
 
+def check_words(
+    probes: Probes | None, optimum: float, interval: tuple[float, float], applied: float
+) -> tuple[str, str]:
+    """Which check ran, and what it found about the target's optimum, in words."""
+    lo, hi = interval
+    if probes is None:
+        found = f"optimum log2 LR {optimum:.2f} (within noise {lo:.2f} to {hi:.2f}; applied "
+        return "at the target", found + f"{applied:.2f})"
+    shift = probes.shift
+    where = (
+        f"probes at width {probes.width} ({probes.steps} steps, 1/"
+        f"{probes.target_steps / probes.steps:.3g} of the target's)"
+    )
+    found = (
+        f"their optimum log2 {optimum:.2f} [{lo:.2f}, {hi:.2f}] puts the target's at log2 "
+        f"{optimum - shift:.2f} [{lo - shift:.2f}, {hi - shift:.2f}] (applied {applied:.2f}); "
+        f"{probes.rule}, so this check rests on that rule"
+    )
+    return where, found
+
+
+def unbracketed_verdict(where: str, points: int, regret: float) -> Verdict:
+    return Verdict(
+        Status.inconclusive,
+        f"{where}: inconclusive, the optimum is not bracketed by {points} LRs "
+        f"(verify.max_runs reached); regret at the centre ≥ {percent(regret)}",
+    )
+
+
 def verify_summary(
     records: Mapping[int, Mapping[str, Any]],
     candidates: Mapping[str, float],
@@ -181,14 +210,11 @@ def verify_summary(
     differs: str = "",
     probes: Probes | None = None,
 ) -> VerifySection:
-    """The loss against LR at the target's width around the grid's centre, its fitted optimum
-    and interval, each candidate LR's regret read off that curve with its interval, what the
-    extra runs cost next to one target run, and one line saying it. `candidates` maps a name to a
-    log2 LR at the target's length: "applied" (what the target trained at and what the verdict
-    judges), "carried" (the tuned LR unchanged) and any other prediction. With `probes` the runs
-    are shorter, every candidate is moved to their length by the same horizon rule, and the
-    probes' optimum is moved back to give the target's. `differs` names how the target differs
-    from the ladder besides its width, added to the line when the applied LR misses."""
+    """The loss against LR at the target's width, its fitted optimum and interval, each
+    candidate's regret on that curve (`candidates`: name → log2 LR at the target's length,
+    "applied" the one judged), the cost in target runs, and the verdict. With `probes` every
+    candidate moves to their length by the horizon rule, and their optimum moves back; `differs`
+    is added to the line when the applied LR misses."""
     ks = sorted(records)
     xs = [records[k]["log2_lr"] for k in ks]
     ys = [final_loss(records[k]) for k in ks]
@@ -203,35 +229,15 @@ def verify_summary(
     interval = list(optimum_interval(xs, ys, band))
     judged = judged_lrs(xs, ys, {k: v + shift for k, v in candidates.items()}, relative_band)
     lo, hi = interval
-    if probes is None:
-        where = "at the target"
-        found = (
-            f"optimum log2 LR {optimum.log2_lr:.2f} (within noise {lo:.2f} to {hi:.2f}; applied "
-            f"{applied:.2f})"
-        )
-    else:
-        where = (
-            f"probes at width {probes.width} ({probes.steps} steps, 1/"
-            f"{probes.target_steps / probes.steps:.3g} of the target's)"
-        )
-        found = (
-            f"their optimum log2 {optimum.log2_lr:.2f} [{lo:.2f}, {hi:.2f}] puts the target's at "
-            f"log2 {optimum.log2_lr - shift:.2f} [{lo - shift:.2f}, {hi - shift:.2f}] (applied "
-            f"{applied:.2f}); {probes.rule}, so this check rests on that rule"
-        )
+    where, found = check_words(probes, optimum.log2_lr, (lo, hi), applied)
     if closed:
         status, bound = regret_status(regret, tolerance, relative_band)
         subject = "the applied LR" if probes is None else f"the LR for their length ({centre:.2f})"
         text = f"{where}: {subject} loses {percent(regret)} ({bound}), {found}"
-        if status is Status.fails and differs:
-            text += f"; besides its width, {differs}"
+        text += f"; besides its width, {differs}" if status is Status.fails and differs else ""
         verdict = Verdict(status, text + compared_text(judged))
     else:
-        verdict = Verdict(
-            Status.inconclusive,
-            f"{where}: inconclusive, the optimum is not bracketed by {len(ks)} LRs "
-            f"(verify.max_runs reached); regret at the centre ≥ {percent(regret)}",
-        )
+        verdict = unbracketed_verdict(where, len(ks), regret)
     flops = verify_flops(records)
     section = VerifySection(
         check=str(VerifyCheck.full if probes is None else VerifyCheck.probes),
