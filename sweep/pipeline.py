@@ -36,11 +36,12 @@ from sweep.config import (
 from sweep.core.atomic import write_atomic
 from sweep.edges.console import StageDisplay, print_budget, print_plan, print_summary
 from sweep.edges.launch import cancel_leftover_jobs, run_jobs
+from sweep.edges.throughput import plan_throughput
 from sweep.edges.tracking import wandb_settings
 from sweep.stages.budget import apply_budget
 from sweep.stages.handoff import tuned_record, tuned_yaml
 from sweep.stages.model_check import check_model, check_widths
-from sweep.stages.plan import measured_step_seconds, plan, plan_record
+from sweep.stages.plan import plan, plan_record
 from sweep.stages.registry import STAGES
 from sweep.stages.stage import Context, Stage, StageError, target_run_flops
 from sweep.stages.tune import open_or_create_study, storage_url
@@ -71,7 +72,10 @@ class Pipeline:
         names: Sequence[str] | None = None,
     ):
         validate(cfg)
-        check_slurm_present(cfg)
+        self.names = [str(n) for n in (cfg.stages if names is None else names)]
+        self.planning = StageName.plan in self.names  # a plan starts nothing: any machine will do
+        if not self.planning:
+            check_slurm_present(cfg)
         # the experiment as asked for: what the run folder's results are compared by (a value
         # resolved below, such as the vocabulary, follows from it)
         self.asked = plain(cfg)
@@ -86,12 +90,13 @@ class Pipeline:
         self.progress = StageDisplay(self.console)
         self.started = False  # a stage has begun (before that, a failure is a refusal)
         self.registry = registry
-        self.names = [str(n) for n in (cfg.stages if names is None else names)]
 
     def run(self) -> dict[str, Any]:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._check_writable()
         self._check_same_experiment()
+        if self.planning:
+            return self.plan()
         self._check_model()
         self.study()  # an unreachable tune.storage fails here, before any job
         if self.cfg.launcher.kind == LauncherKind.slurm:
@@ -103,12 +108,6 @@ class Pipeline:
                 )
         ctx = self.context()
         stages = [self.registry[name] for name in ctx.planned]
-        if StageName.plan in self.names:
-            steps = plan(stages, ctx, measured_step_seconds(self.cfg))
-            record = plan_record(steps, self.run_dir, target_run_flops(self.cfg), self.budget)
-            write_json(self.run_dir / "plan.json", record)
-            print_plan(self.console, record)
-            return record
         if self.budget is not None:
             print_budget(self.console, self.budget)
         with self.progress:
@@ -128,6 +127,19 @@ class Pipeline:
             f"study    {url}  (optuna-dashboard {url})", markup=False, soft_wrap=True
         )
         return summary
+
+    def plan(self) -> dict[str, Any]:
+        """What the stages would run, priced from FLOPs and a throughput (`plan_throughput`):
+        no job, no model check, no SLURM needed."""
+        ctx = self.context()  # an unreachable tune.storage fails here
+        throughput = plan_throughput(self.cfg, self.run_dir)
+        stages = plan([self.registry[name] for name in ctx.planned], ctx, throughput.step_seconds)
+        record = plan_record(
+            stages, self.run_dir, target_run_flops(self.cfg), throughput, self.budget
+        )
+        write_json(self.run_dir / "plan.json", record)
+        print_plan(self.console, record)
+        return record
 
     def _check_writable(self) -> None:
         probe = self.run_dir / ".write-test"

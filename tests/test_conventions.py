@@ -69,7 +69,7 @@ def test_help_lists_what_a_user_can_pick():
     proc = sweep_run("--help")
     assert proc.returncode == 0
     out = proc.stdout
-    assert "ladder:    gpt_deep, gpt_medium, gpt_small, gpt_tiny" in out
+    assert "ladder:    gpt_cluster, gpt_deep, gpt_medium, gpt_small, gpt_tiny, gpt_wide" in out
     assert "launcher:  debug, local, slurm" in out
     assert "warmstart: cold, function_preserving, rc_sampling, shrink_pad_perturb, stack" in out
     assert "_schema" not in out

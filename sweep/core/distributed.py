@@ -16,11 +16,6 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.distributed.checkpoint.state_dict import (
-    StateDictOptions,
-    get_state_dict,
-    set_state_dict,
-)
 
 from sweep.core.hardware import Strategy, World
 
@@ -70,13 +65,15 @@ def mean_over_world(value: torch.Tensor, world: World) -> torch.Tensor:
     return total / world.size
 
 
-_FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)
-
-
 def full_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:
     """Unsharded model and optimizer state on the CPU (a collective under FSDP: every process
     calls it, and the full tensors end up on rank 0 only, which writes them)."""
-    return get_state_dict(model, optimizer, options=_FULL)
+    # imported here: torch.distributed.checkpoint takes a second to import, which a plan or
+    # a single-process run need not pay
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
+
+    options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    return get_state_dict(model, optimizer, options=options)
 
 
 def load_full_state(
@@ -87,6 +84,8 @@ def load_full_state(
         model.load_state_dict(model_state)  # a checkpoint keyed by parameter index
         optimizer.load_state_dict(optim_state)
         return
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
+
     options = StateDictOptions(full_state_dict=True)
     set_state_dict(
         model,

@@ -1,7 +1,8 @@
 """The plan: what each stage would run from what is on disk now, before anything trains.
 
 For every stage (its `plan` method): its jobs, its training runs and their FLOPs (§7 of
-docs/methods.md) and a wall time estimated from step times measured on this machine. Stages
+docs/methods.md) and a wall time from those FLOPs and a throughput (`sweep.core.throughput`):
+stated for a device, or measured once here on two small reference steps. Stages
 whose work depends on results (the transfer grids grow until each optimum is bracketed, the
 tuned range widens at a bound, the check at the target grows until bracketed) give what they
 start with and the most they may reach. The run that follows trains exactly the planned runs of
@@ -10,8 +11,6 @@ tune (with no pruner) and target, and between the two counts for transfer and ve
 
 from __future__ import annotations
 
-import math
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -20,10 +19,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 from omegaconf import DictConfig
 
-from sweep.config import LauncherKind, data_config, execution
-from sweep.core.data import load_corpus
-from sweep.core.models import ModelConfig
-from sweep.core.train import RunConfig, train
+from sweep.config import LauncherKind, world_size
+from sweep.core.throughput import Throughput
+from sweep.core.train import RunConfig
 
 if TYPE_CHECKING:
     from sweep.stages.stage import Context, Stage
@@ -39,7 +37,7 @@ class StagePlan:
     flops: float  # their training FLOPs (pruning only lowers it)
     max_runs: int  # the most it may reach (grids grown to their budget, ranges widened)
     max_flops: float
-    seconds: float  # estimated wall time of `runs`, from step times measured here
+    seconds: float  # estimated wall time of `runs`, from their FLOPs and the throughput
     note: str = ""
     wanted_flops: float = 0.0  # of those FLOPs, the run a user wants (the warm target's)
 
@@ -53,6 +51,16 @@ def estimated_seconds(runs: list[RunConfig], step_seconds: StepSeconds, parallel
     return sum(run.steps * step_seconds(run) for run in runs) / max(1, parallel)
 
 
+def data_parallel_seconds(
+    runs: list[RunConfig], step_seconds: StepSeconds, cfg: DictConfig, jobs: int
+) -> float:
+    """Target-size runs, each spread over the launcher's processes (each process steps through
+    its share of the batch), `jobs` of them at once up to the launcher's parallelism."""
+    world = world_size(cfg)
+    shares = [replace(r, batch_size=max(1, r.batch_size // world)) for r in runs]
+    return estimated_seconds(shares, step_seconds, min(jobs, cfg.launcher.max_parallel))
+
+
 def parallel_jobs(cfg: DictConfig) -> int:
     """How many jobs run at once: one on the debug launcher, one per GPU, else the launcher's
     parallelism."""
@@ -60,38 +68,17 @@ def parallel_jobs(cfg: DictConfig) -> int:
     return 1 if cfg.launcher.kind == LauncherKind.debug else gpus or cfg.launcher.max_parallel
 
 
-def measured_step_seconds(cfg: DictConfig, steps: int = 3) -> StepSeconds:
-    """Seconds per training step of a run's model, measured here once per shape (a warm-up
-    step, then `steps` timed ones; cached by model shape)."""
-    cache: dict[ModelConfig, float] = {}
-    corpus = load_corpus(data_config(cfg))
-
-    def step_seconds(run: RunConfig) -> float:
-        key = replace(run.model, parametrization="mup")  # SP costs what µP costs
-        if key not in cache:
-            probe = replace(run, model=key, steps=steps + 1, eval_every=steps + 1, eval_batches=1)
-            start = time.perf_counter()
-            result, _ = train(probe, corpus, execution=execution(cfg))
-            total = time.perf_counter() - start
-            cache[key] = (
-                total / probe.steps
-                if math.isnan(result.tokens_per_s)
-                else (probe.tokens_per_step / result.tokens_per_s)
-            )
-        return cache[key]
-
-    return step_seconds
-
-
 def plan_record(
     stages: list[StagePlan],
     run_dir: Path,
     target_flops: float,
+    throughput: Throughput,
     budget: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The plan as `plan.json` holds it: per stage and in all, each cost also in target runs
     (`target_flops` one run), the most the checks may spend besides the one target run a user
-    wants, and the budget's allocation (`sweep.stages.budget`; None: no budget)."""
+    wants, the throughput its times come from, and the budget's allocation
+    (`sweep.stages.budget`; None: no budget)."""
     flops = sum(s.flops for s in stages)
     most = sum(s.max_flops for s in stages)
     wanted = sum(s.wanted_flops for s in stages)
@@ -108,5 +95,6 @@ def plan_record(
             "max_besides_target": (most - wanted) / target_flops,
         },
         "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+        "throughput": throughput.to_dict(),
         "budget": budget,
     }

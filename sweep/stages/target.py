@@ -55,7 +55,7 @@ from sweep.grow.warmstart import (
     warm_optim,
     warm_start,
 )
-from sweep.stages.plan import StagePlan, StepSeconds, estimated_seconds
+from sweep.stages.plan import StagePlan, StepSeconds, data_parallel_seconds
 from sweep.stages.source import digest, source_checkpoint, source_run
 from sweep.stages.stage import Context, Driver, Section, Stage, StageError, hparams_tag
 from sweep.stages.training import train_logged
@@ -453,8 +453,7 @@ class TargetStage(Stage):
                 previous = stage_run(cfg, hparams, target, previous, width)
                 runs.append(previous)
         flops = sum(r.flops for r in runs)
-        parallel = max(1, min(len(todo), cfg.launcher.max_parallel))
-        seconds = estimated_seconds(runs, step_seconds, 1) / parallel
+        seconds = data_parallel_seconds(runs, step_seconds, cfg, len(todo))
         through = "".join(f" → {w}" for w in cfg.warmstart.stages)
         note = f"warm start {cfg.warmstart.method} from width {source.model.d_model}{through}"
         note += " (the transfer check's run)" if shared else ""

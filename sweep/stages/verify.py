@@ -55,7 +55,7 @@ from sweep.core.sections import (
 from sweep.core.train import RunResult
 from sweep.core.verdict import Status, Verdict
 from sweep.edges.distributed import process_group
-from sweep.stages.plan import StagePlan, StepSeconds, estimated_seconds
+from sweep.stages.plan import StagePlan, StepSeconds, data_parallel_seconds
 from sweep.stages.stage import Context, GridStage, Section, hparams_tag, target_run_flops
 from sweep.stages.target import target_key, train_target
 
@@ -399,7 +399,7 @@ class VerifyStage(GridStage):
             len(first) * run.flops,
             most,
             most * run.flops,
-            estimated_seconds([run] * len(first), step_seconds, len(first)),
+            data_parallel_seconds([run] * len(first), step_seconds, cfg, len(first)),
             note,
         )
 
