@@ -23,6 +23,7 @@ from sweep.config import (
     StageName,
     check_slurm_present,
     cuda_devices,
+    experiment,
     model_source,
     plain,
     public,
@@ -166,11 +167,12 @@ class Pipeline:
     def _check_same_experiment(self) -> None:
         """Refuse to mix results: a run folder holds one ladder, data, seed and warm start.
 
-        Stages, launcher, logger and the number of trials may change between invocations
-        (that is how a run is resumed or extended); what the stored results depend on may not.
+        Stages, launcher, logger, the number of trials and the budget may change between
+        invocations (that is how a run is resumed or extended); what the stored results depend
+        on may not.
         """
         saved = self.run_dir / "experiment.yaml"
-        current = {k: self.asked[k] for k in EXPERIMENT_KEYS}
+        current = experiment({k: self.asked[k] for k in EXPERIMENT_KEYS})
         if source := model_source(self.cfg):  # a custom model's code, not only its name
             current["model_source"] = source
         if not saved.exists():
@@ -178,7 +180,7 @@ class Pipeline:
             (self.run_dir / "config.yaml").write_text(OmegaConf.to_yaml(public(self.cfg)))
             return
         try:
-            stored = with_defaults(OmegaConf.to_container(OmegaConf.load(saved)))
+            stored = experiment(with_defaults(OmegaConf.to_container(OmegaConf.load(saved))))
         except Exception:  # a field this version no longer has, or an unreadable file
             stored = None
         if stored != current:

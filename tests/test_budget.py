@@ -5,6 +5,7 @@ import pytest
 
 from sweep.config import compose_config, resolve_vocabulary
 from sweep.core.budget import Item, allocate, largest_fitting
+from sweep.pipeline import Pipeline
 from sweep.stages.budget import apply_budget
 from sweep.stages.stage import target_run_flops
 
@@ -58,3 +59,47 @@ def test_the_wide_ladder_fits_its_default_budget_and_drops_the_cold_baseline():
     assert cfg.warmstart.baseline is False and str(cfg.verify.check) == "probes"
     assert cfg.verify.probe_fraction is not None
     assert any("probes" in i["what"] for i in record["kept"])
+
+
+def test_the_plan_under_a_budget_is_what_then_runs(tmp_path):
+    overrides = [
+        f"out_root={tmp_path}",
+        "+ladder=gpt_tiny",
+        "ladder.target_steps=400",  # long enough for probes of at least 16 steps
+        "budget=0.3",
+        "tune.n_trials=4",
+        "tune.n_startup_trials=2",
+        "tune.widen_trials=0",
+        "tune.pruner=none",
+        "ladder.lr_max_points=3",
+        "ladder.noise_seeds=0",
+        "verify.max_runs=2",
+        "launcher=debug",
+        "logger=none",
+    ]
+    planned = Pipeline(compose_config(*overrides, "stages=[plan]")).run()
+    budget = planned["budget"]
+    dropped = [i["what"] for i in budget["dropped"]]
+    assert dropped[:3] == [
+        "the axes' rungs within 0.125 target runs",
+        "the SP contrast at width 32",
+        "the SP contrast at width 64",
+    ]
+    stages = {s["stage"]: s for s in planned["stages"]}
+    assert stages["target"]["runs"] == 1  # the warm run alone: no cold baseline under a budget
+    assert stages["verify"]["runs"] == 3 and "probes of 25 steps" in stages["verify"]["note"]
+    summary = Pipeline(compose_config(*overrides)).run()
+    assert summary["budget"]["kept"] == budget["kept"]
+    assert summary["budget"]["dropped"] == budget["dropped"]
+    assert "warm" in summary["target"] and "cold" not in summary["target"]
+    assert "axes" not in summary  # dropped: nothing ran
+    transfer = summary["transfer"]
+    assert set(transfer["mup"]["curves"]) == {"32", "64"}
+    assert not transfer["sp"]["curves"]  # no SP where it cannot pay
+    verify = summary["verify"]
+    assert verify["check"] == "probes" and verify["steps"] == 25
+    assert stages["verify"]["runs"] <= verify["runs"] <= stages["verify"]["max_runs"]
+    spent = summary["cost_vs_target"]["besides_target"]
+    assert spent == pytest.approx(summary["budget"]["spent_vs_target"])
+    assert spent <= planned["total"]["max_besides_target"] <= 0.3
+    assert summary["budget"]["within"]

@@ -58,6 +58,7 @@ from sweep.config.hydra import (
 from sweep.config.records import (
     ADDED_SECTIONS,
     EXPERIMENT_SCHEMAS,
+    experiment,
     job_config,
     plain,
     public,
@@ -142,6 +143,7 @@ __all__ = [
     "cuda_devices",
     "data_config",
     "execution",
+    "experiment",
     "help_text",
     "job_config",
     "model_config",

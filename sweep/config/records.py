@@ -62,6 +62,20 @@ EXPERIMENT_SCHEMAS = {
 
 ADDED_SECTIONS = ("model",)  # sections a record of an earlier version may lack: then defaults
 
+# Fields of those sections that say how much to run, not what a run computes (each result is
+# kept under its own settings): a run folder may be extended with another budget, more SP
+# widths or the cold baseline, and every result already there is reused
+AMOUNTS = {"ladder": ("budget", "sp_widths"), "warmstart": ("baseline",)}
+
+
+def experiment(sections: dict) -> dict:
+    """What a run folder's results depend on: `sections` without the amounts."""
+    out = dict(sections)
+    for key, names in AMOUNTS.items():
+        if isinstance(out.get(key), dict):
+            out[key] = {k: v for k, v in out[key].items() if k not in names}
+    return out
+
 
 def with_defaults(experiment: dict) -> dict:
     """An experiment record (ladder, data, seed, warm start) with every field its schema has

@@ -26,7 +26,9 @@ from sweep.config import (
 from sweep.core.budget import Allocation, Item, allocate, largest_fitting
 from sweep.grow.warmstart import Method
 from sweep.stages.axes import rungs_within_budget
+from sweep.stages.source import source_run
 from sweep.stages.stage import target_run_flops
+from sweep.stages.target import before_warm, source_is_transfer_point
 
 PROBE_FRACTIONS = (1 / 8, 1 / 16, 1 / 32, 1 / 64, 1 / 128)  # a probe's share of the target's steps
 AXES_SHARE = 0.5  # the axes may take at most this much of what the required checks leave
@@ -58,6 +60,18 @@ def trial_flops(cfg: DictConfig) -> float:
     return run_config(
         cfg, ladder.widths[0], "mup", dict(ladder.hparams), ladder.tune_steps, cfg.seed
     ).flops
+
+
+def warm_source_flops(cfg: DictConfig) -> float:
+    """What the warm run trains before itself: its source, unless the transfer check trains
+    it, and the progressive stages."""
+    ladder, values = cfg.ladder, dict(cfg.ladder.hparams)
+    target = run_config(
+        cfg, ladder.target, "mup", values, ladder.target_steps, cfg.seed, target_depth(cfg)
+    )
+    source = source_run(cfg, values, cfg.seed)
+    shared = source_is_transfer_point(cfg, values, cfg.seed)
+    return float(sum(r.flops for r in before_warm(cfg, values, target, source, shared)))
 
 
 def check_run_flops(cfg: DictConfig, steps: int) -> float:
@@ -132,6 +146,8 @@ def budget_items(cfg: DictConfig) -> list[Item]:
         Item("transfer", f"µP LR grids at widths {', '.join(map(str, widths))}",
              series_runs(cfg) * sum(point_flops(cfg, w) for w in widths), required=True),
     ]  # fmt: skip
+    if cfg.warmstart.method != Method.cold and (source := warm_source_flops(cfg)):
+        items.append(Item("target", "the warm start's source", source, required=True))
     if cold_baseline(cfg) and cfg.warmstart.method != Method.cold:  # asked for, under a budget
         items.append(Item("target", "the cold baseline beside the warm target", target, True))
     if cfg.axes.horizon or cfg.axes.batch:
@@ -157,7 +173,7 @@ def budget_items(cfg: DictConfig) -> list[Item]:
                 keep={SP_WIDTH: width}, lost=f"no SP contrast at width {width}",
             )
         )  # fmt: skip
-    if ladder.resolve_budget > 0 and ladder.noise_seeds > 0:
+    if ladder.resolve_budget > 0:
         for share in SHARES:
             amount = ladder.resolve_budget * share
             items.append(

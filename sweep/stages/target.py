@@ -79,6 +79,22 @@ def source_is_transfer_point(cfg: DictConfig, tuned: dict[str, float], seed: int
     return seed == cfg.seed and source_run(cfg, tuned, seed) == point_config(cfg, tuned, point)
 
 
+def before_warm(
+    cfg: DictConfig,
+    hparams: dict[str, float],
+    target: RunConfig,
+    source: RunConfig,
+    source_trained: bool,
+) -> list[RunConfig]:
+    """What the warm job trains before the target run: its source (unless trained already),
+    then each progressive stage."""
+    runs, previous = ([] if source_trained else [source]), source
+    for width in cfg.warmstart.stages:
+        previous = stage_run(cfg, hparams, target, previous, width)
+        runs.append(previous)
+    return runs
+
+
 def train_source(
     cfg: DictConfig, run_dir: Path, hparams: dict[str, float], seed: int, world: World = SINGLE
 ) -> tuple[RunConfig, RunResult, dict[str, torch.Tensor]]:
@@ -447,11 +463,7 @@ class TargetStage(Stage):
             shared and "transfer" in ctx.planned
         )
         if "warm" in todo:  # trained inside the warm job, before it
-            runs += [] if trained else [source]
-            previous = source
-            for width in cfg.warmstart.stages:
-                previous = stage_run(cfg, hparams, target, previous, width)
-                runs.append(previous)
+            runs += before_warm(cfg, hparams, target, source, trained)
         flops = sum(r.flops for r in runs)
         seconds = data_parallel_seconds(runs, step_seconds, cfg, len(todo))
         through = "".join(f" → {w}" for w in cfg.warmstart.stages)

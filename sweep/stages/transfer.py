@@ -521,7 +521,10 @@ class TransferStage(PointGrid):
             )
         ]
         per_series = ladder.lr_max_points * len(grid_seeds(cfg)) + 2 * ladder.noise_seeds
-        most = max(0, len(series_of(cfg)) * per_series - len(done))
+        left = {
+            (p, w): max(0, per_series - sum((r.parametrization, r.width) == (p, w) for r in done))
+            for p, w in series_of(cfg)
+        }
 
         def config(width: int, p: str) -> RunConfig:
             return run_config(cfg, width, p, tuned, ladder.transfer_steps, cfg.seed)
@@ -541,8 +544,8 @@ class TransferStage(PointGrid):
             job_count(cfg, len(first)),
             len(runs),
             flops,
-            most,
-            flops + (most - len(runs)) * config(ladder.widths[-1], "mup").flops + resolving,
+            sum(left.values()),
+            sum(n * config(w, p).flops for (p, w), n in left.items()) + resolving,
             estimated_seconds(runs, step_seconds, parallel_jobs(cfg)),
             "; ".join(notes),
         )
