@@ -1,7 +1,7 @@
 """The throughput the plan divides FLOPs by (`sweep.core.throughput`): the rate the user states
-for a device, the table's peak of a GPU seen here, or two short reference steps measured on this
-machine once and kept in the run folder for the next plan on the same machine, device,
-precision and thread count."""
+for a device, or two short reference steps measured on this machine once and kept in the run
+folder for the next plan on the same machine, device, precision and thread count (on a GPU the
+table knows, its peak × the assumed MFU as the rate)."""
 
 from __future__ import annotations
 
@@ -49,51 +49,57 @@ def reference_corpus() -> Corpus:
 
 def machine_key(cfg: DictConfig) -> dict[str, Any]:
     """What a measured rate holds for: this machine, the jobs' device and precision, the
-    threads torch uses, torch's version."""
+    threads each job's torch uses (`launcher.cpus_per_task`), torch's version."""
     device = str(cfg.hardware.device)
     return {
         "machine": platform.node(),
         "processor": platform.processor() or platform.machine(),
         "device": torch.cuda.get_device_name() if device == Device.cuda else "cpu",
         "precision": str(cfg.hardware.precision),
-        "threads": torch.get_num_threads(),
+        "threads": int(cfg.launcher.cpus_per_task),
         "torch": torch.__version__,
     }
 
 
 def measured(cfg: DictConfig) -> tuple[float, float]:
-    """The reference steps' (FLOPs, seconds) at each width, without compiling (a plan does not
-    wait for a compiler)."""
-    how = execution(cfg)
-    eager = replace(how, compile=False)
-    corpus, points = reference_corpus(), []
-    for width in REFERENCE_WIDTHS:
-        run = reference_run(width)
-        result, _ = train(run, corpus, execution=eager)
-        points.append((run.flops / run.steps, run.tokens_per_step / result.tokens_per_s))
+    """The reference steps' (FLOPs, seconds) at each width, on the threads a job gets and
+    without compiling (a plan does not wait for a compiler)."""
+    eager = replace(execution(cfg), compile=False)
+    corpus, points, threads = reference_corpus(), [], torch.get_num_threads()
+    torch.set_num_threads(int(cfg.launcher.cpus_per_task))
+    try:
+        for width in REFERENCE_WIDTHS:
+            run = reference_run(width)
+            result, _ = train(run, corpus, execution=eager)
+            points.append((run.flops / run.steps, run.tokens_per_step / result.tokens_per_s))
+    finally:
+        torch.set_num_threads(threads)
     return points[0], points[1]
 
 
 def plan_throughput(cfg: DictConfig, run_dir: Path) -> Throughput:
-    """The plan's throughput for a resolved config (`resolve_hardware`): stated, from the table,
-    or measured here (once per machine key; a damaged cache file is measured again)."""
+    """The plan's throughput for a resolved config (`resolve_hardware`): a stated rate; else
+    the reference steps measured here (once per machine key; a damaged cache file is measured
+    again), their rate replaced by the table's peak × `hardware.mfu` on a GPU the table knows
+    (small reference steps leave a GPU mostly idle: their overhead is the GPU's, their rate
+    is not)."""
     hw = cfg.hardware
     if hw.peak_tflops is not None:
-        return stated(
-            hw.peak_tflops * 1e12,
-            hw.mfu,
-            f"stated: {hw.peak_tflops:g} TFLOP/s peak × MFU {hw.mfu:g}",
+        words = f"stated: {hw.peak_tflops:g} TFLOP/s peak × MFU {hw.mfu:g}"
+        return stated(hw.peak_tflops * 1e12, hw.mfu, words)
+    if hw.device == Device.cuda and not torch.cuda.is_available():
+        raise ValueError(
+            "the jobs train on GPUs this machine does not have: give hardware.peak_tflops "
+            "(one GPU's peak) and hardware.mfu for the plan's time estimate"
         )
-    if hw.device == Device.cuda:
-        if torch.cuda.is_available() and (peak := peak_flops(torch.cuda.get_device_name())):
-            name = torch.cuda.get_device_name()
-            words = f"{name}: the table's {peak / 1e12:g} TFLOP/s peak × MFU {hw.mfu:g}"
-            return stated(peak, hw.mfu, words)
-        if not torch.cuda.is_available():
-            raise ValueError(
-                "the jobs train on GPUs this machine does not have: give hardware.peak_tflops "
-                "(one GPU's peak) and hardware.mfu for the plan's time estimate"
-            )
+    found = measured_here(cfg, run_dir)
+    if hw.device == Device.cuda and (peak := peak_flops(name := torch.cuda.get_device_name())):
+        words = f"{name}: the table's {peak / 1e12:g} TFLOP/s peak × MFU {hw.mfu:g}, overhead "
+        return replace(found, flops_per_s=peak * hw.mfu, source=words + "measured here")
+    return found
+
+
+def measured_here(cfg: DictConfig, run_dir: Path) -> Throughput:
     key = machine_key(cfg)
     path = run_dir / CACHE_FILE
     try:
