@@ -23,6 +23,7 @@ from sweep.config import (
     StageName,
     check_slurm_present,
     cuda_devices,
+    execution,
     experiment,
     model_source,
     plain,
@@ -133,7 +134,7 @@ class Pipeline:
         """What the stages would run, priced from FLOPs and a throughput (`plan_throughput`):
         no job, no model check, no SLURM needed."""
         ctx = self.context()  # an unreachable tune.storage fails here
-        throughput = plan_throughput(self.cfg, self.run_dir)
+        throughput = plan_throughput(self.cfg, self.run_dir, execution(self.cfg))
         stages = plan([self.registry[name] for name in ctx.planned], ctx, throughput.step_seconds)
         record = plan_record(
             stages, self.run_dir, target_run_flops(self.cfg), throughput, self.budget

@@ -113,7 +113,7 @@ def test_an_unknown_choice_on_the_command_line_stops_before_printing_the_config(
         (
             [],
             "no ladder chosen: add \\+ladder=NAME, "
-            "one of gpt_deep, gpt_medium, gpt_small, gpt_tiny",
+            "one of gpt_cluster, gpt_deep, gpt_medium, gpt_small, gpt_tiny, gpt_wide",
         ),
         (["+ladder=gpt_tiny", "ladder.target=32"], "ladder.target"),
         (["+ladder=gpt_tiny", "ladder.lr_resolution=0"], "ladder.lr_resolution must be > 0"),

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from sweep.config import compose_config, resolve_hardware
+from sweep.config import compose_config, execution, resolve_hardware
 from sweep.core.model import GPTConfig
 from sweep.core.throughput import Throughput, fitted
 from sweep.core.train import RunConfig
@@ -42,27 +42,27 @@ def test_measured_once_per_machine_key_and_a_damaged_record_measured_again(tmp_p
     resolve_hardware(cfg, 0)
     calls = []
 
-    def measured(_cfg):
+    def measured(_cfg, _execution):
         calls.append(1)
         return (1e8, 0.01), (5e9, 0.07)
 
     monkeypatch.setattr(T, "measured", measured)
-    first = T.plan_throughput(cfg, tmp_path)
-    assert T.plan_throughput(cfg, tmp_path) == first and len(calls) == 1
+    first = T.plan_throughput(cfg, tmp_path, execution(cfg))
+    assert T.plan_throughput(cfg, tmp_path, execution(cfg)) == first and len(calls) == 1
     assert first.source.startswith("measured here (cpu, fp32")
     record = json.loads((tmp_path / T.CACHE_FILE).read_text())
     record["key"]["threads"] += 1  # another thread count: another machine for this purpose
     (tmp_path / T.CACHE_FILE).write_text(json.dumps(record))
-    T.plan_throughput(cfg, tmp_path)
+    T.plan_throughput(cfg, tmp_path, execution(cfg))
     (tmp_path / T.CACHE_FILE).write_text('{"key": {')  # cut short
-    again = T.plan_throughput(cfg, tmp_path)
+    again = T.plan_throughput(cfg, tmp_path, execution(cfg))
     assert len(calls) == 3 and again == first
 
 
 def test_measuring_trains_the_two_reference_steps(tmp_path):
     cfg = compose_config("+ladder=gpt_tiny", "hardware.device=cpu")
     resolve_hardware(cfg, 0)
-    (f_small, t_small), (f_large, t_large) = T.measured(cfg)
+    (f_small, t_small), (f_large, t_large) = T.measured(cfg, execution(cfg))
     assert f_large > 10 * f_small and t_small > 0 and t_large > 0
 
 

@@ -15,10 +15,9 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from sweep.config import execution
 from sweep.core.atomic import write_atomic
 from sweep.core.data import Corpus
-from sweep.core.hardware import Device, peak_flops
+from sweep.core.hardware import Device, Execution, peak_flops
 from sweep.core.model import GPTConfig
 from sweep.core.throughput import Throughput, fitted, stated
 from sweep.core.train import OptimConfig, RunConfig, train
@@ -61,10 +60,10 @@ def machine_key(cfg: DictConfig) -> dict[str, Any]:
     }
 
 
-def measured(cfg: DictConfig) -> tuple[float, float]:
+def measured(cfg: DictConfig, execution: Execution) -> tuple[float, float]:
     """The reference steps' (FLOPs, seconds) at each width, on the threads a job gets and
     without compiling (a plan does not wait for a compiler)."""
-    eager = replace(execution(cfg), compile=False)
+    eager = replace(execution, compile=False)
     corpus, points, threads = reference_corpus(), [], torch.get_num_threads()
     torch.set_num_threads(int(cfg.launcher.cpus_per_task))
     try:
@@ -77,8 +76,9 @@ def measured(cfg: DictConfig) -> tuple[float, float]:
     return points[0], points[1]
 
 
-def plan_throughput(cfg: DictConfig, run_dir: Path) -> Throughput:
-    """The plan's throughput for a resolved config (`resolve_hardware`): a stated rate; else
+def plan_throughput(cfg: DictConfig, run_dir: Path, execution: Execution) -> Throughput:
+    """The plan's throughput for a resolved config (`resolve_hardware`) whose jobs train
+    under `execution`: a stated rate; else
     the reference steps measured here (once per machine key; a damaged cache file is measured
     again), their rate replaced by the table's peak × `hardware.mfu` on a GPU the table knows
     (small reference steps leave a GPU mostly idle: their overhead is the GPU's, their rate
@@ -92,14 +92,14 @@ def plan_throughput(cfg: DictConfig, run_dir: Path) -> Throughput:
             "the jobs train on GPUs this machine does not have: give hardware.peak_tflops "
             "(one GPU's peak) and hardware.mfu for the plan's time estimate"
         )
-    found = measured_here(cfg, run_dir)
+    found = measured_here(cfg, run_dir, execution)
     if hw.device == Device.cuda and (peak := peak_flops(name := torch.cuda.get_device_name())):
         words = f"{name}: the table's {peak / 1e12:g} TFLOP/s peak × MFU {hw.mfu:g}, overhead "
         return replace(found, flops_per_s=peak * hw.mfu, source=words + "measured here")
     return found
 
 
-def measured_here(cfg: DictConfig, run_dir: Path) -> Throughput:
+def measured_here(cfg: DictConfig, run_dir: Path, execution: Execution) -> Throughput:
     key = machine_key(cfg)
     path = run_dir / CACHE_FILE
     try:
@@ -108,7 +108,7 @@ def measured_here(cfg: DictConfig, run_dir: Path) -> Throughput:
             return Throughput(**cached["throughput"])
     except (OSError, ValueError, KeyError, TypeError):
         pass
-    small, large = measured(cfg)
+    small, large = measured(cfg, execution)
     where = f"{key['device']}, {key['precision']}, {key['threads']} threads"
     found = fitted(REFERENCE_LAYERS, small, large, f"measured here ({where})")
     write_atomic(path, json.dumps({"key": key, "throughput": found.to_dict()}, indent=1).encode())

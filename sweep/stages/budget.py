@@ -135,6 +135,26 @@ def check_items(cfg: DictConfig, target: float) -> list[Item]:
     return items
 
 
+def axes_items(cfg: DictConfig) -> list[Item]:
+    """The axes' rungs at each share of `axes.budget`: one group, kept at the largest that fits."""
+    if not (cfg.axes.horizon or cfg.axes.batch):
+        return []
+    items, asked = [], float(cfg.axes.budget)
+    for share in SHARES:
+        allowance = asked * share
+        spent = rungs_within_budget(with_values(cfg, {"axes.budget": allowance}))[2]
+        items.append(
+            Item(
+                "axes", f"the axes' rungs within {allowance:.3g} target runs", spent,
+                group="axes", share=AXES_SHARE, keep={"axes.budget": allowance},
+                drop={"axes.horizon": [], "axes.batch": []},
+                lost="no horizon or batch rule: the target trains at the tuned LR carried "
+                "over, and probes read no horizon rule",
+            )
+        )  # fmt: skip
+    return items
+
+
 def budget_items(cfg: DictConfig) -> list[Item]:
     """Every part of the checks, required first, then in the order a budget keeps them."""
     ladder, target = cfg.ladder, float(target_run_flops(cfg))
@@ -150,20 +170,7 @@ def budget_items(cfg: DictConfig) -> list[Item]:
         items.append(Item("target", "the warm start's source", source, required=True))
     if cold_baseline(cfg) and cfg.warmstart.method != Method.cold:  # asked for, under a budget
         items.append(Item("target", "the cold baseline beside the warm target", target, True))
-    if cfg.axes.horizon or cfg.axes.batch:
-        asked = float(cfg.axes.budget)
-        for share in SHARES:
-            allowance = asked * share
-            spent = rungs_within_budget(with_values(cfg, {"axes.budget": allowance}))[2]
-            items.append(
-                Item(
-                    "axes", f"the axes' rungs within {allowance:.3g} target runs", spent,
-                    group="axes", share=AXES_SHARE, keep={"axes.budget": allowance},
-                    drop={"axes.horizon": [], "axes.batch": []},
-                    lost="no horizon or batch rule: the target trains at the tuned LR carried "
-                    "over, and probes read no horizon rule",
-                )
-            )  # fmt: skip
+    items += axes_items(cfg)
     items += check_items(cfg, target)
     for width in widths:
         items.append(
