@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,7 @@ from sweep.edges.throughput import plan_throughput
 from sweep.edges.tracking import wandb_settings
 from sweep.stages.budget import apply_budget
 from sweep.stages.handoff import tuned_record, tuned_yaml
-from sweep.stages.model_check import check_model, check_widths
+from sweep.stages.model_check import check_model, check_widths, layout_warning
 from sweep.stages.plan import plan, plan_record
 from sweep.stages.registry import STAGES
 from sweep.stages.stage import Context, Stage, StageError, target_run_flops
@@ -94,13 +95,19 @@ class Pipeline:
         self.registry = registry
 
     def run(self) -> dict[str, Any]:
+        fresh = not self.run_dir.exists()
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self._check_writable()
-        self._check_same_experiment()
-        if self.planning:
-            return self.plan()
-        self._check_model()
-        self.study()  # an unreachable tune.storage fails here, before any job
+        try:
+            self._check_writable()
+            self._check_same_experiment()
+            if self.planning:
+                return self.plan()
+            self._check_model()
+            self.study()  # an unreachable tune.storage fails here, before any job
+        except BaseException:
+            if fresh:  # a refusal leaves no folder behind to block the corrected command
+                shutil.rmtree(self.run_dir, ignore_errors=True)
+            raise
         if self.cfg.launcher.kind == LauncherKind.slurm:
             cancelled = cancel_leftover_jobs(self.run_dir / "jobs")
             if cancelled:
@@ -158,6 +165,8 @@ class Pipeline:
             f"model check: µP holds over widths {check_widths(self.cfg)} (largest slope "
             f"{worst['worst_slope']:.2f}, {worst['module']}; refused above {worst['threshold']})"
         )
+        if warning := layout_warning(self.cfg):
+            self.console.print(warning, markup=False)
         unused = unused_search(self.cfg)
         if unused:
             self.console.print(

@@ -20,7 +20,7 @@ import pytest
 import torch
 import yaml
 
-from sweep.config import compose_config, resolve_vocabulary, validate
+from sweep.config import compose_config, model_config, resolve_vocabulary, validate
 from sweep.core import custom as C
 from sweep.core.custom import CustomConfig, check_custom, roles
 from sweep.core.models import build_model, param_groups
@@ -32,10 +32,11 @@ from sweep.grow.shrink_pad_perturb import shrink_pad_perturb
 from sweep.grow.warmstart import pad_function_gap
 from sweep.pipeline import Pipeline, StageError
 from sweep.stages.handoff import run_from_record
-from sweep.stages.model_check import REFUSE_SLOPE, check_model
+from sweep.stages.model_check import REFUSE_SLOPE, check_model, layout_warning
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 LLAMA = f"{EXAMPLES / 'llama.py'}:build"
+TUTORIAL = f"{Path(__file__).resolve().parent / 'models' / 'tutorial_lm.py'}:build"
 NANOGPT = f"{EXAMPLES / 'nanogpt.py'}:build"
 FAST = [
     "tune.n_trials=3",
@@ -233,7 +234,7 @@ def test_the_examples_pass_the_model_check(tmp_path):
 @pytest.mark.parametrize(
     ("overrides", "words"),
     [
-        ([], ["lm_head", "plain linear readout", "model.readout=lm_head"]),
+        ([], ["lm_head maps the width to the vocabulary", "model.readout=lm_head", "MuShared"]),
         (
             ["model.readout=lm_head", "model.init=own"],
             ["at init", "ignores fan-in", "model.init=mup"],
@@ -251,6 +252,118 @@ def test_a_broken_model_is_refused_by_the_check_naming_module_and_fix(tmp_path, 
         assert word in message
     saved = json.loads((tmp_path / "model_check.json").read_text())
     assert saved["offenders"][0]["slope"] > REFUSE_SLOPE  # kept: a rerun does not measure again
+
+
+def test_a_refused_run_leaves_nothing_and_the_corrected_command_runs(tmp_path):
+    """The readout hint followed under the same run name: the refusal left no folder to say
+    that it "holds results of a different experiment"."""
+    base = [f"model.factory={NANOGPT}", "+model.options.head_dim=8", "run_name=mine"]
+    with pytest.raises(ValueError, match=r"model\.readout=lm_head"):
+        Pipeline(check_cfg(tmp_path, *base, "stages=[tune]", *FAST)).run()
+    assert not (tmp_path / "mine").exists()
+    fixed = check_cfg(tmp_path, *base, "model.readout=lm_head", "stages=[tune]", *FAST)
+    Pipeline(fixed).run()
+    assert (tmp_path / "mine" / "model_check.json").exists()
+    assert (tmp_path / "mine" / "study.db").exists()
+
+
+@pytest.mark.parametrize(
+    ("options", "words"),
+    [
+        # the tutorial's embedding × √d: only the residual stream between blocks shows it
+        (["model.readout=lm_head"], ["encoder.layers.", "the residual stream", "sqrt(width)"]),
+        # a fixed feed-forward and the readout left unnamed: both fixes, the readout the layer
+        # that maps to the vocabulary, not the first width-to-fixed one
+        (
+            ["+model.options.sqrt_embedding=false", "+model.options.feedforward=96"],
+            ["model.readout=lm_head", "mup.MuReadout", "linear1 maps the width to a fixed 96"],
+        ),
+    ],
+)
+def test_each_defect_of_a_tutorial_model_is_named_with_its_fix(tmp_path, options, words):
+    cfg = check_cfg(tmp_path, f"model.factory={TUTORIAL}", *options)
+    validate(cfg)
+    with pytest.raises(ValueError) as refused:
+        check_model(cfg, tmp_path)
+    message = str(refused.value)
+    for word in words:
+        assert word in message
+    assert "MuShared" not in message and "1/head_dim" not in message
+
+
+def test_the_tutorial_model_without_its_sqrt_width_embedding_passes(tmp_path):
+    cfg = check_cfg(
+        tmp_path, f"model.factory={TUTORIAL}", "model.readout=lm_head",
+        "+model.options.sqrt_embedding=false",
+    )  # fmt: skip
+    record = check_model(cfg, tmp_path)
+    assert record["offenders"] == []
+    model = C.build_custom(model_config(cfg, 32, "mup", dict(cfg.ladder.hparams)))
+    assert sorted(C.residual_stream_names(model)) == ["encoder.layers.0", "encoder.layers.1"]
+
+
+HF_CONV1D = """
+import torch
+from torch import nn
+
+
+class Conv1D(nn.Module):
+    # Hugging Face's Conv1D (transformers.pytorch_utils): a linear layer, weight (in, out)
+
+    def __init__(self, nf, nx):
+        super().__init__()
+        self.nf = nf
+        self.weight = nn.Parameter(torch.empty(nx, nf))
+        self.bias = nn.Parameter(torch.zeros(nf))
+        nn.init.normal_(self.weight, std=0.02)
+
+    def forward(self, x):
+        shape = x.size()[:-1] + (self.nf,)
+        return torch.addmm(self.bias, x.view(-1, x.size(-1)), self.weight).view(shape)
+
+
+class GPT2Like(nn.Module):
+    def __init__(self, width, vocab_size, seq_len):
+        super().__init__()
+        self.wte = nn.Embedding(vocab_size, width)
+        self.c_attn = Conv1D(3 * width, width)
+        self.c_fc = Conv1D(4 * width, width)
+        self.c_proj = Conv1D(width, 4 * width)
+        self.loose = nn.Parameter(torch.randn(width, width) / width**0.5)
+        self.lm_head = nn.Linear(width, vocab_size, bias=False)
+
+    def forward(self, idx):
+        x = self.wte(idx)
+        x = x + self.c_attn(x)[..., : x.size(-1)] @ self.loose
+        x = x + self.c_proj(torch.relu(self.c_fc(x)))
+        return self.lm_head(x)
+
+
+def build(width, depth, vocab_size, seq_len):
+    return GPT2Like(width, vocab_size, seq_len)
+"""
+
+
+def test_a_conv1d_weight_is_drawn_by_its_fan_in_and_a_bare_matrix_is_named(tmp_path):
+    path = tmp_path / "gpt2_like.py"
+    path.write_text(HF_CONV1D)
+    cfg = CustomConfig(
+        factory=f"{path}:build", d_model=128, base_d_model=32, seq_len=16, readout="lm_head",
+        init_std=1.0,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = C.build_custom(cfg)
+    fan_in = {"c_attn.weight": 128, "c_fc.weight": 128, "c_proj.weight": 512, "loose": 128}
+    for name, n in fan_in.items():
+        std = dict(model.named_parameters())[name].std().item()
+        assert std == pytest.approx(1.0 / math.sqrt(n), rel=0.05), name
+    assert C.fan_in_axes(model)["c_fc.weight"] == 0 and C.fan_in_axes(model)["lm_head.weight"] == 1
+    assert C.unread_layouts(model) == ["loose"]
+    role, _ = C.roles(model, cfg)["c_proj.weight"]
+    assert role is Role.HIDDEN
+    ladder = check_cfg(tmp_path, f"model.factory={path}:build", "model.readout=lm_head")
+    assert "the layout of loose: musweep reads each as (out, in)" in layout_warning(ladder)
+    assert layout_warning(check_cfg(tmp_path, f"model.factory={LLAMA}")) is None
 
 
 BAD_FACTORIES = """

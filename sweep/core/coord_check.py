@@ -82,11 +82,14 @@ def record_scales(
     device: str = "cpu",
 ) -> dict[str, list[float]]:
     """Mean |output| of every tracked module in the forward pass before each of `steps` updates
-    (averaged over the calls of a module called several times a pass; a module whose output is
-    no tensor is left out)."""
+    (averaged over the calls of a module called several times a pass; of a tuple, its first
+    element, as a Hugging Face block returns its hidden states; a module whose output is no
+    tensor is left out)."""
     seen: dict[str, list[float]] = {name: [] for name in tracked_modules(model)}
 
     def record(name: str, output: object) -> None:
+        if isinstance(output, (tuple, list)) and output:  # a block's (hidden states, cache)
+            output = output[0]
         if isinstance(output, torch.Tensor) and output.is_floating_point():
             seen[name].append(output.detach().abs().mean().item())
 

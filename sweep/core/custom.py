@@ -355,11 +355,71 @@ def embedding_modules(model: nn.Module, cfg: CustomConfig) -> list[nn.Module]:
     return [m for m in model.modules() if isinstance(m, nn.Embedding)]
 
 
+def is_hf_conv1d(module: nn.Module) -> bool:
+    """Hugging Face's `Conv1D` (GPT-2's projections): a linear layer whose weight is stored
+    (in, out), recognised without importing transformers."""
+    weight = getattr(module, "weight", None)
+    return (
+        type(module).__name__ == "Conv1D"
+        and isinstance(weight, torch.Tensor)
+        and weight.ndim == 2
+        and weight.shape[1] == getattr(module, "nf", None)
+    )
+
+
+LAID_OUT = (nn.Linear, nn.Bilinear, nn.modules.conv._ConvNd)  # weight (out, in, ...)
+
+
+def fan_in_axes(model: nn.Module) -> dict[str, int | None]:
+    """Each matrix's fan-in axis, by parameter name, from what its layer computes: 1 for
+    `nn.Linear` and convolutions (out, in, ...), 0 for Hugging Face's `Conv1D` (in, out), None
+    for an embedding (a lookup: no fan-in). A matrix owned by any other module is read as
+    (out, in, ...) and listed by `unread_layouts`."""
+    axes: dict[str, int | None] = {}
+    for prefix, module in model.named_modules():
+        for local, p in module.named_parameters(recurse=False):
+            if p.ndim < 2:
+                continue
+            name = f"{prefix}.{local}" if prefix else local
+            if isinstance(module, (nn.Embedding, nn.EmbeddingBag)):
+                axes.setdefault(name, None)
+            elif is_hf_conv1d(module) and local == "weight":
+                axes.setdefault(name, 0)
+            else:
+                axes.setdefault(name, 1)
+    return axes
+
+
+def unread_layouts(model: nn.Module) -> list[str]:
+    """Matrices whose layout the tool assumes (out, in, ...) without a layer that says so: a
+    bare parameter multiplied in a forward it cannot read."""
+    out = []
+    for prefix, module in model.named_modules():
+        known = isinstance(module, LAID_OUT) or is_hf_conv1d(module)
+        known = known or isinstance(module, (nn.Embedding, nn.EmbeddingBag, nn.MultiheadAttention))
+        for local, p in module.named_parameters(recurse=False):
+            if p.ndim >= 2 and not known:
+                out.append(f"{prefix}.{local}" if prefix else local)
+    return out
+
+
+def axis_of(axes: dict[str, int | None], name: str) -> int:
+    """A matrix's fan-in axis for the width test: (out, in, ...) where no layer says."""
+    axis = axes.get(name, 1)
+    return 1 if axis is None else axis
+
+
+def fan_in_of(shape: tuple[int, ...], axis: int | None) -> int:
+    """The inputs one output coordinate sums over: the fan-in axis times any kernel dims."""
+    return math.prod(shape[1:]) if axis in (None, 1) else shape[axis] * math.prod(shape[2:])
+
+
 def roles(model: nn.Module, cfg: CustomConfig) -> dict[str, tuple[Role, float]]:
     """Every parameter's role and fan-in width multiplier (1 in SP), by name (module table)."""
     shapes = base_shapes(cfg)
     readouts = {id(m.weight) for m in readout_modules(model, cfg)}
     embeddings = {id(p) for m in embedding_modules(model, cfg) for p in m.parameters()}
+    axes = fan_in_axes(model)
     out = {}
     for name, p in model.named_parameters():
         if name not in shapes:
@@ -372,7 +432,7 @@ def roles(model: nn.Module, cfg: CustomConfig) -> dict[str, tuple[Role, float]]:
             role = Role.HIDDEN
         elif id(p) in embeddings:
             role = Role.INPUT  # a readout tied to the embedding keeps the embedding's init
-        elif id(p) in readouts or inf[1].isinf():
+        elif id(p) in readouts or inf[axis_of(axes, name)].isinf():  # width in: readout-like
             role = Role.OUTPUT
         else:
             role = Role.INPUT
@@ -391,20 +451,49 @@ def fan_in_mult(cfg: CustomConfig, inf: InfShape, p: torch.Tensor) -> float:
     return p.shape[inf.main_idx] / inf[inf.main_idx].base_dim
 
 
-def unidentified_readouts(model: nn.Module, cfg: CustomConfig) -> list[str]:
-    """Linear layers from a width to a fixed size (readout-shaped) that are no declared readout."""
-    shapes = base_shapes(cfg)
+def width_to_fixed(model: nn.Module, cfg: CustomConfig) -> list[tuple[str, int]]:
+    """Linear layers (`nn.Linear`, Hugging Face's `Conv1D`) from a width to a fixed size that
+    are no declared readout, with that size: readout-shaped (µP gives them the readout's rule)."""
+    shapes, axes = base_shapes(cfg), fan_in_axes(model)
     declared = {id(m) for m in readout_modules(model, cfg)}
     name_of = parameter_names(model)
     found = []
     for name, module in model.named_modules():
         weight = getattr(module, "weight", None)
-        if not isinstance(module, nn.Linear) or id(module) in declared or weight is None:
+        linear = isinstance(module, nn.Linear) or is_hf_conv1d(module)
+        if not linear or id(module) in declared or not isinstance(weight, torch.Tensor):
             continue
         key = name_of.get(id(weight))
-        if key is not None and [d.isinf() for d in shapes[key]] == [False, True]:
-            found.append(name)
+        if key is None or key not in shapes:
+            continue
+        axis = axis_of(axes, key)
+        inf = shapes[key]
+        if inf[axis].isinf() and not inf[1 - axis].isinf():
+            found.append((name, int(weight.shape[1 - axis])))
     return found
+
+
+def unidentified_readouts(model: nn.Module, cfg: CustomConfig) -> list[str]:
+    """Linear layers from a width to the vocabulary that are no declared readout, those outside
+    the blocks first (an inner size that happens to equal the vocabulary's is no readout)."""
+    blocks = residual_stream_names(model)
+    found = [name for name, size in width_to_fixed(model, cfg) if size == cfg.vocab_size]
+    return sorted(found, key=lambda name: any(name.startswith(f"{b}.") for b in blocks))
+
+
+def bottlenecks(model: nn.Module, cfg: CustomConfig) -> list[tuple[str, int]]:
+    """Linear layers from a width to a fixed size other than the vocabulary: an inner size
+    that does not grow with width (the tutorial's feed-forward of 2048)."""
+    readout = [m.weight for m in readout_modules(model, cfg)]
+    readout = readout or [
+        dict(model.named_modules())[n].weight for n in unidentified_readouts(model, cfg)[:1]
+    ]
+    modules = dict(model.named_modules())
+    return [
+        (name, size)
+        for name, size in width_to_fixed(model, cfg)
+        if not any(modules[name].weight is w for w in readout)
+    ]
 
 
 # --- the µP model -----------------------------------------------------------------------------
@@ -443,12 +532,15 @@ class ScaleInput:
         return (args[0] * self.factor, *args[1:])
 
 
-def init_std(cfg: CustomConfig, role: Role, shape: tuple[int, ...], mult: float) -> float:
-    """The tool's init (init=mup) of a matrix by its role; `mult` its fan-in multiplier."""
+def init_std(
+    cfg: CustomConfig, role: Role, shape: tuple[int, ...], mult: float, axis: int | None = 1
+) -> float:
+    """The tool's init (init=mup) of a matrix by its role; `mult` its fan-in multiplier,
+    `axis` its fan-in axis (`fan_in_axes`)."""
     if role is Role.VECTOR:
         raise ValueError(f"role {role} has no init std (vectors keep the factory's init)")
     return R.init_std(
-        role, math.prod(shape[1:]), mult, sigma=cfg.init_std, sigma_in=cfg.input_std,
+        role, fan_in_of(shape, axis), mult, sigma=cfg.init_std, sigma_in=cfg.input_std,
         sigma_out=cfg.output_std,
     )  # fmt: skip
 
@@ -482,11 +574,12 @@ def build_custom(cfg: CustomConfig) -> nn.Module:
         for module in embedding_modules(model, cfg):
             module.register_forward_hook(ScaleOutput(cfg.alpha_in))
     if cfg.init == "mup":
+        axes = fan_in_axes(model)
         with torch.no_grad():
             for name, p in model.named_parameters():
                 role, mult = by_name[name]
                 if role is not Role.VECTOR and id(p) not in keep:
-                    p.normal_(0.0, init_std(cfg, role, tuple(p.shape), mult))
+                    p.normal_(0.0, init_std(cfg, role, tuple(p.shape), mult, axes.get(name, 1)))
     return model
 
 
@@ -509,21 +602,60 @@ def non_embedding_params(cfg: CustomConfig) -> int:
     return _non_embedding_params(shape_key(cfg))
 
 
-def refusal_hint(cfg: CustomConfig, steps: list[int]) -> str | None:
-    """What to change in a model whose outputs grow with width at these steps (0: the init)."""
+def readout_hint(model: nn.Module, cfg: CustomConfig, name: str) -> str:
+    """How to make the undeclared readout `name` µP: MuSharedReadout where it is tied to an
+    embedding (MuReadout would untie it), MuReadout otherwise, or naming it."""
+    module = dict(model.named_modules())[name]
+    tied = any(module.weight is m.weight for m in embedding_modules(model, cfg))
+    kind = "mup.MuSharedReadout (it is tied to the embedding)" if tied else "mup.MuReadout"
+    return (
+        f"{name} maps the width to the vocabulary: it is the readout, and a plain layer there "
+        f"grows with width; name it with model.readout={name} so that musweep applies µP's "
+        f"1/width to it, or make it a {kind}"
+    )
+
+
+def refusal_hint(cfg: CustomConfig, offenders: list[dict[str, Any]]) -> str | None:
+    """What to change in a model whose outputs grow with width (`offenders`: module, step,
+    slope, steepest first), read off the model: every defect it shows, joined; None when
+    nothing specific shows."""
     model = build_custom(cfg)
+    hints = []
     unnamed = unidentified_readouts(model, cfg)
     if unnamed and cfg.readout is None:
-        return (
-            f"{unnamed[0]} is a plain linear readout: make it a mup.MuReadout, or name it with "
-            f"model.readout={unnamed[0]} so that musweep applies µP's 1/width to it"
+        hints.append(readout_hint(model, cfg, unnamed[0]))
+    if narrow := bottlenecks(model, cfg):
+        name, size = narrow[0]
+        hints.append(
+            f"{name} maps the width to a fixed {size}: a bottleneck inside the model that µP "
+            "cannot scale (only the readout may map the width to a fixed size); make that size "
+            "grow with the width (e.g. a feed-forward of 4 × width)"
         )
-    if cfg.init == "own" and 0 in steps:
-        return (
+    if cfg.init == "own" and any(o["step"] == 0 for o in offenders):
+        hints.append(
             "the factory's init ignores fan-in: let musweep draw it (model.init=mup), or draw "
             "each matrix with std ∝ 1/sqrt(fan_in)"
         )
-    return None
+    if not hints and offenders and offenders[0]["module"] in residual_stream_names(model):
+        hints.append(
+            f"the residual stream (the output of {offenders[0]['module']}) grows with width "
+            "more than any layer's: the model scales it by a width-dependent factor outside "
+            "its layers (an embedding × sqrt(width)?); µP keeps it at order 1 (the embedding's "
+            "multiplier is model.alpha_in, tuned)"
+        )
+    return "; and ".join(hints) or None
+
+
+def residual_stream_names(model: nn.Module) -> set[str]:
+    """The names of the blocks of the model's outermost `nn.ModuleList`, whose outputs are the
+    residual stream between blocks (the shallowest list, the longest of those)."""
+    lists = [
+        (n, m) for n, m in model.named_modules() if n and isinstance(m, nn.ModuleList) and len(m)
+    ]
+    if not lists:
+        return set()
+    name, blocks = min(lists, key=lambda item: (item[0].count("."), -len(item[1])))
+    return {f"{name}.{i}" for i in range(len(blocks))}
 
 
 def check_custom(cfg: CustomConfig) -> None:

@@ -77,12 +77,12 @@ def init_stds(model: nn.Module) -> dict[str, float | None]:
             role = P.role_of(name, p)
             stds[name] = 1.0 if role is P.Role.VECTOR else P.init_std(cfg, name, role, p.shape[-1])
         return stds
-    by_name = C.roles(model, cfg)
+    by_name, axes = C.roles(model, cfg), C.fan_in_axes(model)
     stds = {}
     for name, p in model.named_parameters():
         role, m = by_name[name]
         kept = role is P.Role.VECTOR or cfg.init == "own"
-        stds[name] = None if kept else C.init_std(cfg, role, tuple(p.shape), m)
+        stds[name] = None if kept else C.init_std(cfg, role, tuple(p.shape), m, axes.get(name, 1))
     return stds
 
 
@@ -90,7 +90,8 @@ def tracked_modules(model: nn.Module) -> dict[str, nn.Module]:
     """The modules whose outputs the coordinate check follows, and the logits (the model).
 
     The GPT: embedding, each attention, MLP and block. A custom model: every module that holds
-    parameters of its own (linear layers, embeddings, norms), by its name.
+    parameters of its own (linear layers, embeddings, norms), by its name, and the residual
+    stream after each block (`residual_stream`).
     """
     if isinstance(model, GPT):
         tracked = {"embedding": model.wte}
@@ -106,7 +107,15 @@ def tracked_modules(model: nn.Module) -> dict[str, nn.Module]:
         for name, module in model.named_modules()
         if name and any(True for _ in module.parameters(recurse=False))
     }
-    return tracked | {"logits": model}
+    return tracked | residual_stream(model) | {"logits": model}
+
+
+def residual_stream(model: nn.Module) -> dict[str, nn.Module]:
+    """The blocks whose outputs are the residual stream between blocks
+    (`custom.residual_stream_names`): a model can scale it with width outside any module with
+    parameters (an embedding multiplied by √width)."""
+    modules = dict(model.named_modules())
+    return {name: modules[name] for name in sorted(C.residual_stream_names(model))}
 
 
 def skeleton_model(cfg: ModelConfig) -> nn.Module:
@@ -166,7 +175,13 @@ def source_digest(cfg: ModelConfig) -> str:
     return "" if is_builtin(cfg) else C.source_digest(cfg.factory)
 
 
-def refusal_hint(cfg: ModelConfig, steps: list[int]) -> str | None:
-    """The likely fix for a model the coordinate check refused at `steps`, read off the model
-    (None when nothing specific shows)."""
-    return None if is_builtin(cfg) else C.refusal_hint(cfg, steps)
+def unread_layouts(cfg: ModelConfig) -> list[str]:
+    """A custom model's matrices whose fan-in no layer states (`custom.unread_layouts`): the
+    tool reads them as (out, in, ...)."""
+    return [] if is_builtin(cfg) else C.unread_layouts(skeleton_model(cfg))
+
+
+def refusal_hint(cfg: ModelConfig, offenders: list[dict[str, Any]]) -> str | None:
+    """The likely fix for a model the coordinate check refused (`offenders`: module, step,
+    slope, steepest first), read off the model (None when nothing specific shows)."""
+    return None if is_builtin(cfg) else C.refusal_hint(cfg, offenders)

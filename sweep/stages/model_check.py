@@ -19,13 +19,28 @@ from sweep.config import data_config, model_config
 from sweep.core.atomic import write_atomic
 from sweep.core.coord_check import DEFAULT_THRESHOLD, CoordCheck, coord_check
 from sweep.core.data import load_corpus
-from sweep.core.models import ModelConfig, refusal_hint, source_digest
+from sweep.core.models import ModelConfig, refusal_hint, source_digest, unread_layouts
 from sweep.core.train import OptimConfig
 from sweep.stages.report import COORD_CHECK_LR
 
 REFUSE_SLOPE = DEFAULT_THRESHOLD  # the report's coordinate check judges by the same slope
 CHECK_STEPS = 6
 CHECK_FILE = "model_check.json"
+
+
+def layout_warning(cfg: DictConfig) -> str | None:
+    """One line naming the model's matrices whose fan-in the tool assumes, or None."""
+    unread = unread_layouts(
+        model_config(cfg, cfg.ladder.widths[0], "mup", dict(cfg.ladder.hparams))
+    )
+    if not unread:
+        return None
+    listed = ", ".join(unread[:4]) + (f" and {len(unread) - 4} more" if len(unread) > 4 else "")
+    return (
+        f"model: no layer says the layout of {listed}: musweep reads each as (out, in), its "
+        "fan-in the second axis, for its init and LR; if it is stored (in, out), wrap it in an "
+        "nn.Linear"
+    )
 
 
 def check_widths(cfg: DictConfig) -> list[int]:
@@ -48,13 +63,16 @@ def offenders(check: CoordCheck, threshold: float = REFUSE_SLOPE) -> list[dict[s
 
 
 GENERIC_FIX = (
-    "check that hidden matrices are drawn with std ∝ 1/sqrt(fan_in), attention logits are "
-    "scaled by 1/head_dim, and the readout is a mup.MuReadout (or named in model.readout)"
+    "check that hidden matrices are drawn with std ∝ 1/sqrt(fan_in), that attention logits "
+    "are scaled by 1/head_dim where the head size grows with width, and that the readout is a "
+    "mup.MuReadout (or named in model.readout)"
 )
 
 
 def when(step: int) -> str:
-    return "at init" if step == 0 else f"after {step} updates"
+    if step == 0:
+        return "at init"
+    return f"after {step} update{'s' if step > 1 else ''}"
 
 
 def refusal(model: ModelConfig, record: dict[str, Any]) -> str:
@@ -63,7 +81,7 @@ def refusal(model: ModelConfig, record: dict[str, Any]) -> str:
     return (
         f"model: µP does not hold, outputs grow with width {record['widths']} (slope of "
         f"log mean |x| against log width, above {record['threshold']}: {listed}); "
-        f"{refusal_hint(model, [o['step'] for o in bad]) or GENERIC_FIX}"
+        f"{refusal_hint(model, bad) or GENERIC_FIX}"
     )
 
 
