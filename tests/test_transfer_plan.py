@@ -349,3 +349,18 @@ def test_probes_put_the_targets_optimum_where_the_horizon_rule_carries_theirs():
     assert summary["runs"] == 5 and summary["flops_vs_target"] == pytest.approx(0.5)
     assert summary["verdict"]["status"] == "within_noise"
     assert "probes at width 256 (25 steps, 1/16 of the target's)" in summary["verdict"]["text"]
+
+
+def test_unbracketed_probes_say_their_regret_is_at_their_length_and_what_it_rests_on():
+    # the optimum lies past the probes' highest LR: a lower bound at the probes' length only
+    records = parabola_records(0.0, [-1, 0, 1, 2], -6.0, steps_done=25, flops=50)
+    rule = "the joint fit resolves no horizon slope beyond its error"
+    probes = Probes(25, 1600, 256, 0.0, rule)
+    summary = verify_summary(
+        records, {"applied": -6.0, "carried": -6.0}, 0.05, target_flops=500, tolerance=0.005,
+        probes=probes,
+    )  # fmt: skip
+    text = summary["verdict"]["text"]
+    assert summary["verdict"]["status"] == "inconclusive" and not summary["bracketed"]
+    assert "at their length; the joint fit resolves no horizon slope" in text
+    assert text.endswith("so this check rests on that rule")

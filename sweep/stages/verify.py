@@ -74,6 +74,11 @@ def horizon_shift(cfg: DictConfig, axes: AxesSection | None) -> tuple[float, str
     if not cfg.axes.apply or joint is None or "log2_lr_at_probes" not in joint:
         return 0.0, "no horizon rule fitted: the probes are centred on the applied LR itself"
     shift = joint["log2_lr_at_probes"] - joint["log2_lr"]
+    if shift == 0.0:
+        return 0.0, (
+            "the joint fit resolves no horizon slope beyond its error, so the probes are read as "
+            "if the optimum did not move with training length"
+        )
     return shift, f"the joint fit's horizon rule moves the LR {shift:+.2f} log2 to their length"
 
 
@@ -193,11 +198,14 @@ def check_words(
     return where, found
 
 
-def unbracketed_verdict(where: str, points: int, regret: float) -> Verdict:
+def unbracketed_verdict(where: str, points: int, regret: float, rule: str = "") -> Verdict:
+    """Not bracketed: a lower bound on the regret at the centre; for probes, at their length
+    and through the horizon `rule` that carries them to the target's."""
+    at = f" at their length; {rule}, so this check rests on that rule" if rule else ""
     return Verdict(
         Status.inconclusive,
         f"{where}: inconclusive, the optimum is not bracketed by {points} LRs "
-        f"(verify.max_runs reached); regret at the centre ≥ {percent(regret)}",
+        f"(verify.max_runs reached); regret at the centre ≥ {percent(regret)}{at}",
     )
 
 
@@ -237,7 +245,7 @@ def verify_summary(
         text += f"; besides its width, {differs}" if status is Status.fails and differs else ""
         verdict = Verdict(status, text + compared_text(judged))
     else:
-        verdict = unbracketed_verdict(where, len(ks), regret)
+        verdict = unbracketed_verdict(where, len(ks), regret, "" if probes is None else probes.rule)
     flops = verify_flops(records)
     section = VerifySection(
         check=str(VerifyCheck.full if probes is None else VerifyCheck.probes),
