@@ -364,3 +364,13 @@ def test_unbracketed_probes_say_their_regret_is_at_their_length_and_what_it_rest
     assert summary["verdict"]["status"] == "inconclusive" and not summary["bracketed"]
     assert "at their length; the joint fit resolves no horizon slope" in text
     assert text.endswith("so this check rests on that rule")
+
+
+def test_a_candidate_beyond_the_curve_is_off_it_not_a_nan_percent():
+    records = parabola_records(-6.0, [-1, 0, 1], -6.0)
+    summary = verify_summary(
+        records, {"applied": -6.0, "carried": -6.0, "unshrunk": -40.0}, 0.05, target_flops=500,
+        tolerance=0.005,
+    )  # fmt: skip
+    text = summary["verdict"]["text"]
+    assert "(log2 -40.00) off the measured LRs" in text and "nan" not in text

@@ -290,10 +290,13 @@ def judged_lrs(
 
 def compared_text(judged: Mapping[str, JudgedLR]) -> str:
     """'; on the fitted curve, the applied LR (log2 −4.49) loses 0.40% [0.00%, 2.30%], the tuned
-    LR carried over (log2 −4.65) 1.20% [0.00%, 3.10%]': nothing when only the applied LR is."""
+    LR carried over (log2 −4.65) 1.20% [0.00%, 3.10%]': nothing when only the applied LR is; a
+    candidate beyond the curve's LRs (no regret to read) is said to be off them."""
     parts = [
         f"{JUDGED.get(name, name)} (log2 {j['log2_lr']:.2f}) {percent(j['regret'])} "
         f"[{percent(j['interval'][0])}, {percent(j['interval'][1])}]"
+        if math.isfinite(j["regret"])
+        else f"{JUDGED.get(name, name)} (log2 {j['log2_lr']:.2f}) off the measured LRs"
         for name, j in judged.items()
     ]
     return f"; on the fitted curve, {', '.join(parts)}" if len(parts) > 1 else ""
