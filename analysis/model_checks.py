@@ -2,7 +2,8 @@
 musweep, sound and broken, as `python -m sweep.run +ladder=LADDER model=custom ...` runs it.
 
 Each case is a factory and its overrides; the table gives the verdict, the worst slope and its
-module, and the first words of the fix for a refused model. Hugging Face's models need
+module, and the first words of the fix for a refused model; then GPT-2's `Conv1D` weights as
+drawn at width 128 against 1/√fan_in. Hugging Face's models need
 `transformers` importable; where it is not, their rows say why.
 
     python -m analysis.model_checks --out bench_results/model_checks.json
@@ -12,10 +13,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from sweep.config import compose_config, resolve_vocabulary, validate
 from sweep.stages.model_check import check_model
@@ -80,6 +85,27 @@ def check(name: str, overrides: list[str], ladder: str) -> dict[str, Any]:
     return {"case": name, "overrides": overrides, **row}
 
 
+def conv1d_stds(width: int = 128) -> dict[str, tuple[float, float]] | None:
+    """GPT-2's `Conv1D` weights in the first block as musweep draws them (σ = 1) against
+    1/√fan_in; None where transformers does not import."""
+    try:
+        from transformers import GPT2LMHeadModel  # noqa: F401
+    except Exception:
+        return None
+    from sweep.core import custom as C
+
+    factory = f"{ROOT / 'examples/hf_gpt2.py'}:build"
+    cfg = C.CustomConfig(factory=factory, d_model=width, base_d_model=32, seq_len=32)
+    torch.manual_seed(0)
+    model = C.build_custom(replace(cfg, readout="lm_head"))
+    axes = C.fan_in_axes(model)
+    return {
+        name: (p.std().item(), 1 / math.sqrt(C.fan_in_of(tuple(p.shape), axes[name])))
+        for name, p in model.named_parameters()
+        if name.startswith("transformer.h.0.") and p.ndim == 2
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ladder", default="gpt_tiny")
@@ -95,8 +121,14 @@ def main() -> None:
         if "message" in row:
             tail = row["message"].split("); ", 1)[-1][:110]
         print(f"{name:62s} {row['verdict']:8s} {slope:>6s}  {tail}", flush=True)
+    stds = conv1d_stds()
+    if stds is None:
+        print("GPT-2's Conv1D init: transformers does not import here")
+    for name, (drawn, rule) in (stds or {}).items():
+        print(f"GPT-2 width 128 {name:36s} std {drawn:.4f}  1/sqrt(fan_in) {rule:.4f}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"ladder": args.ladder, "rows": rows}, indent=1))
+    record = {"ladder": args.ladder, "rows": rows, "conv1d_stds": stds}
+    args.out.write_text(json.dumps(record, indent=1))
 
 
 if __name__ == "__main__":

@@ -368,39 +368,45 @@ def is_hf_conv1d(module: nn.Module) -> bool:
 
 
 LAID_OUT = (nn.Linear, nn.Bilinear, nn.modules.conv._ConvNd)  # weight (out, in, ...)
+LOOKUPS = (nn.Embedding, nn.EmbeddingBag)
+UNREAD = -1  # a matrix no layer lays out
 
 
-def fan_in_axes(model: nn.Module) -> dict[str, int | None]:
-    """Each matrix's fan-in axis, by parameter name, from what its layer computes: 1 for
-    `nn.Linear` and convolutions (out, in, ...), 0 for Hugging Face's `Conv1D` (in, out), None
-    for an embedding (a lookup: no fan-in). A matrix owned by any other module is read as
-    (out, in, ...) and listed by `unread_layouts`."""
+def layer_fan_in_axis(module: nn.Module, local: str) -> int | None:
+    """The fan-in axis of the matrix `local` of `module`, from what the layer computes: 1 for
+    `nn.Linear`, convolutions and attention's projections (out, in, ...), 0 for Hugging Face's
+    `Conv1D` weight (in, out), None for an embedding (a lookup: no fan-in), UNREAD otherwise."""
+    if isinstance(module, LOOKUPS):
+        return None
+    if is_hf_conv1d(module):
+        return 0 if local == "weight" else 1
+    if isinstance(module, (*LAID_OUT, nn.MultiheadAttention)):
+        return 1
+    return UNREAD
+
+
+def matrix_layouts(model: nn.Module) -> dict[str, int | None]:
+    """Each matrix's `layer_fan_in_axis` by parameter name (a tied one under its first owner)."""
     axes: dict[str, int | None] = {}
     for prefix, module in model.named_modules():
         for local, p in module.named_parameters(recurse=False):
-            if p.ndim < 2:
-                continue
-            name = f"{prefix}.{local}" if prefix else local
-            if isinstance(module, (nn.Embedding, nn.EmbeddingBag)):
-                axes.setdefault(name, None)
-            elif is_hf_conv1d(module) and local == "weight":
-                axes.setdefault(name, 0)
-            else:
-                axes.setdefault(name, 1)
+            if p.ndim >= 2:
+                axes.setdefault(
+                    f"{prefix}.{local}" if prefix else local, layer_fan_in_axis(module, local)
+                )
     return axes
+
+
+def fan_in_axes(model: nn.Module) -> dict[str, int | None]:
+    """Each matrix's fan-in axis, by parameter name: `layer_fan_in_axis`, a matrix no layer lays
+    out read as (out, in, ...) (axis 1; `unread_layouts` names them)."""
+    return {name: 1 if axis == UNREAD else axis for name, axis in matrix_layouts(model).items()}
 
 
 def unread_layouts(model: nn.Module) -> list[str]:
     """Matrices whose layout the tool assumes (out, in, ...) without a layer that says so: a
     bare parameter multiplied in a forward it cannot read."""
-    out = []
-    for prefix, module in model.named_modules():
-        known = isinstance(module, LAID_OUT) or is_hf_conv1d(module)
-        known = known or isinstance(module, (nn.Embedding, nn.EmbeddingBag, nn.MultiheadAttention))
-        for local, p in module.named_parameters(recurse=False):
-            if p.ndim >= 2 and not known:
-                out.append(f"{prefix}.{local}" if prefix else local)
-    return out
+    return [name for name, axis in matrix_layouts(model).items() if axis == UNREAD]
 
 
 def axis_of(axes: dict[str, int | None], name: str) -> int:
@@ -482,17 +488,16 @@ def unidentified_readouts(model: nn.Module, cfg: CustomConfig) -> list[str]:
 
 
 def bottlenecks(model: nn.Module, cfg: CustomConfig) -> list[tuple[str, int]]:
-    """Linear layers from a width to a fixed size other than the vocabulary: an inner size
-    that does not grow with width (the tutorial's feed-forward of 2048)."""
-    readout = [m.weight for m in readout_modules(model, cfg)]
-    readout = readout or [
-        dict(model.named_modules())[n].weight for n in unidentified_readouts(model, cfg)[:1]
-    ]
+    """Linear layers from a width to a fixed size besides the readout (the declared one, else
+    the likeliest undeclared one): an inner size that does not grow with width (the tutorial's
+    feed-forward of 2048)."""
     modules = dict(model.named_modules())
+    readout = readout_modules(model, cfg) or [
+        modules[name] for name in unidentified_readouts(model, cfg)[:1]
+    ]
+    weights = {id(m.weight) for m in readout}
     return [
-        (name, size)
-        for name, size in width_to_fixed(model, cfg)
-        if not any(modules[name].weight is w for w in readout)
+        (n, size) for n, size in width_to_fixed(model, cfg) if id(modules[n].weight) not in weights
     ]
 
 
