@@ -13,12 +13,12 @@ import importlib.util
 import json
 import math
 from dataclasses import replace
-from pathlib import Path
 
 import mup
 import pytest
 import torch
 import yaml
+from custom_configs import EXAMPLES, FAST, LLAMA, NANOGPT, TUTORIAL, check_cfg
 
 from sweep.config import compose_config, model_config, resolve_vocabulary, validate
 from sweep.core import custom as C
@@ -33,19 +33,6 @@ from sweep.grow.warmstart import pad_function_gap
 from sweep.pipeline import Pipeline, StageError
 from sweep.stages.handoff import run_from_record
 from sweep.stages.model_check import REFUSE_SLOPE, check_model, layout_warning
-
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-LLAMA = f"{EXAMPLES / 'llama.py'}:build"
-TUTORIAL = f"{Path(__file__).resolve().parent / 'models' / 'tutorial_lm.py'}:build"
-NANOGPT = f"{EXAMPLES / 'nanogpt.py'}:build"
-FAST = [
-    "tune.n_trials=3",
-    "tune.n_startup_trials=2",
-    "tune.widen_trials=0",
-    "ladder.lr_max_points=3",
-    "ladder.noise_seeds=0",
-    "verify.max_runs=2",
-]
 
 
 def load_example(name: str):
@@ -209,15 +196,6 @@ def test_fused_blocks_are_padded_block_by_block():
         )
         assert not grown[4 * block + 2 : 4 * block + 4].any()
     assert not grown[:, 2:].any()
-
-
-def check_cfg(tmp_path, *overrides):
-    """A custom model's config, its vocabulary resolved as the driver resolves it."""
-    cfg = compose_config(
-        f"out_root={tmp_path}", "+ladder=gpt_tiny", "logger=none", "model=custom", *overrides
-    )
-    resolve_vocabulary(cfg)
-    return cfg
 
 
 def test_the_examples_pass_the_model_check(tmp_path):
@@ -455,6 +433,38 @@ def test_a_bad_model_is_one_line_before_any_job(tmp_path, overrides, message):
         validate(cfg)
     assert message in str(refused.value)
     assert "\n" not in str(refused.value)
+
+
+LAZY_IMPORT = """
+def _load():
+    try:
+        raise RuntimeError("operator torchvision::nms does not exist")
+    except RuntimeError as e:  # as transformers' lazy modules wrap what failed beneath them
+        raise RuntimeError(f"Failed to import a.models.b because of:\\n{e}") from e
+
+_load()
+"""
+
+
+@pytest.mark.parametrize(
+    ("source", "words"),
+    [
+        (
+            LAZY_IMPORT,
+            ["importing", "RuntimeError: operator torchvision::nms does not exist", "match torch"],
+        ),
+        ("import no_such_dependency\n", ["ModuleNotFoundError: No module named"]),
+    ],
+)
+def test_a_factory_that_fails_to_import_is_refused_with_the_cause(tmp_path, source, words):
+    path = tmp_path / "lazy.py"
+    path.write_text(source)
+    with pytest.raises(ValueError) as refused:
+        C.load_factory(f"{path}:build")
+    message = str(refused.value)
+    assert "\n" not in message and "PYTHONPATH" not in message  # found: only its import failed
+    for word in words:
+        assert word in message
 
 
 def test_the_search_leaves_out_what_the_model_does_not_take(tmp_path):

@@ -34,6 +34,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib
+import importlib.metadata
 import importlib.util
 import inspect
 import math
@@ -172,15 +173,48 @@ def load_factory(spec: str) -> Callable[..., nn.Module]:
             module = importlib.import_module(target)
     except ValueError:
         raise
-    except Exception as e:  # the user's module failed to import: say which and why
+    except ModuleNotFoundError as e:
+        if e.name is None or not _is_prefix(e.name, target):
+            raise ValueError(f"model.factory: importing {target} failed: {import_cause(e)}") from e
         raise ValueError(
-            f"model.factory: cannot import {target} ({type(e).__name__}: {e}); make it "
-            "importable by the jobs (installed, or on PYTHONPATH) or give its file path"
+            f"model.factory: cannot import {target} (no module {e.name!r}); make it importable "
+            "by the jobs (installed, or on PYTHONPATH) or give its file path"
         ) from e
+    except Exception as e:  # the module was found and failed while importing: say why
+        raise ValueError(f"model.factory: importing {target} failed: {import_cause(e)}") from e
     factory = getattr(module, attr, None)
     if not callable(factory):
         raise ValueError(f"model.factory: {target} has no function {attr!r}")
     return factory
+
+
+def _is_prefix(name: str, target: str) -> bool:
+    """Whether the missing module is the factory's own module or a package above it."""
+    return target == name or target.startswith(name + ".")
+
+
+def import_cause(error: BaseException) -> str:
+    """The innermost exception behind an import failure, on one line: libraries that import
+    lazily (`transformers`) wrap the real cause, which is the part a user can act on."""
+    seen = {id(error)}
+    while (inner := error.__cause__ or error.__context__) is not None and id(inner) not in seen:
+        seen.add(id(inner))
+        error = inner
+    text = " ".join(str(error).split())
+    cause = f"{type(error).__name__}: {text}" if text else type(error).__name__
+    if "torchvision" in text:
+        cause += (
+            f" (torchvision {_version('torchvision')} does not match torch {_version('torch')}; "
+            "install a matching pair, as constraints/cpu.txt pins)"
+        )
+    return cause
+
+
+def _version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "(not installed)"
 
 
 def source_digest(spec: str) -> str:
