@@ -249,9 +249,13 @@ def test_the_joint_fit_reads_width_from_the_transfer_check_and_tokens_from_the_r
     tokens = math.log2(40 / 30)  # gpt_tiny's target trains 40 steps, the proxy 30
     # the width terms read no wider than they were measured: width 256 (log2 3), and width 64
     # (log2 1) for the horizon's rungs
-    expected = joint["shrunk"]["tokens"] * tokens + joint["shrunk"]["width"] * 3.0
-    expected += joint["shrunk"][INTERACTION] * tokens * 1.0
+    parts = joint["shifts"]
+    horizon = joint["slopes"]["tokens"] * tokens + joint["slopes"][INTERACTION] * tokens * 1.0
+    assert parts["horizon"]["fitted"] == pytest.approx(horizon)
+    assert parts["width"]["fitted"] == pytest.approx(joint["slopes"]["width"] * 3.0)
+    expected = parts["horizon"]["shrunk"] + parts["width"]["shrunk"]
     assert joint["log2_shift_vs_carry"] == pytest.approx(expected)
     assert joint["log2_lr"] == pytest.approx(tuned_log2 + expected)
-    assert joint["shrunk"]["tokens"] == pytest.approx(-BETA, rel=0.05)  # measured well: kept
+    assert parts["horizon"]["shrunk"] == pytest.approx(-BETA * tokens, rel=0.05)  # measured: kept
+    assert parts["width"]["shrunk"] == pytest.approx(width_slope * 3.0, rel=0.05, abs=1e-9)
     assert "joint" not in axes.axes_summary(cfg, tuned, {}, None)  # nothing measured

@@ -129,3 +129,56 @@ def test_optima_known_to_different_precision_weigh_accordingly():
     assert fit.shrunk("width") == 0.0  # a 0.5 slope from one vague point moves nothing
     scattered = [*points, OptimumPoint({"width": 2.0, "tokens": 1.0}, -2.0, stderr=0.05)]
     assert fit_joint(scattered).stderr["tokens"] > fit.stderr["tokens"]  # scatter widens it
+
+
+def horizon_points(rng: np.random.Generator | None = None, sigma: float = 0.25):
+    """A small ladder (widths 1×, 2×, 4× at the proxy's tokens) and horizon rungs (2×, 4× the
+    tokens) at the two narrowest widths, on the plane η* = −2.7 − 0.17·t − 0.13·m·t, each
+    optimum known to σ (and, given a generator, off the plane by that much)."""
+    design = [(0, 0), (1, 0), (2, 0), (0, 1), (0, 2), (1, 1), (1, 2)]
+    off = rng.standard_normal(len(design)) * sigma if rng is not None else np.zeros(len(design))
+    return [
+        OptimumPoint({"width": m, "tokens": t}, -2.7 - 0.17 * t - 0.13 * m * t + e, sigma)
+        for (m, t), e in zip(design, off, strict=True)
+    ]
+
+
+TARGET = {"width": 5.0, "tokens": math.log2(30)}  # 32× the proxy's width, 30× its tokens
+
+
+def test_the_horizon_shift_is_kept_where_its_two_terms_together_are_measured():
+    """Each of the horizon's terms alone lies within about one error of zero (they are
+    anticorrelated), so shrinking them apart moves the target by nothing; together, at the
+    widths they were measured at, they resolve the shift, and it is kept."""
+    fit = fit_joint(horizon_points())
+    assert abs(fit.slopes["tokens"]) < 1.1 * fit.stderr["tokens"]
+    assert abs(fit.slopes[INTERACTION]) < 1.1 * fit.stderr[INTERACTION]
+    apart = (fit.shrunk("tokens") + fit.shrunk(INTERACTION) * 1.0) * TARGET["tokens"]  # e at m=1
+    horizon = fit.parts(TARGET)["horizon"]
+    assert horizon.fitted == pytest.approx(-0.30 * math.log2(30), abs=1e-6)  # e read at m = 1
+    assert abs(apart) < 0.15 and horizon.shrunk < 0.75 * horizon.fitted < 0
+    assert fit.shift(TARGET) == pytest.approx(sum(p.shrunk for p in fit.parts(TARGET).values()))
+
+
+def test_a_shift_s_error_is_the_spread_of_its_fits_over_noisy_ladders():
+    """The error a part reports is what the optima's noise makes of it: over many ladders drawn
+    with each optimum off the plane by its σ, the horizon shifts fitted scatter by about the
+    error the fits report."""
+    rng = np.random.default_rng(0)
+    fits = [fit_joint(horizon_points(rng)) for _ in range(400)]
+    shifts = [f.parts(TARGET)["horizon"] for f in fits]
+    spread = float(np.std([s.fitted for s in shifts]))
+    reported = float(np.mean([s.stderr for s in shifts]))
+    assert 0.85 < reported / spread < 1.35  # χ² > 1 only ever widens the error
+    assert abs(np.mean([s.fitted for s in shifts]) + 0.30 * math.log2(30)) < 3 * spread / 20
+
+
+def test_a_horizon_that_does_not_move_the_optimum_moves_nothing_most_of_the_time():
+    rng = np.random.default_rng(1)
+    design = [p.coords for p in horizon_points()]
+    fits = [
+        fit_joint([OptimumPoint(c, -2.7 + 0.25 * rng.standard_normal(), 0.25) for c in design])
+        for _ in range(200)
+    ]
+    moved = [abs(f.parts(TARGET)["horizon"].shrunk) for f in fits]
+    assert np.median(moved) == 0.0  # within one error of 0 in most ladders: carry-over

@@ -329,7 +329,10 @@ def test_the_joint_fit_is_one_row_of_slopes_and_one_of_its_prediction(drift):
         "points": 7,
         "slopes": {"width": 0.19, "tokens": -0.3},
         "stderr": {"width": 0.17, "tokens": 0.05},
-        "shrunk": {"width": 0.04, "tokens": -0.29},
+        "shifts": {
+            "width": {"fitted": 0.57, "stderr": 0.51, "shrunk": 0.11},
+            "horizon": {"fitted": -0.12, "stderr": 0.02, "shrunk": -0.12},
+        },
         "width_drift": drift,
         "log2_lr": -4.49,
         "log2_shift_vs_carry": 0.16,
@@ -339,4 +342,7 @@ def test_the_joint_fit_is_one_row_of_slopes_and_one_of_its_prediction(drift):
     assert slopes.startswith("width +0.19 ± 0.17, tokens -0.30 ± 0.05")
     assert ("beyond its error" in slopes) == drift
     assert rows["target log2 LR by the joint fit"] == "-4.49 (+0.16 from the tuned LR)"
+    assert rows["its shift by part, ± error → as applied"] == (
+        "width +0.57 ± 0.51 → +0.11; horizon -0.12 ± 0.02 → -0.12"
+    )
     assert not any("joint" in label for label in dict(summary_rows(full_summary())))

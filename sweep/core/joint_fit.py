@@ -9,10 +9,14 @@ tuning run. One least-squares plane through them,
 gives each slope with its standard error; an axis the points do not vary along is not fitted, and
 the width × tokens term e (how the horizon's shift changes with width) only where the points
 measure it: horizon rungs at a second width, so that it is not a blend of b and c.
-µP predicts b = 0 (Bjorck et al. 2024 find the D dependence remains, c = −β). A slope enters a
-prediction only in proportion to how well it is measured: it is shrunk toward zero (plain
-carry-over) by the factor max(0, 1 − (se/slope)²), so a slope within one standard error of zero
-moves nothing and a noisy fit cannot push the answer far from carry-over. And a term in width
+µP predicts b = 0 (Bjorck et al. 2024 find the D dependence remains, c = −β). A prediction's
+shift moves along each axis only in proportion to how well it is measured: the shift along width,
+along the horizon (c and e together) and along batch is each shrunk toward zero (plain
+carry-over) by max(0, 1 − (se/shift)²), so a shift within one standard error of zero moves
+nothing and a noisy fit cannot push the answer far from carry-over. The horizon's two terms are
+shrunk as one, with their covariance: measured at two widths, c and e are anticorrelated, each
+alone is poorly known while the shift they make together at the widths measured is not, and
+shrinking them apart would discard a horizon shift the rungs resolve. And a term in width
 enters only as far as the widths it was measured at: beyond the widest, µP's prior (no drift)
 takes over, for a bilinear fit extrapolated to a target many doublings wider can miss by more
 than the whole shift (the held-out check at the widest width says by how much).
@@ -29,6 +33,8 @@ import numpy as np
 AXES = ("width", "tokens", "batch")
 INTERACTION = "width×tokens"
 TERMS = (*AXES, INTERACTION)
+# the parts of a shift, each shrunk by its own error: the horizon's terms move together
+PARTS = {"width": ("width",), "horizon": ("tokens", INTERACTION), "batch": ("batch",)}
 
 
 def feature(coords: Mapping[str, float], term: str) -> float:
@@ -56,6 +62,8 @@ class JointFit:
     points: int
     # per term in width, the (lowest, highest) log2 width multiplier it was measured at
     width_reach: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    # the slopes' covariance (term -> term -> value); empty: independent, each its stderr²
+    covariance: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
 
     def shrunk(self, axis: str) -> float:
         """The slope weighted by how well it is measured (0 for an axis not fitted)."""
@@ -74,16 +82,53 @@ class JointFit:
         return self.intercept + sum(s * feature(coords, a) for a, s in self.slopes.items())
 
     def shift(self, coords: Mapping[str, float]) -> float:
-        """The log2 LR change from the proxy to `coords`, by the shrunk slopes, each term in
-        width read at the nearest width it was measured at."""
-        total = 0.0
-        for term in TERMS:
-            at = dict(coords)
-            if term in self.width_reach:
-                lo, hi = self.width_reach[term]
-                at["width"] = min(max(at.get("width", 0.0), lo), hi)
-            total += self.shrunk(term) * feature(at, term)
-        return total
+        """The log2 LR change from the proxy to `coords`: the sum of its parts, each shrunk by
+        its own error."""
+        return sum(part.shrunk for part in self.parts(coords).values())
+
+    def parts(self, coords: Mapping[str, float]) -> dict[str, ShiftPart]:
+        """The shift to `coords` along width, the horizon and batch (each part whose terms were
+        fitted): as fitted, its standard error, and shrunk by it. Each term in width is read at
+        the nearest width it was measured at."""
+        out = {}
+        for name, terms in PARTS.items():
+            gradient = {t: self._reach_feature(coords, t) for t in terms if t in self.slopes}
+            if gradient:
+                fitted = sum(self.slopes[t] * g for t, g in gradient.items())
+                variance = sum(
+                    g1 * g2 * self._cov(t1, t2)
+                    for t1, g1 in gradient.items()
+                    for t2, g2 in gradient.items()
+                )
+                out[name] = ShiftPart(fitted, math.sqrt(max(variance, 0.0)))
+        return out
+
+    def _reach_feature(self, coords: Mapping[str, float], term: str) -> float:
+        at = dict(coords)
+        if term in self.width_reach:
+            lo, hi = self.width_reach[term]
+            at["width"] = min(max(at.get("width", 0.0), lo), hi)
+        return feature(at, term)
+
+    def _cov(self, a: str, b: str) -> float:
+        if a in self.covariance and b in self.covariance[a]:
+            return self.covariance[a][b]
+        return self.stderr.get(a, math.inf) ** 2 if a == b else 0.0
+
+
+@dataclass(frozen=True)
+class ShiftPart:
+    """One part of a predicted shift (log2 LR): as fitted and its standard error."""
+
+    fitted: float
+    stderr: float
+
+    @property
+    def shrunk(self) -> float:
+        """The part weighted by how well it is measured: 0 within one standard error of 0."""
+        if self.fitted == 0.0 or not math.isfinite(self.stderr):
+            return 0.0
+        return self.fitted * max(0.0, 1.0 - (self.stderr / self.fitted) ** 2)
 
 
 def fit_joint(points: Sequence[OptimumPoint]) -> JointFit:
@@ -115,14 +160,18 @@ def fit_joint(points: Sequence[OptimumPoint]) -> JointFit:
         scale = max(1.0, scatter) if known else scatter
     else:  # nothing to measure the scatter by: the optima's own errors, if they have them
         scale = 1.0 if known else math.inf
-    cov = np.linalg.pinv(x.T @ (x * w[:, None]))
-    errors = np.sqrt(np.clip(np.diag(cov), 0.0, None) * scale)
+    cov = np.linalg.pinv(x.T @ (x * w[:, None])) * scale
+    errors = np.sqrt(np.clip(np.diag(cov), 0.0, None))
+    covariance = {
+        a: {b: float(cov[i + 1, j + 1]) for j, b in enumerate(axes)} for i, a in enumerate(axes)
+    }
     return JointFit(
         float(coef[0]),
         {a: float(c) for a, c in zip(axes, coef[1:], strict=True)},
         {a: float(e) for a, e in zip(axes, errors[1:], strict=True)},
         len(finite),
         width_reach(finite, axes),
+        covariance if math.isfinite(scale) else {},
     )
 
 

@@ -206,15 +206,23 @@ class HeldOutFit(TypedDict):
     error_log2: float  # mean measured − predicted log2 LR
 
 
+class ShiftPartSection(TypedDict):
+    """One part of the shift to the target (width, the horizon, batch), in log2 LR."""
+
+    fitted: float  # by the slopes as fitted, each term in width read at the widths measured
+    stderr: float  # from the slopes' covariance
+    shrunk: float  # fitted × max(0, 1 − (stderr/fitted)²): what the target's LR uses
+
+
 class JointSection(TypedDict):
     """The LR optimum fitted over width, tokens and batch together (sweep.core.joint_fit)."""
 
     points: int
     slopes: dict[str, float]  # per fitted axis: d log2 η* / d log2 ratio
     stderr: dict[str, float]
-    shrunk: dict[str, float]  # each slope × max(0, 1 − (se/slope)²): what a prediction uses
+    shifts: dict[str, ShiftPartSection]  # the shift to the target, part by part
     width_drift: bool  # the width slope lies beyond two standard errors of µP's zero
-    log2_lr: float  # the target's: the tuned log2 LR + the shrunk slopes' shift
+    log2_lr: float  # the target's: the tuned log2 LR + the shrunk parts' shift
     log2_shift_vs_carry: float
     log2_lr_unshrunk: float  # the target's by the slopes as fitted
     log2_lr_at_probes: NotRequired[float]  # at the target's width, the probes' length

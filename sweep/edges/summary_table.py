@@ -189,10 +189,18 @@ def _axes_rows(axes: AxesSection) -> list[tuple[str, str]]:
     predicted = (
         f"{num(joint['log2_lr']):.2f} ({num(joint['log2_shift_vs_carry']):+.2f} from the tuned LR)"
     )
-    return [
+    parts = "; ".join(
+        f"{name} {num(part['fitted']):+.2f} ± {num(part['stderr']):.2f}"
+        f" → {num(part['shrunk']):+.2f}"
+        for name, part in joint.get("shifts", {}).items()
+    )
+    rows = [
         (f"LR optimum slopes, log2 ({joint['points']} optima)", (slopes or "none fitted") + drift),
         ("target log2 LR by the joint fit", predicted),
     ]
+    if parts:
+        rows.append(("its shift by part, ± error → as applied", parts))
+    return rows
 
 
 def _verify_rows(verify: VerifySection) -> list[tuple[str, str]]:

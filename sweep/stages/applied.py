@@ -1,7 +1,8 @@
 """The values the target trains at (docs/methods.md §11): the proxy's tuned ones, the LR moved
 by the joint fit's prediction for the target's width, tokens and batch, and λ moved to the proxy's
-AdamW timescale where the axes stage measured that this rule beats a fixed λ. The fit's slopes are
-already shrunk by their errors, so a slope the checks did not resolve moves nothing. The target's
+AdamW timescale where the axes stage measured that this rule beats a fixed λ. The fit's shift is
+already shrunk part by part (width, the horizon, batch) by its errors, so a part the checks did
+not resolve moves nothing. The target's
 warm and cold runs, a source trained for the warm start, the verify stage's centre and
 `tuned.yaml` all read these; `axes.apply=false` keeps the plain carry-over.
 """

@@ -46,6 +46,7 @@ from sweep.core.sections import (
     JointSection,
     Prediction,
     Sections,
+    ShiftPartSection,
     TransferSection,
     WeightDecayAxis,
     WideHorizon,
@@ -496,7 +497,10 @@ def joint_summary(cfg: DictConfig, tuned_log2: float, points: list[OptimumPoint]
         points=fit.points,
         slopes=dict(fit.slopes),
         stderr=dict(fit.stderr),
-        shrunk={axis: fit.shrunk(axis) for axis in fit.slopes},
+        shifts={
+            name: ShiftPartSection(fitted=part.fitted, stderr=part.stderr, shrunk=part.shrunk)
+            for name, part in fit.parts(at_target).items()
+        },
         width_drift=fit.beyond_error("width"),
         log2_lr=tuned_log2 + shift,
         log2_shift_vs_carry=shift,
