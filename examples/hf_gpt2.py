@@ -4,7 +4,7 @@ Widths grow the number of heads at a fixed head size, so GPT-2's 1/sqrt(head_dim
 needs no change for µP. The readout is `lm_head`, tied to the token embedding by default (as
 GPT-2 ships); name it so that musweep applies µP's 1/width to it:
 
-    pip install -e '.[hf]'
+    pip install -c constraints/cpu.txt -e '.[hf]'
     python -m sweep.run +ladder=gpt_small model=custom \
         model.factory=examples/hf_gpt2.py:build model.readout=lm_head
 

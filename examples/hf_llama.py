@@ -5,7 +5,7 @@ SwiGLU with a hidden size of 3 × width. Widths grow the number of heads at a fi
 so Llama's 1/sqrt(head_dim) attention needs no change for µP. The readout is `lm_head`
 (untied); name it so that musweep applies µP's 1/width to it:
 
-    pip install -e '.[hf]'
+    pip install -c constraints/cpu.txt -e '.[hf]'
     python -m sweep.run +ladder=gpt_small model=custom \
         model.factory=examples/hf_llama.py:build model.readout=lm_head
 
