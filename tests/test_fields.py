@@ -99,6 +99,9 @@ BAD: list[tuple[str, object]] = [
     ("budget", -0.1),
     ("hardware.mfu", 1.5),
     ("verify.probe_fraction", 0),
+    ("verify.width", 0),
+    ("verify.width", 999),  # not below the target's width
+    ("verify.width", 20),  # heads of 8 do not divide it
     ("ladder.hparams.lr", "inf"),
     ("ladder.hparams.lr", 0),
     ("ladder.hparams.init_std", 0),

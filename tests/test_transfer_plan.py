@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from sweep.config import compose_config
+from sweep.config import VerifyCheck, compose_config
 from sweep.stages.stage import target_run_flops
 from sweep.stages.transfer import (
     Result,
@@ -21,7 +21,7 @@ from sweep.stages.transfer import (
     series_curve,
     transfer_summary,
 )
-from sweep.stages.verify import Probes, next_steps, one_seed_band, verify_summary
+from sweep.stages.verify import Check, next_steps, one_seed_band, verify_summary
 
 
 def make_cfg(*overrides):
@@ -334,10 +334,11 @@ def test_probes_put_the_targets_optimum_where_the_horizon_rule_carries_theirs():
     # target's at -5.0 by the same rule, and the centre (-4.5) loses what the parabola says
     shift, optimum = 1.5, -3.5
     records = parabola_records(optimum, [-2, -1, 0, 1, 2], -6.0 + shift, steps_done=25, flops=50)
-    probes = Probes(25, 400, 256, shift, "the rule moves the LR +1.50 log2 to their length")
+    rule = "the rule moves the LR +1.50 log2 to their length"
+    probes = Check(VerifyCheck.probes, 25, 256, 400, 256, shift, rule)
     summary = verify_summary(
         records, {"applied": -6.0, "carried": -6.0}, 0.05, target_flops=500, tolerance=0.005,
-        probes=probes,
+        check=probes,
     )  # fmt: skip
     assert summary["check"] == "probes" and summary["steps"] == 25
     assert summary["centre_log2_lr"] == pytest.approx(-4.5)
@@ -351,14 +352,54 @@ def test_probes_put_the_targets_optimum_where_the_horizon_rule_carries_theirs():
     assert "probes at width 256 (25 steps, 1/16 of the target's)" in summary["verdict"]["text"]
 
 
+def test_a_rung_reads_the_targets_optimum_off_its_own_curve_moved_across_width():
+    # a rung at width 64 trains the target's 400 steps; the joint fit puts its LR 0.5 log2 above
+    # the target's (applied -6.0): the rung's optimum at -4.8 is the target's at -5.3, and the
+    # centre it judges (-5.5) loses what the parabola says there against its best point (-4.5)
+    shift, optimum = 0.5, -4.8
+    records = parabola_records(optimum, [-1, 0, 1, 2], -6.0 + shift, steps_done=400, flops=30)
+    rule = "the joint fit moves the LR +0.50 log2 from width 256 to 64"
+    rung = Check(VerifyCheck.rung, 400, 64, 400, 256, shift, rule)
+    summary = verify_summary(
+        records, {"applied": -6.0, "carried": -4.0}, 0.05, target_flops=500, tolerance=0.005,
+        check=rung,
+    )  # fmt: skip
+    assert summary["check"] == "rung" and summary["width"] == 64 and summary["steps"] == 400
+    assert summary["centre_log2_lr"] == pytest.approx(-5.5)
+    assert summary["optimum_log2_lr"] == pytest.approx(optimum)
+    assert summary["target_optimum_log2_lr"] == pytest.approx(optimum - shift)
+    best = 2.0 + 0.04 * 0.3**2
+    assert summary["regret"] == pytest.approx(0.04 * (0.7**2 - 0.3**2) / best)  # 0.80 %
+    assert summary["verdict"]["status"] == "within_noise"
+    # the carried LR (-4.0) is judged where the rung sees it, moved by the same shift (-3.5)
+    assert summary["judged"]["carried"]["regret"] == pytest.approx(0.04 * 1.3**2 / 2.0, rel=1e-6)
+    assert summary["runs"] == 4 and summary["flops_vs_target"] == pytest.approx(120 / 500)
+    text = summary["verdict"]["text"]
+    assert text.startswith("a rung of the target's length at width 64 (400 steps; 1/4 of the ")
+    assert "the LR for width 64 (-5.50) loses 0.80%" in text and rule in text
+
+
+def test_an_unbracketed_rung_says_its_regret_is_at_its_width():
+    records = parabola_records(0.0, [-1, 0, 1, 2], -6.0, steps_done=400, flops=30)
+    rule = "µP carries the optimum from width 64 to 256 unchanged"
+    rung = Check(VerifyCheck.rung, 400, 64, 400, 256, 0.0, rule)
+    summary = verify_summary(
+        records, {"applied": -6.0, "carried": -6.0}, 0.05, target_flops=500, tolerance=0.005,
+        check=rung,
+    )  # fmt: skip
+    text = summary["verdict"]["text"]
+    assert summary["verdict"]["status"] == "inconclusive"
+    assert f"at width 64; {rule}, so this check rests on that rule" in text
+
+
 def test_unbracketed_probes_say_their_regret_is_at_their_length_and_what_it_rests_on():
     # the optimum lies past the probes' highest LR: a lower bound at the probes' length only
     records = parabola_records(0.0, [-1, 0, 1, 2], -6.0, steps_done=25, flops=50)
     rule = "the joint fit resolves no horizon slope beyond its error"
-    probes = Probes(25, 1600, 256, 0.0, rule)
+    probes = Check(VerifyCheck.probes, 25, 256, 1600, 256, 0.0, rule)
     summary = verify_summary(
         records, {"applied": -6.0, "carried": -6.0}, 0.05, target_flops=500, tolerance=0.005,
-        probes=probes,
+        check=probes,
     )  # fmt: skip
     text = summary["verdict"]["text"]
     assert summary["verdict"]["status"] == "inconclusive" and not summary["bracketed"]

@@ -8,6 +8,7 @@ any job).
 from sweep.config.build import (
     budgeted,
     check_steps,
+    check_width,
     cold_baseline,
     data_config,
     model_config,
@@ -136,6 +137,7 @@ __all__ = [
     "check_slurm_present",
     "check_steps",
     "check_warmstart",
+    "check_width",
     "choices",
     "cold_baseline",
     "compose_config",

@@ -52,17 +52,17 @@ DEFAULT_PROBE_FRACTION = 1 / 16  # a probe's steps, of the target's, when no bud
 
 def verify_check(cfg: DictConfig) -> VerifyCheck:
     """The check at the target: `verify.check`, by default whole target runs without a budget
-    and short probes under one."""
+    and, under one, what the budget's allocation chose (a rung, else probes)."""
     asked = cfg.verify.check
     if asked is not None:
         return VerifyCheck(asked)
-    return VerifyCheck.probes if budgeted(cfg) else VerifyCheck.full
+    return VerifyCheck.rung if budgeted(cfg) else VerifyCheck.full
 
 
 def check_steps(cfg: DictConfig) -> int:
     """The steps of one run of the check at the target: the target's, or a probe's."""
     steps = cfg.ladder.target_steps
-    if verify_check(cfg) == VerifyCheck.full:
+    if verify_check(cfg) != VerifyCheck.probes:
         return steps
     fraction = cfg.verify.probe_fraction
     return max(1, round(steps * (DEFAULT_PROBE_FRACTION if fraction is None else fraction)))
@@ -71,6 +71,15 @@ def check_steps(cfg: DictConfig) -> int:
 def probe_steps(cfg: DictConfig) -> int | None:
     """A probe's steps when the check at the target is made of probes; None for whole runs."""
     return check_steps(cfg) if verify_check(cfg) == VerifyCheck.probes else None
+
+
+def check_width(cfg: DictConfig) -> int:
+    """The width the check at the target trains at: the rung's (`verify.width`, by default the
+    widest ladder width), else the target's."""
+    if verify_check(cfg) != VerifyCheck.rung:
+        return int(cfg.ladder.target)
+    width = cfg.verify.width
+    return int(cfg.ladder.widths[-1] if width is None else width)
 
 
 def sp_widths(cfg: DictConfig) -> list[int]:

@@ -203,6 +203,23 @@ def _check_ladder_shape(cfg: DictConfig) -> None:
     model_config(cfg, ladder.target, "mup", dict(ladder.hparams), target_depth(cfg))
 
 
+def _check_verify_width(cfg: DictConfig) -> None:
+    """A rung for the check at the target: narrower than the target, and a model that builds
+    at its width and the target's depth."""
+    width = cfg.verify.width
+    if width is None:
+        return
+    if not (isinstance(width, int) and 0 < width < cfg.ladder.target):
+        raise ValueError(
+            f"verify.width must be a width below the target's ({cfg.ladder.target}); got {width}"
+        )
+    cfg = with_vocabulary(cfg)
+    try:
+        model_config(cfg, width, "mup", dict(cfg.ladder.hparams), target_depth(cfg))
+    except ValueError as error:
+        raise ValueError(f"verify.width={width}: {error}") from None
+
+
 def _check_model(cfg: DictConfig) -> None:
     """A custom model that imports, builds at the base width, maps token ids to logits of the
     vocabulary, has width dimensions, an identifiable readout, and CompleteP's keyword when its
@@ -360,6 +377,7 @@ FIELD_CHECKS: dict[str, Check] = {
     "budget": positive(optional=True),
     "hardware.mfu": Domain(lambda v: 0 < v <= 1, "in (0, 1]"),
     "verify.probe_fraction": Domain(lambda v: 0 < v <= 1, "in (0, 1]", optional=True),
+    "verify.width": _check_verify_width,
     **{f"ladder.hparams.{name}": domain for name, domain in HPARAM_DOMAINS.items()},
     "ladder.search": _check_search,
     "model.factory": _check_model,

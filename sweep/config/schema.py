@@ -36,6 +36,7 @@ class VerifyCheck(StrEnum):
     """How the target's LR is checked at the target's own width."""
 
     full = auto()  # the cold target at the applied LR's neighbours, each a whole target run
+    rung = auto()  # whole target-length runs at a narrower width, carried to the target by µP
     probes = auto()  # short runs at the target's width, read through the fitted horizon rule
 
 
@@ -267,12 +268,18 @@ class HardwareConfig:
 
 @dataclass
 class VerifyConfig:
-    """The check at the target's width: whole target runs at the applied LR × 2^±lr_resolution
-    (and further out until the optimum is bracketed), or short probes at the target's width
-    around the LR the horizon rule gives their length (docs/methods.md §3)."""
+    """The check at the target: whole target runs at the applied LR × 2^±lr_resolution (and
+    further out until the optimum is bracketed); runs of the target's length, depth and batch at
+    a narrower width (a rung), µP carrying their optimum to the target's width; or short probes
+    at the target's width around the LR the horizon rule gives their length (docs/methods.md
+    §3, §12)."""
 
     max_runs: int = 3  # runs it may add beside the centre; fewer than 2 cannot bracket: skipped
-    check: VerifyCheck | None = None  # null: full without a budget, probes under one
+    # null: full without a budget; under one, a rung at the widest width the budget fits, else
+    # probes
+    check: VerifyCheck | None = None
+    # rung: its width; null: the widest ladder width the budget fits (without one, the widest)
+    width: int | None = None
     # probes: each run's steps as a fraction of the target's; null: the largest the budget fits
     probe_fraction: float | None = None
 

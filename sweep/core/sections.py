@@ -225,7 +225,7 @@ class JointSection(TypedDict):
     log2_lr: float  # the target's: the tuned log2 LR + the shrunk parts' shift
     log2_shift_vs_carry: float
     log2_lr_unshrunk: float  # the target's by the slopes as fitted
-    log2_lr_at_probes: NotRequired[float]  # at the target's width, the probes' length
+    log2_lr_at_check: NotRequired[float]  # at the check's width and length (a rung, probes)
     held_out_width: NotRequired[HeldOutFit]
     held_out_tokens: NotRequired[HeldOutFit]
 
@@ -353,6 +353,7 @@ class BudgetSection(TypedDict):
     kept: list[BudgetItem]
     dropped: list[BudgetItem]
     check_steps: int  # of each run of the check at the target
+    check_width: int  # the width it trains at: the target's, or a rung's
     spent_vs_target: float  # what the checks spent besides the target's run
     within: bool
 

@@ -219,18 +219,32 @@ def _percent(fraction: float) -> str:
     return "diverges" if math.isinf(fraction) else f"{100 * fraction:.2f}%"
 
 
+def check_label(verify: Mapping, target: object) -> tuple[str, str]:
+    """What the check's runs were, for the legend and the title: the target's own runs, a
+    rung's at its width, or probes of their steps."""
+    check, steps = verify.get("check", "full"), verify.get("steps", "?")
+    if check == "rung":
+        width = verify.get("width", "?")
+        return f"cold run at width {width}", f"a rung of the target's {steps} steps, width {width}"
+    if check == "probes":
+        return f"probe of {steps} steps", f"probes of {steps} steps at target width {target}"
+    return "cold target run", f"target width {target}"
+
+
 @_styled
 def plot_verify(summary: Summary, path: Path) -> Path | None:
-    """The target's own loss against log2 LR around the applied one (dashed; the tuned LR
-    carried over dotted where it differs): the direct check."""
+    """The check's loss against log2 LR around the LR it judges (dashed: the applied LR, moved
+    to the check's width or length where a rung or probes ran; the tuned LR carried over dotted
+    where it differs): the target's own curve, a rung's or the probes'."""
     plt = _plt()
     verify = summary.get("verify") or {}
     xs, ys = _xy(verify.get("curve"))
     ok = np.isfinite(ys)
     if not ok.any():
         return None
+    runs, where = check_label(verify, summary.get("ladder", {}).get("target", "?"))
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    ax.plot(xs[ok], ys[ok], "-o", color="tab:blue", ms=4, label="cold target run")
+    ax.plot(xs[ok], ys[ok], "-o", color="tab:blue", ms=4, label=runs)
     if (~ok).any():
         ax.plot(
             xs[~ok],
@@ -264,15 +278,16 @@ def plot_verify(summary: Summary, path: Path) -> Path | None:
             label="within the noise of the best",
         )
     applied = num(verify.get("applied_log2_lr"))
-    ax.axvline(applied, color="0.3", ls="--", label=f"applied LR ({applied:.2f})")
+    centre = num(verify.get("centre_log2_lr", applied))
+    judged = "applied LR" if math.isclose(centre, applied) else "applied LR, moved here"
+    ax.axvline(centre, color="0.3", ls="--", label=f"{judged} ({centre:.2f})")
     carried = (verify.get("judged") or {}).get("carried")
     if carried:
         x = num(carried["log2_lr"])
         ax.axvline(x, color="tab:orange", ls=":", label=f"tuned LR carried over ({x:.2f})")
-    target = summary.get("ladder", {}).get("target", "?")
     regret = _percent(num(verify.get("regret")))
     ax.set(
-        title=f"target width {target}: regret at the applied LR {regret}",
+        title=f"{where}: regret at the {judged} {regret}",
         xlabel="log2 learning rate",
         ylabel="final validation loss",
     )

@@ -84,9 +84,11 @@ def _transfer(inputs: ReportInputs, path: Path) -> str:
 def _verify(inputs: ReportInputs, path: Path) -> str:
     _plotted(inputs, path, "verify", figures.plot_verify)
     return (
-        "The direct check at the target (docs/methods.md §3): the cold target trained at the "
-        "LR applied to it and its neighbours (×2^±resolution, further out until bracketed); "
-        "the tuned LR carried over and the fit's other predictions are read off the same curve."
+        "The check at the target (docs/methods.md §3, §12): cold runs at the LR applied to the "
+        "target and its neighbours (×2^±resolution, further out until bracketed): whole target "
+        "runs, or under a budget runs of the target's length at a narrower width (a rung) or "
+        "short probes at its width, centred where the joint fit moves the LR; the tuned LR "
+        "carried over and the fit's other predictions are read off the same curve."
     )
 
 
@@ -142,7 +144,7 @@ def _optuna_importance(inputs: ReportInputs, path: Path) -> str:
 Figure = Callable[[ReportInputs, Path], str]
 FIGURES: tuple[tuple[str, str, Figure], ...] = (
     ("transfer", "µTransfer: loss against LR per width", _transfer),
-    ("verify", "the target's loss against LR", _verify),
+    ("verify", "the check at the target: loss against LR", _verify),
     ("axes", "transfer along training length and batch", _axes),
     ("coord_check", "coordinate check", _coord_check),
     ("warmstart", "warm against cold target runs", _warmstart),

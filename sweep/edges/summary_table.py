@@ -209,13 +209,26 @@ def _verify_rows(verify: VerifySection) -> list[tuple[str, str]]:
     if not verify.get("bracketed", True):
         optimum += " (not bracketed)"
     cost = f"{verify.get('runs')} runs, {num(verify.get('flops_vs_target')):.2f}× a target run"
+    check = verify.get("check", "full")
+    at = {"rung": "rung", "probes": "probes"}.get(check, "target")
     rows = []
+    if check != "full":
+        where = (
+            f"width {verify.get('width')}, the target's {verify.get('steps')} steps"
+            if check == "rung"
+            else f"the target's width, {verify.get('steps')} steps"
+        )
+        rows.append((f"target check: {check}", where))
     for name, judged in (verify.get("judged") or {}).items():
         lo, hi = judged["interval"]
         text = f"{fmt_percent(judged['regret'])} [{fmt_percent(lo)}, {fmt_percent(hi)}]"
         label = JUDGED.get(name, name)
-        rows.append((f"target regret at {label} (log2 {num(judged['log2_lr']):.2f})", text))
-    rows.append(("target optimum log2 LR [within noise]", optimum))
+        rows.append((f"{at} regret at {label} (log2 {num(judged['log2_lr']):.2f})", text))
+    rows.append((f"{at} optimum log2 LR [within noise]", optimum))
+    if "target_optimum_log2_lr" in verify:
+        lo, hi = (num(v) for v in verify.get("target_optimum_interval") or [math.nan] * 2)
+        moved = f"{num(verify['target_optimum_log2_lr']):.2f} [{lo:.2f}, {hi:.2f}]"
+        rows.append(("target optimum log2 LR, carried from the check", moved))
     rows.append(("target check cost", cost))
     return rows
 

@@ -26,7 +26,15 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from sweep.config import probe_steps, proxy_setting, run_config, target_setting
+from sweep.config import (
+    VerifyCheck,
+    check_steps,
+    check_width,
+    proxy_setting,
+    run_config,
+    target_setting,
+    verify_check,
+)
 from sweep.core.axis_rules import (
     Setting,
     adamw_timescale,
@@ -506,9 +514,12 @@ def joint_summary(cfg: DictConfig, tuned_log2: float, points: list[OptimumPoint]
         log2_shift_vs_carry=shift,
         log2_lr_unshrunk=tuned_log2 + fit.log2_at(at_target) - fit.intercept,
     )
-    if (probe := probe_steps(cfg)) is not None:  # the probes' length, at the target's width
-        at_probes = at_target | {"tokens": math.log2(probe / cfg.ladder.tune_steps)}
-        out["log2_lr_at_probes"] = tuned_log2 + fit.shift(at_probes)
+    if verify_check(cfg) != VerifyCheck.full:  # the check's width and length (a rung, probes)
+        at_check = at_target | {
+            "width": math.log2(check_width(cfg) / cfg.ladder.widths[0]),
+            "tokens": math.log2(check_steps(cfg) / cfg.ladder.tune_steps),
+        }
+        out["log2_lr_at_check"] = tuned_log2 + fit.shift(at_check)
     for axis in ("width", "tokens"):
         at, error = held_out_error(points, axis)
         if math.isfinite(error):

@@ -18,6 +18,7 @@ from sweep.config import (
     VerifyCheck,
     budgeted,
     check_steps,
+    check_width,
     cold_baseline,
     run_config,
     target_depth,
@@ -30,6 +31,7 @@ from sweep.stages.source import source_run
 from sweep.stages.stage import target_run_flops
 from sweep.stages.target import before_warm, source_is_transfer_point
 
+FEWEST_RUNS = 3  # a check's smallest grid: the centre and its two neighbours can bracket
 PROBE_FRACTIONS = (1 / 8, 1 / 16, 1 / 32, 1 / 64, 1 / 128)  # a probe's share of the target's steps
 AXES_SHARE = 0.5  # the axes may take at most this much of what the required checks leave
 SP_WIDTH = "sp_width"  # an SP item's width: the kept ones make `ladder.sp_widths`
@@ -74,11 +76,14 @@ def warm_source_flops(cfg: DictConfig) -> float:
     return float(sum(r.flops for r in before_warm(cfg, values, target, source, shared)))
 
 
-def check_run_flops(cfg: DictConfig, steps: int) -> float:
+def check_run_flops(cfg: DictConfig, steps: int, width: int | None = None) -> float:
+    """One run of the check at the target: its steps, at the target's width or `width`, at the
+    target's depth."""
     ladder = cfg.ladder
     return run_config(
-        cfg, ladder.target, "mup", dict(ladder.hparams), steps, cfg.seed, target_depth(cfg)
-    ).flops
+        cfg, ladder.target if width is None else width, "mup", dict(ladder.hparams), steps,
+        cfg.seed, target_depth(cfg),
+    ).flops  # fmt: skip
 
 
 def with_values(cfg: DictConfig, values: dict[str, Any]) -> DictConfig:
@@ -91,13 +96,14 @@ def with_values(cfg: DictConfig, values: dict[str, Any]) -> DictConfig:
 
 
 def check_items(cfg: DictConfig, target: float) -> list[Item]:
-    """The check at the target: whole target runs when asked for (then required), else probes
-    at the largest fraction of the target's steps that fits (the user's fraction alone when
-    given), each size counted at `verify.max_runs` + 1 runs (the centre is its own run)."""
-    runs, lost = (
-        cfg.verify.max_runs + 1,
-        ("no check at the target's width: the verdict rests on the ladder and the fitted rules"),
-    )
+    """The check at the target: whole target runs when asked for (then required); else, in the
+    order a budget prefers them, a rung of the target's length at each ladder width, widest
+    first (the nearest the target's curve, and the target's whole horizon), at `verify.max_runs`
+    + 1 runs (the centre is its own run) and then at the fewest that can bracket, 3; then probes
+    at the largest fraction of the target's steps whose `verify.max_runs` + 1 runs fit (the
+    user's width or fraction alone when given)."""
+    runs = cfg.verify.max_runs + 1
+    lost = "no check at the target: the verdict rests on the ladder and the fitted rules"
     if cfg.verify.max_runs < 2:
         return []
     if verify_check(cfg) == VerifyCheck.full:
@@ -108,31 +114,48 @@ def check_items(cfg: DictConfig, target: float) -> list[Item]:
                 (runs - 1 + centre) * target, required=True,
             )
         ]  # fmt: skip
-    steps = cfg.ladder.target_steps
-    asked = cfg.verify.probe_fraction
-    fractions = [asked] if asked is not None else PROBE_FRACTIONS
+    asked, steps = cfg.verify.check, cfg.ladder.target_steps
     items = []
+    if asked in (None, VerifyCheck.rung):
+        widths = reversed(cfg.ladder.widths) if cfg.verify.width is None else [cfg.verify.width]
+        for width, count in ((w, n) for w in widths for n in dict.fromkeys((runs, FEWEST_RUNS))):
+            fewer = {} if count == runs else {"verify.max_runs": count - 1}
+            items.append(
+                Item(
+                    "verify", f"the check at the target: {count} runs of its {steps} steps at "
+                    f"width {width}", count * check_run_flops(cfg, steps, width), group="check",
+                    lost=lost, keep={"verify.check": str(VerifyCheck.rung),
+                                     "verify.width": width, **fewer},
+                    drop={"verify.max_runs": 0},
+                )
+            )  # fmt: skip
+    if asked not in (None, VerifyCheck.probes):
+        return items
+    fraction = cfg.verify.probe_fraction
+    fractions = [fraction] if fraction is not None else PROBE_FRACTIONS
+    probes = []
     for fraction in fractions:
         probe = max(1, round(steps * fraction))
-        if asked is None and probe < probe_floor(cfg):
+        if cfg.verify.probe_fraction is None and probe < probe_floor(cfg):
             continue
-        items.append(
+        probes.append(
             Item(
                 "verify", f"the check at the target: {runs} probes of {probe} steps at width "
-                f"{cfg.ladder.target}", runs * check_run_flops(cfg, probe), group="probes",
-                lost=lost, keep={"verify.probe_fraction": fraction},
+                f"{cfg.ladder.target}", runs * check_run_flops(cfg, probe), group="check",
+                lost=lost, keep={"verify.check": str(VerifyCheck.probes),
+                                 "verify.probe_fraction": fraction},
                 drop={"verify.max_runs": 0},
             )
         )  # fmt: skip
-    if not items:
-        items.append(
+    if not probes and not items:
+        probes.append(
             Item(
                 "verify", f"the check at the target: probes of at least {probe_floor(cfg)} steps",
-                runs * check_run_flops(cfg, probe_floor(cfg)), group="probes", lost=lost,
+                runs * check_run_flops(cfg, probe_floor(cfg)), group="check", lost=lost,
                 drop={"verify.max_runs": 0},
             )
         )  # fmt: skip
-    return items
+    return items + probes
 
 
 def axes_items(cfg: DictConfig) -> list[Item]:
@@ -256,14 +279,14 @@ def apply_budget(cfg: DictConfig) -> dict[str, Any] | None:
     values.pop(SP_WIDTH, None)
     values["ladder.sp_widths"] = [i.keep[SP_WIDTH] for i in allocation.kept if SP_WIDTH in i.keep]
     values["warmstart.baseline"] = cold_baseline(cfg)
-    values["verify.check"] = str(verify_check(cfg))
+    values.setdefault("verify.check", str(verify_check(cfg)))
     for key, value in values.items():
         OmegaConf.update(cfg, key, value, merge=False)
     target = float(target_run_flops(cfg))
-    return budget_record(allocation, target, check_steps(cfg))
+    return budget_record(allocation, target, check_steps(cfg), check_width(cfg))
 
 
-def budget_record(allocation: Allocation, target: float, probe_steps: int) -> dict[str, Any]:
+def budget_record(allocation: Allocation, target: float, steps: int, width: int) -> dict[str, Any]:
     def row(item: Item) -> dict[str, Any]:
         return {"stage": item.stage, "what": item.what, "max_flops": item.flops,
                 "max_vs_target": item.flops / target}  # fmt: skip
@@ -275,5 +298,6 @@ def budget_record(allocation: Allocation, target: float, probe_steps: int) -> di
         "max_vs_target": allocation.flops / target,
         "kept": [row(i) for i in allocation.kept],
         "dropped": [row(i) | {"lost": i.lost} for i in allocation.dropped],
-        "check_steps": probe_steps,
+        "check_steps": steps,
+        "check_width": width,
     }

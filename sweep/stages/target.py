@@ -209,12 +209,14 @@ def train_target(
     job_type: str | None = None,
     world: World = SINGLE,
     source_values: dict[str, float] | None = None,
+    width: int | None = None,
     **train_options: Any,
 ) -> dict[str, Any]:
     """One target run at `hparams`: config → warm start (from a source trained at
     `source_values`, default `hparams`) or a cold init → checkpointed training → its record.
 
-    `lr_scale` multiplies the LR of the target run only (the source keeps its values).
+    `lr_scale` multiplies the LR of the target run only (the source keeps its values); `width`
+    trains a cold run of the target's length and depth at another width (a rung of the check).
     `train_options` go to `train` (e.g. `branch_from` and `snapshots`: a WSD run of this length
     decayed from a longer one's snapshot, and the snapshots a long run keeps for that).
     The record holds the run's history, the method's settings and the source's cost. Under a
@@ -222,12 +224,15 @@ def train_target(
     """
     kind = "warm" if warm else "cold"
     scaled = hparams | {"lr": hparams["lr"] * lr_scale}
-    run = run_config(cfg, cfg.ladder.target, "mup", scaled, steps, seed, target_depth(cfg))
+    width = cfg.ladder.target if width is None else width
+    run = run_config(cfg, width, "mup", scaled, steps, seed, target_depth(cfg))
     init_state, info = None, {"method": str(Method.cold)}
     if warm:
+        if width != cfg.ladder.target:
+            raise ValueError(f"a warm start grows into the target's width, not {width}")
         source = hparams if source_values is None else source_values
         init_state, run, info = warm_run(cfg, run_dir, hparams, run, world, source)
-    config = {"width": cfg.ladder.target, "parametrization": "mup", "warmstart": kind, **scaled}
+    config = {"width": width, "parametrization": "mup", "warmstart": kind, **scaled}
     name = wandb_name or f"target-{kind}"
     result, _ = train_logged(
         cfg,

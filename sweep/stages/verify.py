@@ -1,15 +1,18 @@
-"""The verify stage: is the LR the target trained at right at the target's own width?
-(docs/methods.md §3)
+"""The verify stage: is the LR the target trained at right at the target? (docs/methods.md §3,
+§12)
 
-Two checks. `full`: the cold target (its width and depth, steps, seed and applied values) trained
+Three checks. `full`: the cold target (its width and depth, steps, seed and applied values) trained
 at the applied LR × 2^(k·res) for k = ±1, then one step further past a side where the best run
 sits at the edge, as long as `verify.max_runs` allows; k = 0 is the target stage's cold run where
-it trained. `probes` (under a budget): the same grid of runs at the target's width and depth but
-a fraction of its steps, centred on the LR the fitted horizon rule gives that length; the probes'
-optimum, carried back to the target's length by the same rule, is where the target's should be.
-The optimum is fitted as in the transfer check. The regret at the centre is the figure the verdict
-judges; the carried-over LR and the fit's other predictions are read off the same curve beside it,
-each with its interval from the paired noise band.
+it trained. `rung` (under a budget, when it fits): the same grid of runs at the target's length,
+depth and batch but a narrower width, centred on the LR the joint fit gives that width; µP carries
+its optimum to the target's width, so it measures the target's whole horizon for a fraction of a
+target run and rests on µP only across width. `probes`: the same grid at the target's width and
+depth but a fraction of its steps, centred on the LR the fitted horizon rule gives that length;
+the probes' optimum, carried back to the target's length by the same rule, is where the target's
+should be. The optimum is fitted as in the transfer check. The regret at the centre is the figure
+the verdict judges; the carried-over LR and the fit's other predictions are read off the same
+curve beside it, each with its interval from the paired noise band.
 """
 
 from __future__ import annotations
@@ -26,12 +29,13 @@ from omegaconf import DictConfig
 from sweep.config import (
     VerifyCheck,
     check_steps,
+    check_width,
     cold_baseline,
     job_config,
     plain,
-    probe_steps,
     run_config,
     target_depth,
+    verify_check,
 )
 from sweep.core.lr_curve import (
     bracket,
@@ -60,26 +64,77 @@ from sweep.stages.stage import Context, GridStage, Section, hparams_tag, target_
 from sweep.stages.target import target_key, train_target
 
 
-def verify_key(step: int, tag: str, probe_steps: int | None = None) -> str:
-    """A run's name: `k+1_<tag>` for a whole target run, `p62_k+1_<tag>` for a probe."""
-    return f"k{step:+d}_{tag}" if probe_steps is None else f"p{probe_steps}_k{step:+d}_{tag}"
+@dataclass(frozen=True)
+class Check:
+    """The check's shape: its kind, its runs' steps and width beside the target's, the log2 LR
+    its grid's centre lies above the applied LR (the joint fit's move to the check's width and
+    length), and that move in words."""
+
+    kind: VerifyCheck
+    steps: int
+    width: int
+    target_steps: int
+    target_width: int
+    shift: float = 0.0
+    rule: str = ""
+
+    @property
+    def prefix(self) -> str:
+        """What its runs' names start with: `p94_` for probes, `w16_` for a rung."""
+        if self.kind == VerifyCheck.probes:
+            return f"p{self.steps}_"
+        return f"w{self.width}_" if self.kind == VerifyCheck.rung else ""
 
 
-def horizon_shift(cfg: DictConfig, axes: AxesSection | None) -> tuple[float, str]:
-    """The log2 LR a probe's centre lies above the applied LR (the horizon rule from the
-    target's length to the probes'), and the rule in words; 0 when no rule was fitted."""
-    if probe_steps(cfg) is None:
+def verify_key(step: int, tag: str, check: Check) -> str:
+    """A run's name: `k+1_<tag>` for a whole target run, `p62_k+1_<tag>` for a probe,
+    `w16_k+1_<tag>` for a run of a rung."""
+    return f"{check.prefix}k{step:+d}_{tag}"
+
+
+def check_shift(cfg: DictConfig, axes: AxesSection | None) -> tuple[float, str]:
+    """The log2 LR the check's centre lies above the applied LR (the joint fit's move from the
+    target to the check's width and length), and that move in words; 0 for the full check and
+    where no fit moves it."""
+    kind = verify_check(cfg)
+    if kind == VerifyCheck.full:
         return 0.0, ""
+    rung = kind == VerifyCheck.rung
     joint = (axes or {}).get("joint")
-    if not cfg.axes.apply or joint is None or "log2_lr_at_probes" not in joint:
+    if not cfg.axes.apply or joint is None or "log2_lr_at_check" not in joint:
+        if rung:
+            return 0.0, (
+                f"µP carries the optimum from width {check_width(cfg)} to "
+                f"{cfg.ladder.target} unchanged (no fit across widths is applied)"
+            )
         return 0.0, "no horizon rule fitted: the probes are centred on the applied LR itself"
-    shift = joint["log2_lr_at_probes"] - joint["log2_lr"]
+    shift = joint["log2_lr_at_check"] - joint["log2_lr"]
+    if rung:
+        if shift == 0.0:
+            return 0.0, (
+                f"µP carries the optimum from width {check_width(cfg)} to {cfg.ladder.target} "
+                "unchanged (the joint fit resolves no drift with width beyond its error)"
+            )
+        return shift, (
+            f"the joint fit moves the LR {shift:+.2f} log2 from width {cfg.ladder.target} to "
+            f"{check_width(cfg)}"
+        )
     if shift == 0.0:
         return 0.0, (
             "the joint fit resolves no horizon slope beyond its error, so the probes are read as "
             "if the optimum did not move with training length"
         )
     return shift, f"the joint fit's horizon rule moves the LR {shift:+.2f} log2 to their length"
+
+
+def check_shape(cfg: DictConfig, axes: AxesSection | None = None) -> Check:
+    """The check `cfg` asks for, moved by the joint fit in `axes` (None: not moved)."""
+    shift, rule = check_shift(cfg, axes)
+    ladder = cfg.ladder
+    return Check(
+        verify_check(cfg), check_steps(cfg), check_width(cfg), ladder.target_steps, ladder.target,
+        shift, rule,
+    )  # fmt: skip
 
 
 def next_steps(curve: Mapping[int, float], max_runs: int, cover: float = 0.0) -> list[int]:
@@ -98,19 +153,18 @@ def next_steps(curve: Mapping[int, float], max_runs: int, cover: float = 0.0) ->
     return steps[:left]
 
 
-def read_curve(
-    run_dir: Path, hparams: Mapping[str, float], probe_steps: int | None = None
-) -> dict[int, dict[str, Any]]:
-    """{k: run record}: the check's runs made around these values (probes of `probe_steps`
-    steps, or whole target runs); for the full check the target stage's cold run at them as k = 0
-    where it trained (marked `from_target`: the target stage paid for it)."""
-    tag, prefix = hparams_tag(hparams), "" if probe_steps is None else f"p{probe_steps}_"
+def read_curve(run_dir: Path, hparams: Mapping[str, float], check: Check) -> dict[int, dict]:
+    """{k: run record}: the check's runs made around these values; for the full check the target
+    stage's cold run at them as k = 0 where it trained (marked `from_target`: the target stage
+    paid for it)."""
+    tag, prefix = hparams_tag(hparams), check.prefix
     records = {}
     for path in sorted((run_dir / "verify").glob(f"{prefix}k*_{tag}.json")):
         if (record := read_record(path)) is not None:  # damaged: moved aside, redone
             records[int(path.stem.removeprefix(prefix).split("_")[0][1:])] = record
     cold = run_dir / "target" / f"{target_key('cold', hparams)}.json"
-    if probe_steps is None and 0 not in records and (record := read_record(cold)) is not None:
+    full = check.kind == VerifyCheck.full
+    if full and 0 not in records and (record := read_record(cold)) is not None:
         records[0] = record | {"from_target": True}
     return records
 
@@ -132,14 +186,15 @@ def verify_specs(
 
 
 def verify_job(spec: dict[str, Any]) -> str:
-    """Submitit job: one cold run at the target's width at the applied LR × 2^(shift + k·res),
-    a whole target run or a probe; writes its record."""
+    """Submitit job: one cold run of the check at the applied LR × 2^(shift + k·res), a whole
+    target run, a run of a rung or a probe; writes its record."""
     cfg = job_config(spec["cfg"])
     run_dir, hparams, k = Path(spec["run_dir"]), spec["hparams"], spec["step"]
     torch.set_num_threads(cfg.launcher.cpus_per_task)
-    probe = probe_steps(cfg)
-    key = verify_key(k, hparams_tag(hparams), probe)
+    check = check_shape(cfg)
+    key = verify_key(k, hparams_tag(hparams), check)
     checkpoint = run_dir / "verify" / f"{key}.ckpt"
+    name = {VerifyCheck.probes: f"probe{check.steps}", VerifyCheck.rung: f"rung{check.width}"}
     with process_group(cfg.hardware.device, cfg.hardware.data_parallel) as world:
         record = train_target(
             cfg,
@@ -148,11 +203,12 @@ def verify_job(spec: dict[str, Any]) -> str:
             warm=False,
             checkpoint=checkpoint,
             seed=cfg.seed,
-            steps=check_steps(cfg),
+            steps=check.steps,
             lr_scale=2.0 ** (spec.get("shift", 0.0) + k * cfg.ladder.lr_resolution),
-            wandb_name=f"verify-k{k:+d}" if probe is None else f"probe{probe}-k{k:+d}",
+            wandb_name=f"{name.get(check.kind, 'verify')}-k{k:+d}",
             job_type="verify",
             world=world,
+            width=check.width,
         )
     if world.main:
         write_record(run_dir / "verify" / f"{key}.json", record)
@@ -165,48 +221,56 @@ def verify_flops(records: Mapping[int, Mapping[str, Any]]) -> int:
     return sum(r["result"]["flops"] for r in records.values() if not r.get("from_target"))
 
 
-@dataclass(frozen=True)
-class Probes:
-    """The probe check's shape: its runs' steps beside the target's, and the log2 LR their
-    grid's centre lies above the applied LR (the horizon rule's move to their length)."""
-
-    steps: int
-    target_steps: int
-    width: int
-    shift: float
-    rule: str
-
-
 def check_words(
-    probes: Probes | None, optimum: float, interval: tuple[float, float], applied: float
+    check: Check, optimum: float, interval: tuple[float, float], applied: float
 ) -> tuple[str, str]:
     """Which check ran, and what it found about the target's optimum, in words."""
     lo, hi = interval
-    if probes is None:
+    if check.kind == VerifyCheck.full:
         found = f"optimum log2 LR {optimum:.2f} (within noise {lo:.2f} to {hi:.2f}; applied "
         return "at the target", found + f"{applied:.2f})"
-    shift = probes.shift
-    where = (
-        f"probes at width {probes.width} ({probes.steps} steps, 1/"
-        f"{probes.target_steps / probes.steps:.3g} of the target's)"
-    )
+    shift = check.shift
+    if check.kind == VerifyCheck.rung:
+        where = (
+            f"a rung of the target's length at width {check.width} ({check.steps} steps; "
+            f"1/{check.target_width / check.width:.3g} of the target's width)"
+        )
+        its = "its"
+    else:
+        where = (
+            f"probes at width {check.width} ({check.steps} steps, 1/"
+            f"{check.target_steps / check.steps:.3g} of the target's)"
+        )
+        its = "their"
     found = (
-        f"their optimum log2 {optimum:.2f} [{lo:.2f}, {hi:.2f}] puts the target's at log2 "
+        f"{its} optimum log2 {optimum:.2f} [{lo:.2f}, {hi:.2f}] puts the target's at log2 "
         f"{optimum - shift:.2f} [{lo - shift:.2f}, {hi - shift:.2f}] (applied {applied:.2f}); "
-        f"{probes.rule}, so this check rests on that rule"
+        f"{check.rule}, so this check rests on that rule"
     )
     return where, found
 
 
-def unbracketed_verdict(where: str, points: int, regret: float, rule: str = "") -> Verdict:
-    """Not bracketed: a lower bound on the regret at the centre; for probes, at their length
-    and through the horizon `rule` that carries them to the target's."""
-    at = f" at their length; {rule}, so this check rests on that rule" if rule else ""
+def unbracketed_verdict(where: str, points: int, regret: float, check: Check) -> Verdict:
+    """Not bracketed: a lower bound on the regret at the centre; for probes at their length and
+    for a rung at its width, through the move (`check.rule`) that carries them to the target."""
+    at = {
+        VerifyCheck.probes: " at their length",
+        VerifyCheck.rung: f" at width {check.width}",
+    }.get(check.kind, "")
+    rests = f"{at}; {check.rule}, so this check rests on that rule" if check.rule else at
     return Verdict(
         Status.inconclusive,
         f"{where}: inconclusive, the optimum is not bracketed by {points} LRs "
-        f"(verify.max_runs reached); regret at the centre ≥ {percent(regret)}{at}",
+        f"(verify.max_runs reached); regret at the centre ≥ {percent(regret)}{rests}",
     )
+
+
+def subject(check: Check, centre: float) -> str:
+    """What the verdict judges: the applied LR, or the LR the fit moves it to at the check."""
+    if check.kind == VerifyCheck.full or check.shift == 0.0:
+        return "the applied LR"
+    where = "their length" if check.kind == VerifyCheck.probes else f"width {check.width}"
+    return f"the LR for {where} ({centre:.2f})"
 
 
 def verify_summary(
@@ -216,17 +280,19 @@ def verify_summary(
     target_flops: float,
     tolerance: float,
     differs: str = "",
-    probes: Probes | None = None,
+    check: Check | None = None,
 ) -> VerifySection:
-    """The loss against LR at the target's width, its fitted optimum and interval, each
-    candidate's regret on that curve (`candidates`: name → log2 LR at the target's length,
-    "applied" the one judged), the cost in target runs, and the verdict. With `probes` every
-    candidate moves to their length by the horizon rule, and their optimum moves back; `differs`
-    is added to the line when the applied LR misses."""
+    """The loss against LR at the check (the target's own curve, or a rung's or the probes'),
+    its fitted optimum and interval, each candidate's regret on that curve (`candidates`: name →
+    log2 LR at the target, "applied" the one judged), the cost in target runs, and the verdict.
+    With a rung or probes every candidate moves to the check by the joint fit's shift and their
+    optimum moves back (`check`; None: the full check); `differs` is added to the line when the
+    applied LR misses."""
     ks = sorted(records)
     xs = [records[k]["log2_lr"] for k in ks]
     ys = [final_loss(records[k]) for k in ks]
-    shift = 0.0 if probes is None else probes.shift
+    full = check is None or check.kind == VerifyCheck.full
+    shift = 0.0 if check is None else check.shift
     applied = candidates["applied"]
     centre = applied + shift
     finite = [y for y in ys if math.isfinite(y)]
@@ -237,21 +303,20 @@ def verify_summary(
     interval = list(optimum_interval(xs, ys, band))
     judged = judged_lrs(xs, ys, {k: v + shift for k, v in candidates.items()}, relative_band)
     lo, hi = interval
-    where, found = check_words(probes, optimum.log2_lr, (lo, hi), applied)
+    shape = check or Check(VerifyCheck.full, 0, 0, 0, 0)
+    where, found = check_words(shape, optimum.log2_lr, (lo, hi), applied)
     if closed:
         status, bound = regret_status(regret, tolerance, relative_band)
-        subject = "the applied LR" if probes is None else f"the LR for their length ({centre:.2f})"
-        text = f"{where}: {subject} loses {percent(regret)} ({bound}), {found}"
+        text = f"{where}: {subject(shape, centre)} loses {percent(regret)} ({bound}), {found}"
         text += f"; besides its width, {differs}" if status is Status.fails and differs else ""
         verdict = Verdict(status, text + compared_text(judged))
     else:
-        verdict = unbracketed_verdict(where, len(ks), regret, "" if probes is None else probes.rule)
+        verdict = unbracketed_verdict(where, len(ks), regret, shape)
     flops = verify_flops(records)
+    steps_done = max((int(r["result"]["steps_done"]) for r in records.values()), default=0)
     section = VerifySection(
-        check=str(VerifyCheck.full if probes is None else VerifyCheck.probes),
-        steps=probes.steps
-        if probes is not None
-        else max((int(r["result"]["steps_done"]) for r in records.values()), default=0),
+        check=str(shape.kind),
+        steps=steps_done if full else shape.steps,
         curve=[[x, y] for x, y in zip(xs, ys, strict=True)],
         applied_log2_lr=applied,
         centre_log2_lr=centre,
@@ -264,10 +329,11 @@ def verify_summary(
         flops_vs_target=flops / target_flops if target_flops else math.nan,
         verdict=verdict.to_dict(),
     )
-    if probes is not None:
+    if not full:
+        section["width"] = shape.width
         section["target_optimum_log2_lr"] = optimum.log2_lr - shift
         section["target_optimum_interval"] = [lo - shift, hi - shift]
-        section["rule"] = probes.rule
+        section["rule"] = shape.rule
     return section
 
 
@@ -346,8 +412,9 @@ def candidates(applied: Applied, axes: AxesSection | None) -> dict[str, float]:
 
 
 class VerifyStage(GridStage):
-    """Runs at the target's width around the applied LR (whole target runs, or probes moved to
-    their length), in rounds until the optimum is bracketed or `verify.max_runs` is spent."""
+    """Runs around the applied LR (whole target runs, a rung of the target's length at a
+    narrower width, or probes at the target's width; the last two centred where the joint fit
+    moves the LR), in rounds until the optimum is bracketed or `verify.max_runs` is spent."""
 
     name = "verify"
     parallel = True
@@ -364,7 +431,7 @@ class VerifyStage(GridStage):
         return ctx.sections().get("axes") if ctx.sections is not None else None
 
     def read(self, ctx: Context) -> dict[int, dict[str, Any]]:
-        return read_curve(ctx.run_dir, ctx.applied["hparams"], probe_steps(ctx.cfg))
+        return read_curve(ctx.run_dir, ctx.applied["hparams"], check_shape(ctx.cfg))
 
     def todo(self, ctx: Context, done: Mapping[int, Mapping[str, Any]]) -> list[int]:
         curve = {k: final_loss(record) for k, record in done.items()}
@@ -373,36 +440,37 @@ class VerifyStage(GridStage):
         return next_steps(curve, ctx.cfg.verify.max_runs, carried / ctx.cfg.ladder.lr_resolution)
 
     def specs(self, ctx: Context, todo: list[int]) -> list[dict]:
-        shift, _ = horizon_shift(ctx.cfg, self.axes(ctx))
+        shift, _ = check_shift(ctx.cfg, self.axes(ctx))
         return verify_specs(ctx.cfg, ctx.run_dir, ctx.applied["hparams"], todo, shift)
 
     def job(self, spec: dict[str, Any]) -> str:
         return verify_job(spec)
 
     def progress(self, ctx: Context, done: Mapping) -> str:
-        probe = probe_steps(ctx.cfg)
-        return f"{len(done)} target runs" if probe is None else f"{len(done)} probes"
+        kind = verify_check(ctx.cfg)
+        noun = {VerifyCheck.probes: "probes", VerifyCheck.rung: "rung runs"}
+        return f"{len(done)} {noun.get(kind, 'target runs')}"
 
     def plan(self, ctx: Context, step_seconds: StepSeconds) -> StagePlan:
         if reason := self.skipped(ctx):
             return StagePlan(self.name, 0, 0, 0.0, 0, 0.0, 0.0, f"skipped: {reason}")
         cfg, hparams, max_runs = ctx.cfg, ctx.applied_or_default(), ctx.cfg.verify.max_runs
-        probe = probe_steps(cfg)
-        curve = {k: 0.0 for k in read_curve(ctx.run_dir, hparams, probe)}
-        cold = probe is None and cold_baseline(cfg) and "target" in ctx.planned
+        check = check_shape(cfg)
+        full = check.kind == VerifyCheck.full
+        curve = {k: 0.0 for k in read_curve(ctx.run_dir, hparams, check)}
+        cold = full and cold_baseline(cfg) and "target" in ctx.planned
         assumed = curve | ({0: 0.0} if cold else {})  # the target stage's cold run, as k = 0
         first = next_steps(assumed, max_runs)
         done = len([k for k in curve if k != 0])
-        run = run_config(
-            cfg, cfg.ladder.target, "mup", hparams, check_steps(cfg), cfg.seed, target_depth(cfg)
-        )
+        run = run_config(cfg, check.width, "mup", hparams, check.steps, cfg.seed, target_depth(cfg))
         most = max(0, max_runs - done) + (0 in first)
-        note = (
-            f"the target at the applied LR × 2^±{cfg.ladder.lr_resolution:g}"
-            if probe is None
-            else f"probes of {probe} steps at width {cfg.ladder.target} around the horizon "
-            "rule's LR for that length"
-        )
+        note = {
+            VerifyCheck.full: f"the target at the applied LR × 2^±{cfg.ladder.lr_resolution:g}",
+            VerifyCheck.rung: f"the target's {check.steps} steps at width {check.width}, around "
+            "the joint fit's LR for that width",
+            VerifyCheck.probes: f"probes of {check.steps} steps at width {check.width} around "
+            "the horizon rule's LR for that length",
+        }[check.kind]
         return StagePlan(
             self.name,
             len(first),
@@ -418,11 +486,7 @@ class VerifyStage(GridStage):
         if ctx.tuned is None or not self.complete(ctx, records := self.read(ctx)):
             return None
         noise = so_far.get("transfer", {}).get("noise")
-        cfg, probe = ctx.cfg, probe_steps(ctx.cfg)
-        probes = None
-        if probe is not None:
-            shift, rule = horizon_shift(cfg, so_far.get("axes"))
-            probes = Probes(probe, cfg.ladder.target_steps, cfg.ladder.target, shift, rule)
+        cfg = ctx.cfg
         section = verify_summary(
             records,
             candidates(ctx.applied, so_far.get("axes")),
@@ -430,6 +494,6 @@ class VerifyStage(GridStage):
             target_run_flops(cfg),
             cfg.ladder.regret_tolerance,
             differs(cfg),
-            probes,
+            check_shape(cfg, so_far.get("axes")),
         )
         return Section(self.name, section, verify_flops(records), "verify_flops")
