@@ -47,7 +47,7 @@ from sweep.stages.model_check import check_model, check_widths, layout_warning
 from sweep.stages.plan import plan, plan_record
 from sweep.stages.registry import STAGES
 from sweep.stages.stage import Context, Stage, StageError, target_run_flops
-from sweep.stages.tune import open_or_create_study, storage_url
+from sweep.stages.tune import open_or_create_study, storage_url, study_name
 from sweep.summary import build_summary
 
 # what the results on disk depend on
@@ -140,7 +140,7 @@ class Pipeline:
     def plan(self) -> dict[str, Any]:
         """What the stages would run, priced from FLOPs and a throughput (`plan_throughput`):
         no job, no model check, no SLURM needed."""
-        ctx = self.context()  # an unreachable tune.storage fails here
+        ctx = self.context(planning=True)  # an unreachable tune.storage fails here
         throughput = plan_throughput(self.cfg, self.run_dir, execution(self.cfg))
         stages = plan([self.registry[name] for name in ctx.planned], ctx, throughput.step_seconds)
         record = plan_record(
@@ -235,12 +235,18 @@ class Pipeline:
                 f"{self.run_dir / 'tuned.yaml'} and summary.json"
             ) from e
 
-    def context(self) -> Context:
-        """What a stage reads, as it is now (the study as the stages before left it)."""
+    def context(self, planning: bool = False) -> Context:
+        """What a stage reads, as it is now (the study as the stages before left it). A plan
+        in a folder with no study yet reads an empty one in memory: it has no trials to read,
+        and a plan writes no study."""
         planned = tuple(name for name in self.names if name != StageName.plan)
-        return Context(
-            self.cfg, self.run_dir, self.study(), planned or tuple(self.registry), self.summary
-        )
+        local = self.cfg.tune.storage in (None, "journal")  # files in the run folder
+        stored = any((self.run_dir / f).exists() for f in ("study.db", "study.journal"))
+        if planning and local and not stored:
+            study = optuna.create_study(study_name=study_name(self.cfg), direction="minimize")
+        else:
+            study = self.study()
+        return Context(self.cfg, self.run_dir, study, planned or tuple(self.registry), self.summary)
 
     def report_errors(self):
         """One line per failed job (which, why, where its trace is); the stage carries on."""
