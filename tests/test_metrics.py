@@ -93,6 +93,25 @@ def test_transfer_verdict_rests_on_the_regret_at_the_tuned_lr():
     assert "\n" not in yes + no + both
 
 
+def test_a_tuned_lr_off_optima_that_agree_is_named_as_what_fails():
+    # the widths' optima agree (log2 -2.7 to -2.5 lies in every interval); the tuned LR sits
+    # 0.8 log2 below them and loses more the wider the width: the tuned LR fails, not µP
+    regrets, sp = {8: 0.003, 16: 0.011, 32: 0.021}, {8: 0.0, 16: 0.02}
+    agree = {8: (-3.2, -2.2), 16: (-3.0, -2.5), 32: (-2.7, -2.4)}
+    line = transfer_verdict(regrets, sp, noise=0.01, optima=agree, tuned_log2_lr=-3.5)
+    assert line.status is Status.fails
+    assert line.text.startswith("the tuned LR does not transfer: it loses 2.10% at width 32")
+    text = line.text
+    assert "µP's optimum does: every width's optimum interval holds log2 -2.70 to -2.50" in text
+    assert "lies 0.80 log2 below them" in text
+    apart = {8: (-3.2, -2.9), 16: (-3.0, -2.5), 32: (-2.7, -2.4)}  # 8 and 32 share no LR
+    assert transfer_verdict(
+        regrets, sp, noise=0.01, optima=apart, tuned_log2_lr=-3.5
+    ).text.startswith("µP does not transfer")
+    inside = transfer_verdict(regrets, sp, noise=0.01, optima=agree, tuned_log2_lr=-2.6)
+    assert inside.text.startswith("µP does not transfer")  # the tuned LR is on the optimum
+
+
 def test_a_regret_within_the_noise_is_no_failure():
     small = transfer_verdict({32: 0.0, 64: 0.001}, {64: 0.012}, noise=0.015, tolerance=0.005)
     assert small.status is Status.passes

@@ -103,13 +103,17 @@ def transfer_verdict(
     noise: float | Mapping[int, float] = 0.0,
     tolerance: float = DEFAULT_TOLERANCE,
     resolved: str = "",
+    optima: Mapping[int, Sequence[float]] | None = None,
+    tuned_log2_lr: float = math.nan,
 ) -> Verdict:
     """One line on whether the proxy's LR serves every width: µP transfers when every width's
     relative regret is within `tolerance` or within its `noise` (the relative size of a
     difference its seeds cannot resolve: one for all widths, or one per width), and this is set
     against SP's worst regret. "inconclusive" while some width's optimum is not bracketed by its
     LR grid: there the regret is a lower bound and the verdict could go either way. `resolved`
-    (what more seeds near the tolerance settled) closes the line."""
+    (what more seeds near the tolerance settled) closes the line. Where it fails though the
+    µP widths' optimum intervals (`optima`) share an LR that the tuned one lies outside, the line
+    says so: the optimum carried over, the tuned LR is what misses it."""
     if unbracketed:
         return Verdict(
             Status.inconclusive,
@@ -133,10 +137,17 @@ def transfer_verdict(
     sp_text = sp_clause(sp)
     tail = f"; more seeds near the tolerance: {resolved}" if resolved else ""
     if r_mup > max(tolerance, nu):
+        bounds = f"(tolerance {percent(tolerance)}{noise_text})"
+        if shared := shared_optimum(optima or {}, tuned_log2_lr):
+            return Verdict(
+                Status.fails,
+                f"the tuned LR does not transfer: it loses {percent(r_mup)} at width {w_mup} "
+                f"{bounds}, though µP's optimum does: {shared}; {sp_text}{tail}",
+            )
         return Verdict(
             Status.fails,
             f"µP does not transfer: it loses {percent(r_mup)} at width {w_mup} at the tuned LR "
-            f"(tolerance {percent(tolerance)}{noise_text}); {sp_text}{tail}",
+            f"{bounds}; {sp_text}{tail}",
         )
     status = Status.passes if r_mup <= tolerance else Status.within_noise
     if r_mup <= tolerance:
@@ -155,6 +166,23 @@ def transfer_verdict(
         bound = "tolerance" if r_sp_worst <= tolerance else "noise"
         line += f" — SP is within the {bound} too, so this ladder does not separate them"
     return Verdict(status, line + tail)
+
+
+def shared_optimum(optima: Mapping[int, Sequence[float]], tuned_log2_lr: float) -> str:
+    """Where every width's optimum interval holds one LR that the tuned LR lies outside, that
+    in words ("" otherwise): the optimum carried over across widths, the tuned LR missed it."""
+    finite = [(lo, hi) for lo, hi in optima.values() if math.isfinite(lo) and math.isfinite(hi)]
+    if len(finite) < 2 or len(finite) < len(optima) or not math.isfinite(tuned_log2_lr):
+        return ""
+    lo, hi = max(lo for lo, _ in finite), min(hi for _, hi in finite)
+    if lo > hi or lo <= tuned_log2_lr <= hi:
+        return ""
+    gap = lo - tuned_log2_lr if tuned_log2_lr < lo else tuned_log2_lr - hi
+    side = "below" if tuned_log2_lr < lo else "above"
+    return (
+        f"every width's optimum interval holds log2 {lo:.2f} to {hi:.2f}, and the tuned LR (log2 "
+        f"{tuned_log2_lr:.2f}, Optuna's best trial) lies {gap:.2f} log2 {side} them"
+    )
 
 
 def band_at(noise: float | Mapping[int, float], width: int) -> float:

@@ -454,6 +454,8 @@ def transfer_summary(
         noise={int(w): b for w, b in series["mup"]["regret_band"].items()},
         tolerance=tolerance,
         resolved=resolve_text(resolved, tolerance, cfg.ladder.resolve_budget),
+        optima={int(w): i for w, i in series["mup"]["optimum_interval"].items()},
+        tuned_log2_lr=tuned_log2,
     )
     flops = grid_flops(results)
     return TransferSection(
