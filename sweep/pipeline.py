@@ -24,6 +24,7 @@ from sweep.config import (
     StageName,
     check_slurm_present,
     cuda_devices,
+    differing_keys,
     execution,
     experiment,
     model_source,
@@ -61,6 +62,23 @@ def run_dir_of(cfg: DictConfig) -> Path:
 
 def write_json(path: Path, data: Any) -> None:
     write_atomic(path, json.dumps(data, indent=1, default=float).encode())
+
+
+def changed_keys(stored: dict | None, current: dict, most: int = 3) -> str:
+    """What differs between a run folder's experiment and this one, in words: the keys that
+    change what is trained, each with its value there and here."""
+    if stored is None:
+        return "its experiment.yaml is unreadable"
+
+    def at(record: dict, key: str) -> object:
+        for part in key.split("."):
+            record = record.get(part) if isinstance(record, dict) else None
+        return record
+
+    keys = differing_keys(stored, current)
+    parts = [f"{k} is {at(stored, k)!r} there, {at(current, k)!r} here" for k in keys[:most]]
+    more = f" and {len(keys) - most} more" if len(keys) > most else ""
+    return "; ".join(parts) + more
 
 
 class Pipeline:
@@ -177,9 +195,9 @@ class Pipeline:
     def _check_same_experiment(self) -> None:
         """Refuse to mix results: a run folder holds one ladder, data, seed and warm start.
 
-        Stages, launcher, logger, the number of trials and the budget may change between
-        invocations (that is how a run is resumed or extended); what the stored results depend
-        on may not.
+        Stages, launcher, logger, the number of trials, the budget, the grids' and seeds' sizes
+        and the tolerance may change between invocations (that is how a run is resumed, extended
+        or judged again); what the stored results depend on may not, and the refusal names it.
         """
         saved = self.run_dir / "experiment.yaml"
         current = experiment({k: self.asked[k] for k in EXPERIMENT_KEYS})
@@ -199,7 +217,8 @@ class Pipeline:
             what = (
                 f"results of the model {self.cfg.model.factory} before its source file changed"
                 if edited
-                else f"results of a different experiment (see {saved})"
+                else f"results of a different experiment ({changed_keys(stored, current)}; "
+                f"see {saved})"
             )
             raise StageError(
                 f"{self.run_dir} holds {what}; choose another run_name or out_root, or delete "

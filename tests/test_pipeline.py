@@ -349,8 +349,20 @@ def test_run_folder_of_another_experiment_is_refused(tmp_path):
         "ladder.tune_steps=20",
         *FAST,
     )
-    with pytest.raises(StageError, match="different experiment"):
+    with pytest.raises(StageError, match="different experiment") as refused:
         Pipeline(changed).run()
+    assert "ladder.tune_steps is 30 there, 20 here" in str(refused.value)
+    judged = make_cfg(  # a setting of the analysis, not of what is trained: the folder serves
+        tmp_path,
+        "+ladder=gpt_tiny",
+        "stages=[tune]",
+        "launcher=debug",
+        "logger=none",
+        *FAST,
+        "ladder.regret_tolerance=0.01",
+        "ladder.lr_max_points=9",
+    )
+    assert Pipeline(judged).run()["tune"]["n_trials"] == 4
     more_trials = make_cfg(
         tmp_path,
         "+ladder=gpt_tiny",

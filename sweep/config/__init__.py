@@ -59,6 +59,7 @@ from sweep.config.hydra import (
 from sweep.config.records import (
     ADDED_SECTIONS,
     EXPERIMENT_SCHEMAS,
+    differing_keys,
     experiment,
     job_config,
     plain,
@@ -144,6 +145,7 @@ __all__ = [
     "config_dir",
     "cuda_devices",
     "data_config",
+    "differing_keys",
     "execution",
     "experiment",
     "help_text",

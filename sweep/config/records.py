@@ -62,10 +62,23 @@ EXPERIMENT_SCHEMAS = {
 
 ADDED_SECTIONS = ("model",)  # sections a record of an earlier version may lack: then defaults
 
-# Fields of those sections that say how much to run, not what a run computes (each result is
-# kept under its own settings): a run folder may be extended with another budget, more SP
-# widths or the cold baseline, and every result already there is reused
-AMOUNTS = {"ladder": ("budget", "sp_widths"), "warmstart": ("baseline",)}
+# Fields of those sections that say how much to run or how to judge it, not what a run computes
+# (each result is kept under its own settings): a run folder may be extended with another
+# budget, longer grids, more seeds, more SP widths or the cold baseline, or judged at another
+# tolerance, and every result already there is reused
+AMOUNTS = {
+    "ladder": (
+        "budget",
+        "sp_widths",
+        "lr_span",
+        "lr_max_points",
+        "transfer_seeds",
+        "noise_seeds",
+        "resolve_budget",
+        "regret_tolerance",
+    ),
+    "warmstart": ("baseline",),
+}
 
 
 def experiment(sections: dict) -> dict:
@@ -75,6 +88,19 @@ def experiment(sections: dict) -> dict:
         if isinstance(out.get(key), dict):
             out[key] = {k: v for k, v in out[key].items() if k not in names}
     return out
+
+
+def differing_keys(stored: Any, current: Any, prefix: str = "") -> list[str]:
+    """The dotted keys whose values differ between two experiment records, in order."""
+    if isinstance(stored, dict) and isinstance(current, dict):
+        return [
+            key
+            for name in dict.fromkeys([*stored, *current])
+            for key in differing_keys(
+                stored.get(name), current.get(name), f"{prefix}{name}." if prefix or name else ""
+            )
+        ]
+    return [] if stored == current else [prefix.rstrip(".")]
 
 
 def with_defaults(experiment: dict) -> dict:
