@@ -4,7 +4,7 @@ from dataclasses import replace
 import pytest
 
 from sweep.core.checkpoint import CheckpointError
-from sweep.core.train import OptimConfig, RunConfig, lr_factor, train
+from sweep.core.train import OptimConfig, RunConfig, ended_worse, lr_factor, train
 
 
 def test_same_config_and_seed_give_the_same_losses(corpus, tiny_run):
@@ -139,3 +139,17 @@ def test_nan_is_reported_as_divergence(corpus, tiny_run):
     run = replace(tiny_run, model=replace(tiny_run.model, alpha_out=math.inf))
     result, _ = train(run, corpus)
     assert result.status == "diverged"
+
+
+def test_a_run_that_ends_worse_than_it_began_counts_as_diverged(corpus, tiny_run):
+    # LR 3 blows the loss up; a divergence factor too large to catch it lets the run finish,
+    # above the untrained model's loss: no point of an LR curve, a diverged run
+    run = replace(tiny_run, optim=OptimConfig(lr=3.0, warmup_steps=2), steps=30, diverge_factor=1e6)
+    result, _ = train(run, corpus)
+    assert result.steps_done == 30 and result.final_val_loss > result.val_loss[0][1]
+    assert result.status == "diverged" and "above the untrained" in result.reason
+    assert ended_worse([(0, 5.5), (10, 8.0)]).startswith("validation loss 8 at step 10")
+    assert ended_worse([(0, 5.5), (10, 2.0)]) == ""
+    assert ended_worse([(10, 8.0), (20, 9.0)]) == ""  # no step-0 loss to compare with
+    fine, _ = train(tiny_run, corpus)
+    assert fine.status == "completed"

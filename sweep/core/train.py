@@ -478,7 +478,10 @@ class _Loop:
         if state.step > clock.from_step:
             clock.bank(state, state.step, time.perf_counter())
         if state.status == "running":
-            self.stop("completed", f"trained {run.steps} steps")
+            if worse := ended_worse(state.val_loss):
+                self.stop("diverged", worse)
+            else:
+                self.stop("completed", f"trained {run.steps} steps")
         self.save(checkpoint_path)
 
     def result(self, resumed_from: int) -> RunResult:
@@ -548,6 +551,18 @@ def train(
     resumed_from = loop.state.step
     loop.run_steps(checkpoint_path, checkpoint_every, snapshots)
     return loop.result(resumed_from), loop.model
+
+
+def ended_worse(val_loss: list[tuple[int, float]]) -> str:
+    """Why a run that trained to its end counts as diverged, or "": its last validation loss
+    above its first (step 0's, before any update). A run that blew up and settled below the
+    divergence factor has learned less than nothing, and its loss is no point of an LR curve."""
+    if len(val_loss) < 2 or val_loss[0][0] != 0:
+        return ""
+    (_, first), (step, last) = val_loss[0], val_loss[-1]
+    if last > first:
+        return f"validation loss {last:.4g} at step {step}, above the untrained {first:.4g}"
+    return ""
 
 
 def history_rows(
