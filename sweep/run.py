@@ -20,7 +20,7 @@ from hydra.types import RunMode
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from sweep.config import config_dir, register_configs
+from sweep.config import config_dir, register_configs, writable_folder
 from sweep.edges.launch import LaunchError
 from sweep.pipeline import Pipeline, StageError
 
@@ -69,6 +69,38 @@ def remove_log_folder(folder: Path, root: Path) -> None:
             break
 
 
+def asked_out_root(argv: list[str]) -> Path | None:
+    """The out_root a command line asks for (its last `out_root=`, else the config's default),
+    where Hydra will make its log folder before the config is validated; None when Hydra only
+    prints (help, completion, a config) or the value is swept or interpolated."""
+    if any(a.startswith("--") and a not in ("--multirun",) for a in argv):
+        return None
+    given = [a.split("=", 1)[1] for a in argv if a.startswith("out_root=")]
+    value = given[-1] if given else str(OmegaConf.load(config_dir() / "config.yaml").out_root)
+    if not value or any(c in value for c in ",${}*()[]"):
+        return None
+    return Path(value.strip("'\"")).expanduser()
+
+
+def check_out_root(argv: list[str]) -> None:
+    """One line and exit status 2 when out_root cannot hold the runs (a file, a folder that
+    cannot be made or written to), before Hydra makes its log folder there."""
+    out_root = asked_out_root(argv)
+    if out_root is None:
+        return
+    try:
+        writable_folder("out_root", out_root)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+def cli() -> None:
+    """The command: out_root checked, then the Hydra app (its completion and help included)."""
+    check_out_root(sys.argv[1:])
+    main()
+
+
 @hydra.main(config_path=str(config_dir()), config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     hydra_cfg = HydraConfig.get()
@@ -85,4 +117,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    cli()

@@ -362,3 +362,24 @@ def test_slurm_without_slurm_is_one_line(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match=r"\(sbatch not on PATH\)"):
         Pipeline(cfg)  # before any job, before anything is written
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("below", ["", "below"])
+def test_a_file_as_out_root_on_the_command_line_is_one_line_before_hydra_writes(tmp_path, below):
+    """Hydra makes its log folder in out_root before the config is validated: the command
+    checks out_root first, so a file there (or a folder that cannot be made below one) is one
+    line, not Hydra's traceback."""
+    afile = tmp_path / "afile"
+    afile.write_text("keep me\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "sweep.run", "+ladder=gpt_tiny", f"out_root={afile / below}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env=os.environ | {"PYTHONPATH": str(ROOT)},
+    )
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: out_root must be a writable folder")
+    assert list(tmp_path.iterdir()) == [afile] and afile.read_text() == "keep me\n"

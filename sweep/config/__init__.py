@@ -39,6 +39,7 @@ from sweep.config.checks import (
     positive,
     validate,
     within,
+    writable_folder,
 )
 from sweep.config.hardware import (
     check_hardware,
@@ -175,4 +176,5 @@ __all__ = [
     "with_vocabulary",
     "within",
     "world_size",
+    "writable_folder",
 ]

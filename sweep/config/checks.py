@@ -154,7 +154,7 @@ def _check_run_folder(cfg: DictConfig) -> None:
         raise ValueError(f"{name} must name a folder; {folder} is a file")
 
 
-def _writable_folder(name: str, folder: Path) -> None:
+def writable_folder(name: str, folder: Path) -> None:
     """Refuse a folder that is a file, or that cannot be created or written to (probed with a
     temporary file). Whatever the probe created is removed again, whether it passes or not:
     validation leaves the disk as it found it."""
@@ -179,11 +179,11 @@ def _writable_folder(name: str, folder: Path) -> None:
 
 def _check_folders(cfg: DictConfig) -> None:
     """Every folder the run writes to outside the run folder (data.path is read: its own check)."""
-    _writable_folder("out_root", Path(cfg.out_root))
+    writable_folder("out_root", Path(cfg.out_root))
     if cfg.data.cache_dir:
-        _writable_folder("data.cache_dir", Path(cfg.data.cache_dir).expanduser())
+        writable_folder("data.cache_dir", Path(cfg.data.cache_dir).expanduser())
     if cfg.logger.dir:
-        _writable_folder("logger.dir", Path(cfg.logger.dir))
+        writable_folder("logger.dir", Path(cfg.logger.dir))
 
 
 def _check_ladder_shape(cfg: DictConfig) -> None:
