@@ -273,6 +273,25 @@ def test_a_token_file_of_wider_ids_is_refused_naming_the_file(tmp_path, dtype):
     validate(token_config(tmp_path, right))  # the same ids as uint16 are fine
 
 
+@pytest.mark.parametrize("scale", [1.0, 0.02])
+def test_a_token_file_of_float32_numbers_is_refused_and_real_streams_pass(tmp_path, scale):
+    # float32 read as uint16: the high halves (sign, exponent) take a few thousand values, the
+    # low halves nearly all 65536; token streams, however skewed, look alike at both parities
+    rng = np.random.default_rng(3)
+    floats = tmp_path / "floats.bin"
+    (rng.standard_normal(200_000) * scale).astype(np.float32).tofile(floats)
+    with pytest.raises(ValueError, match=r"values at odd and even positions differ in kind"):
+        validate(token_config(tmp_path, floats))
+    for name, ids in {
+        "zipf": np.minimum(rng.zipf(1.2, 400_000), 50_256),
+        "gpt2": rng.integers(0, 50_257, 400_000),
+        "bytes": rng.integers(0, 256, 400_000),
+    }.items():
+        path = tmp_path / f"{name}.bin"
+        ids.astype(np.uint16).tofile(path)
+        validate(token_config(tmp_path, path))
+
+
 def test_a_token_file_beyond_the_vocabulary_or_of_odd_size_is_refused(tmp_path):
     tokens = tmp_path / "tokens.bin"
     np.random.default_rng(2).integers(0, 5000, 20_000).astype(np.uint16).tofile(tokens)

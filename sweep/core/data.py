@@ -203,18 +203,25 @@ def _validate(cfg: DataConfig) -> None:
 
 SNIFF_BYTES = 1 << 20  # the head of a file that the content checks read
 WIDE_ID_ZEROS = 0.9  # share of zero odd-position values that marks 32/64-bit ids
+# A token stream looks alike at odd and even positions; 32-bit numbers read as uint16 do not
+# (their high halves take a few thousand values, the low halves nearly all 65536): a parity
+# with under a third of the other's distinct values, where that has at least this many, is one
+PARITY_RATIO = 1 / 3
+MIN_DISTINCT = 1024
 NON_TEXT_WARNING = 0.25  # share of non-text bytes above which a "text" file is warned about
 _NON_TEXT = re.compile("[\x00-\x08\x0e-\x1f\x7f\udc80-\udcff]")
 
 
 def _check_token_content(path: Path) -> None:
-    """Refuse a token file written in a wider integer type than uint16.
+    """Refuse a token file written in a wider type than uint16.
 
     Little-endian int32 or int64 ids below 65536, read as uint16, put a zero (a high half) at
     every odd position, and int64 at every other even one too; a real uint16 stream does not
     alternate its tokens with id 0. The rule, on the file's first MiB: at least 90% of the
     values at odd positions are 0 while at most 60% of those at even positions are (so a file
-    that is mostly id 0 throughout is not taken for wide ids).
+    that is mostly id 0 throughout is not taken for wide ids). Float32 values split the same
+    way into a high half of few values (sign and exponent) and a low half of nearly all: a
+    file whose two parities differ that much in how many values they take is refused too.
     """
     head = np.fromfile(path, dtype=np.uint16, count=SNIFF_BYTES // 2)
     if head.size < 4:
@@ -224,6 +231,14 @@ def _check_token_content(path: Path) -> None:
         raise ValueError(
             f"data.path {path} does not hold uint16 tokens: {odd_zero:.0%} of its values at odd "
             "positions are 0, as in a file of 32- or 64-bit ids; write the ids as np.uint16"
+        )
+    odd, even = (len(np.unique(head[i::2])) for i in (1, 0))
+    if max(odd, even) >= MIN_DISTINCT and min(odd, even) < PARITY_RATIO * max(odd, even):
+        raise ValueError(
+            f"data.path {path} does not hold uint16 tokens: read as uint16, its values at odd "
+            f"and even positions differ in kind ({odd} and {even} distinct values), as in a file "
+            "of 32-bit numbers (float32, say), where one half holds the exponent; write the "
+            "token ids as np.uint16"
         )
 
 
