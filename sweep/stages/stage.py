@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
@@ -33,6 +34,7 @@ from sweep.config import (
 from sweep.core.records import read_record, write_record
 from sweep.core.sections import Applied, Sections, Summary
 from sweep.core.train import RunConfig
+from sweep.edges.tracking import latest_steps
 from sweep.stages.applied import applied_values
 from sweep.stages.training import train_logged
 
@@ -186,15 +188,39 @@ class GridStage(Stage):
     def progress(self, ctx: Context, done: Mapping) -> str:
         return f"{len(done)} runs"
 
+    def run_steps(self, ctx: Context) -> int:
+        """The training steps of one run where the bar counts steps (long runs: it moves as
+        they train); 0 where it counts finished runs."""
+        return 0
+
+    def training(self, ctx: Context, since: float) -> dict[str, int]:
+        """{run: steps trained} of the runs this invocation's jobs are training now, read from
+        the jobs' logs (written since `since`); finished runs are `read`'s."""
+        out: dict[str, int] = {}
+        for log in (ctx.run_dir / "jobs" / self.name).glob("*_log.out"):
+            if log.stat().st_mtime >= since:
+                for name, (step, total) in latest_steps(log.read_text(errors="replace")).items():
+                    if step < total:
+                        out[name] = step
+        return out
+
     def run(self, ctx: Context, driver: Driver) -> None:
         task = driver.progress.add_task(self.name, total=None, msg="")
         if reason := self.skipped(ctx):
             driver.progress.update(task, msg=f"skipped: {reason}")
             return
+        per, started = self.run_steps(ctx), time.time()
 
         def poll() -> None:
             done = self.read(ctx)
-            driver.progress.update(task, completed=len(done), msg=self.progress(ctx, done))
+            msg = self.progress(ctx, done)
+            if not per:
+                driver.progress.update(task, completed=len(done), msg=msg)
+                return
+            live = self.training(ctx, started)
+            msg += "".join(f"; {name} {step}/{per}" for name, step in sorted(live.items()))
+            completed = len(done) * per + sum(live.values())
+            driver.progress.update(task, completed=completed, msg=msg)
 
         todo: list = []
         for _ in range(self.max_rounds(ctx)):
@@ -202,7 +228,7 @@ class GridStage(Stage):
             todo = self.todo(ctx, done)
             if not todo:
                 break
-            driver.progress.update(task, total=len(done) + len(todo))
+            driver.progress.update(task, total=(len(done) + len(todo)) * max(1, per))
             specs = self.specs(ctx, todo)
             driver.launch(
                 self.name, self.job, specs, driver.report_errors(), poll, parallel=self.parallel

@@ -446,6 +446,9 @@ class VerifyStage(GridStage):
     def job(self, spec: dict[str, Any]) -> str:
         return verify_job(spec)
 
+    def run_steps(self, ctx: Context) -> int:
+        return check_steps(ctx.cfg)  # whole target runs, a rung's, or probes: the bar counts steps
+
     def progress(self, ctx: Context, done: Mapping) -> str:
         kind = verify_check(ctx.cfg)
         noun = {VerifyCheck.probes: "probes", VerifyCheck.rung: "rung runs"}
