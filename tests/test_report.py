@@ -24,6 +24,7 @@ from sweep.core.metrics import (
 from sweep.core.speedup import speedup
 from sweep.core.verdict import Verdict
 from sweep.edges.console import print_summary
+from sweep.edges.figures import vertex_loss
 from sweep.edges.report import write_report
 from sweep.edges.summary_table import fmt_flops, summary_rows
 from sweep.stages.report import coord_check_summary
@@ -346,3 +347,13 @@ def test_the_joint_fit_is_one_row_of_slopes_and_one_of_its_prediction(drift):
         "width +0.57 ± 0.51 → +0.11; horizon -0.12 ± 0.02 → -0.12"
     )
     assert not any("joint" in label for label in dict(summary_rows(full_summary())))
+
+
+def test_a_fitted_optimums_star_sits_at_the_parabolas_vertex_not_on_the_polyline():
+    xs, ys = np.array([-5.0, -4.0, -3.0]), np.array([2.10, 2.05, 2.09])
+    optimum = fit_optimum(xs.tolist(), ys.tolist())
+    # the parabola through the three points bottoms out below the segment joining them
+    assert vertex_loss(xs, ys, optimum.log2_lr) == pytest.approx(optimum.loss)
+    assert optimum.loss < float(np.interp(optimum.log2_lr, xs, ys)) - 1e-3
+    edge = np.array([2.2, 2.1, 2.0])  # not bracketed: no vertex, the measured point
+    assert vertex_loss(xs, edge, -3.0) == 2.0

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, ParamSpec, TypeVar
 import numpy as np
 
 from sweep.core.coord_check import DEFAULT_THRESHOLD, CoordCheck
+from sweep.core.lr_curve import fit_optimum
 from sweep.core.sections import Summary
 from sweep.core.speedup import steps_to_reach
 from sweep.core.verdict import Verdict
@@ -179,6 +180,16 @@ def _transfer_legend(tuned: float, diverged: bool, clipped: bool) -> list:
     return handles
 
 
+def vertex_loss(xs: np.ndarray, ys: np.ndarray, optimum: float) -> float:
+    """Where a fitted optimum's star sits: the loss of the parabola's vertex (the curve the
+    optimum was fitted on, `fit_optimum`), or on the measured curve where none was fitted."""
+    fit = fit_optimum(xs.tolist(), ys.tolist())
+    if fit.fitted and math.isclose(fit.log2_lr, optimum, abs_tol=1e-9):
+        return fit.loss
+    ok = np.isfinite(ys)
+    return float(np.interp(optimum, xs[ok], ys[ok]))
+
+
 def _draw_width(ax, xs, ys, colour, optimum: float, interval, ylim) -> tuple[bool, bool]:
     """One width's curve on a transfer panel: the finite points, the fitted optimum (star),
     the LRs within the noise (a bar at the best loss), diverged points (× at the top); whether
@@ -186,7 +197,7 @@ def _draw_width(ax, xs, ys, colour, optimum: float, interval, ylim) -> tuple[boo
     ok = np.isfinite(ys)
     ax.plot(xs[ok], ys[ok], "-o", color=colour, ms=3.5, lw=1.5)
     if math.isfinite(optimum) and ok.any():
-        y_opt = float(np.interp(optimum, xs[ok], ys[ok]))
+        y_opt = vertex_loss(xs, ys, optimum)
         ax.plot([optimum], [y_opt], "*", ms=13, color=colour, mec="black", mew=0.8, zorder=5)
     lo, hi = (num(v) for v in interval)
     if math.isfinite(lo) and math.isfinite(hi) and ok.any():
@@ -259,7 +270,7 @@ def plot_verify(summary: Summary, path: Path) -> Path | None:
     if math.isfinite(opt):
         ax.plot(
             [opt],
-            [float(np.interp(opt, xs[ok], ys[ok]))],
+            [vertex_loss(xs, ys, opt)],
             "*",
             ms=14,
             color="tab:blue",
