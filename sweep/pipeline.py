@@ -147,13 +147,27 @@ class Pipeline:
             record = tuned_record(self.cfg, ctx.applied)
             write_atomic(self.run_dir / "tuned.yaml", tuned_yaml(record).encode())
         print_summary(self.console, summary, self.run_dir)
+        for line in self.where_lines():
+            self.console.print(line, markup=False, soft_wrap=True)
+        return summary
+
+    def where_lines(self) -> list[str]:
+        """Where the rest of the results are: the values handed on, the study, the W&B runs."""
+        lines = []
+        if (tuned := self.run_dir / "tuned.yaml").exists():
+            lines.append(f"tuned    {tuned}  (its format: docs/tuned.md)")
         url = public_url(storage_url(self.cfg, self.run_dir))
         if url == "journal":
             url = str(self.run_dir / "study.journal")
-        self.console.print(
-            f"study    {url}  (optuna-dashboard {url})", markup=False, soft_wrap=True
-        )
-        return summary
+        lines.append(f"study    {url}  (optuna-dashboard {url})")
+        settings = wandb_settings(self.container["logger"], self.run_dir)
+        if settings is not None and settings["mode"] == "offline":
+            runs = Path(settings["dir"]) / "wandb"
+            lines.append(f"wandb    {runs}  (offline; to upload: wandb sync {runs}/offline-run-*)")
+        elif settings is not None:
+            where = "/".join(filter(None, (settings["entity"], settings["project"])))
+            lines.append(f"wandb    project {where} (online)")
+        return lines
 
     def plan(self) -> dict[str, Any]:
         """What the stages would run, priced from FLOPs and a throughput (`plan_throughput`):

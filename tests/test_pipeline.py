@@ -498,3 +498,20 @@ def test_a_deeper_target_gets_completep_and_a_stacked_warm_start(tmp_path):
     assert (model.n_layer, model.depth_base) == (target_depth(cfg), 2)
     assert math.isfinite(target["warm"]["final_val_loss"])
     assert target["warm"]["val_curve"][0][1] < target["cold"]["val_curve"][0][1]
+
+
+def test_the_last_lines_name_tuned_yaml_the_study_and_how_to_sync_the_wandb_runs(
+    tmp_path, monkeypatch
+):
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.delenv("WANDB_DIR", raising=False)
+    pipeline = Pipeline(make_cfg(tmp_path, "+ladder=gpt_tiny", "logger=wandb"))
+    pipeline.run_dir.mkdir(parents=True)
+    (pipeline.run_dir / "tuned.yaml").write_text("format: musweep-tuned 1\n")
+    tuned, study, runs = pipeline.where_lines()
+    assert tuned == f"tuned    {pipeline.run_dir / 'tuned.yaml'}  (its format: docs/tuned.md)"
+    assert study.startswith("study    sqlite:///") and "optuna-dashboard" in study
+    folder = pipeline.run_dir / "wandb"
+    assert runs == f"wandb    {folder}  (offline; to upload: wandb sync {folder}/offline-run-*)"
+    quiet = Pipeline(make_cfg(tmp_path, "+ladder=gpt_tiny", "logger=none", "run_name=quiet"))
+    assert [line.split()[0] for line in quiet.where_lines()] == ["study"]
