@@ -10,6 +10,7 @@ under `-m` each job gets its own run folder, `out_root/<ladder>/<its overrides>`
 from __future__ import annotations
 
 import shutil
+import signal
 import sys
 from pathlib import Path
 
@@ -95,9 +96,19 @@ def check_out_root(argv: list[str]) -> None:
         sys.exit(2)
 
 
+class Interrupted(BaseException):
+    """SIGTERM (a scheduler's, `kill`'s), raised where the driver is, so that it stops its jobs
+    on the way out as Ctrl-C's KeyboardInterrupt does."""
+
+
+def on_sigterm(signum: int, _frame: object) -> None:
+    raise Interrupted(signal.Signals(signum).name)
+
+
 def cli() -> None:
     """The command: out_root checked, then the Hydra app (its completion and help included)."""
     check_out_root(sys.argv[1:])
+    signal.signal(signal.SIGTERM, on_sigterm)
     main()
 
 
@@ -114,6 +125,14 @@ def main(cfg: DictConfig) -> None:
             remove_log_folder(Path(hydra_cfg.runtime.output_dir), Path(cfg.out_root) / ".hydra")
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    except (KeyboardInterrupt, Interrupted) as e:  # the jobs were stopped on the way out
+        name = "SIGINT" if isinstance(e, KeyboardInterrupt) else str(e)
+        print(
+            f"interrupted ({name}): this run's jobs are stopped; rerun the same command to "
+            "resume, nothing finished is lost",
+            file=sys.stderr,
+        )
+        sys.exit(128 + getattr(signal, name, signal.SIGINT))
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import optuna
+import pytest
 
 from sweep.config import compose_config, data_config, resolve_vocabulary, run_config
 from sweep.core.checkpoint import load_checkpoint
@@ -169,3 +170,35 @@ def test_a_worker_killed_mid_study_loses_no_trial(tmp_path):
     done = [t for t in trials if t.state in COUNTED]
     assert len(done) == 8
     assert len({tuple(sorted(t.params.items())) for t in done}) == 8
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_an_interrupted_driver_stops_its_local_jobs_and_says_so_in_one_line(tmp_path, signum):
+    """SIGTERM (`kill`, a scheduler) or SIGINT (Ctrl-C) on the driver while a local job trains:
+    the job's process is gone when the driver has exited, and the driver says in one line how
+    to resume, with the signal's exit status."""
+    jobs = tmp_path / "gpt_tiny" / "jobs" / "tune"
+    driver = subprocess.Popen(
+        [
+            sys.executable, "-m", "sweep.run", "+ladder=gpt_tiny", f"out_root={tmp_path}",
+            "logger=none", "stages=[tune]", "ladder.tune_steps=100000", "ladder.eval_every=100",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=os.environ | {"PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not local_worker_pids(jobs) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    workers = local_worker_pids(jobs)
+    assert workers, "no job started"
+    driver.send_signal(signum)
+    _, err = driver.communicate(timeout=60)
+    assert driver.returncode == 128 + signum
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"interrupted ({signal.Signals(signum).name}): this run's jobs")
+    assert "rerun the same command to resume" in lines[0]
+    assert not local_worker_pids(jobs)
+    assert not any(Path(f"/proc/{pid}").exists() for pid in workers)

@@ -8,11 +8,15 @@ that raises is reported to the callback as its exception: the stage records it a
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import re
+import signal
 import subprocess
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -110,22 +114,72 @@ def run_jobs(
         limit = 1 if parallel else gpus  # a data-parallel job holds every GPU
     else:
         limit = launcher["max_parallel"]
-    while pending or running:
-        while pending and len(running) < limit:
-            spec = pending.pop(0)
-            if free_gpus:
-                gpu = free_gpus.pop(0)
-                executor.update_parameters(gpus_per_node=1, visible_gpus=[gpu])
-            job = executor.submit(fn, spec)
-            if gpus and not parallel:
-                gpu_of[id(job)] = gpu
-            running.append((spec, job))
-        still = _collect(running, on_done, block=debug, on_poll=on_poll, name=name, watch=watch)
-        kept = {id(job) for _, job in still}
-        free_gpus += [
-            gpu_of.pop(id(job)) for _, job in running if id(job) not in kept and id(job) in gpu_of
-        ]
-        running = still
+    try:
+        while pending or running:
+            while pending and len(running) < limit:
+                spec = pending.pop(0)
+                if free_gpus:
+                    gpu = free_gpus.pop(0)
+                    executor.update_parameters(gpus_per_node=1, visible_gpus=[gpu])
+                with ctrl_c_left_to_the_driver():
+                    job = executor.submit(fn, spec)
+                if gpus and not parallel:
+                    gpu_of[id(job)] = gpu
+                running.append((spec, job))
+            still = _collect(running, on_done, block=debug, on_poll=on_poll, name=name, watch=watch)
+            kept = {id(job) for _, job in still}
+            free_gpus += [
+                gpu_of.pop(id(job))
+                for _, job in running
+                if id(job) not in kept and id(job) in gpu_of
+            ]
+            running = still
+    except BaseException:  # an interrupt, or a stage giving up: no job outlives its driver
+        stop_jobs([job for _, job in running], folder)
+        raise
+
+
+STOP_WAIT_S = 10.0  # how long a local job's controller may take to exit once its work is killed
+
+
+def stop_jobs(jobs: Sequence[submitit.Job], folder: Path) -> None:
+    """Stop a driver's running jobs: SLURM's cancelled; local ones' work killed (what they
+    finished and their last checkpoint are kept, as after any crash), then their Submitit
+    controllers, which exit once their work has, killed if they have not within
+    `STOP_WAIT_S`."""
+    slurm = sorted({job.job_id.split("_")[0] for job in jobs if isinstance(job, submitit.SlurmJob)})
+    if slurm:
+        subprocess.run(["scancel", *slurm], check=False, capture_output=True)
+    for pid in local_worker_pids(folder):  # a job's work ignores SIGTERM (Submitit's bypass)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    local = [job for job in jobs if isinstance(job, submitit.LocalJob)]
+    deadline = time.monotonic() + STOP_WAIT_S
+    while any(_alive(job) for job in local) and time.monotonic() < deadline:
+        time.sleep(POLL_SECONDS)
+    for job in local:
+        if _alive(job):
+            job._process.kill()  # submitit keeps the controller's process; it has no kill
+
+
+def _alive(job: submitit.LocalJob) -> bool:
+    process = getattr(job, "_process", None)
+    return process is not None and process.poll() is None
+
+
+@contextlib.contextmanager
+def ctrl_c_left_to_the_driver() -> Iterator[None]:
+    """Local jobs started inside ignore SIGINT (the disposition is inherited): Ctrl-C reaches
+    the whole terminal's process group, and a job's controller would print its own traceback;
+    the driver stops its jobs itself (`stop_jobs`)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _submit_array(
