@@ -48,7 +48,7 @@ from sweep.stages.model_check import check_model, check_widths, layout_warning
 from sweep.stages.plan import plan, plan_record
 from sweep.stages.registry import STAGES
 from sweep.stages.stage import Context, Stage, StageError, target_run_flops
-from sweep.stages.tune import open_or_create_study, storage_url, study_name
+from sweep.stages.tune import check_study_file, open_or_create_study, storage_url, study_name
 from sweep.summary import build_summary
 
 # what the results on disk depend on
@@ -258,14 +258,17 @@ class Pipeline:
     def study(self) -> optuna.Study:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         try:
+            check_study_file(self.cfg, self.run_dir)
             return open_or_create_study(self.cfg, self.run_dir)
         except Exception as e:  # an unreachable server, bad credentials, a damaged file
             where = public_url(storage_url(self.cfg, self.run_dir))
             cause = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            path = self.run_dir / "study.db"
+            aside = f" (mv {path} {path}.damaged)" if self.cfg.tune.storage is None else ""
             raise StageError(
                 f"cannot open the Optuna study at {where}: {cause}. If it is damaged, move it "
-                "aside and rerun: tuning starts again, and the values tuned so far stay in "
-                f"{self.run_dir / 'tuned.yaml'} and summary.json"
+                f"aside{aside} and rerun: tuning starts again, and the values tuned so far stay "
+                f"in {self.run_dir / 'tuned.yaml'} and summary.json"
             ) from e
 
     def context(self, planning: bool = False) -> Context:

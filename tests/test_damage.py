@@ -87,5 +87,30 @@ def test_a_damaged_study_is_one_line_saying_what_to_do(tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr[-2000:]
     assert lines[0].startswith("error: cannot open the Optuna study at sqlite:///")
-    assert "move it aside and rerun" in lines[0]
+    assert "move it aside (mv " in lines[0] and ".damaged) and rerun" in lines[0]
     assert (run_dir / "study.db").read_bytes() == before["study.db"]  # left for the user
+
+
+def test_a_study_damaged_past_its_header_is_the_same_one_line(tmp_path):
+    """SQLite opens a file damaged in its middle and Optuna fails later, inside a stage: the
+    whole file is checked when the study is opened, so this too is one line before any job."""
+    cfg = compose_config(f"out_root={tmp_path}", "+ladder=gpt_tiny", "stages=[tune]", *FAST)
+    Pipeline(cfg).run()
+    study = tmp_path / "gpt_tiny" / "study.db"
+    data = bytearray(study.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 4096] = b"\xab" * 4096
+    study.write_bytes(bytes(data))
+    proc = subprocess.run(
+        [sys.executable, "-m", "sweep.run", "+ladder=gpt_tiny", f"out_root={tmp_path}", *QUIET],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=os.environ | {"PYTHONPATH": str(Path(__file__).parents[1])},
+    )
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr[-2000:]
+    assert f"{study} is damaged" in lines[0]
+    assert f"(mv {study} {study}.damaged) and rerun" in lines[0]
+    assert study.read_bytes() == bytes(data)  # left for the user

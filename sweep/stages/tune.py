@@ -13,6 +13,7 @@ attribute `lineage` (the first trial's number), finds that checkpoint and contin
 from __future__ import annotations
 
 import math
+import sqlite3
 import uuid
 import warnings
 from collections.abc import Callable, Mapping
@@ -78,6 +79,24 @@ def make_storage(cfg: DictConfig, run_dir: Path) -> optuna.storages.BaseStorage 
         grace_period=cfg.tune.grace_s,
         heartbeat_stale_trial_callback=retry_callback(),
     )
+
+
+def check_study_file(cfg: DictConfig, run_dir: Path) -> None:
+    """Raise when the study's SQLite file in the run folder is damaged anywhere (SQLite's
+    `quick_check` reads every page): Optuna opens a file damaged past its header and fails
+    later, in the middle of a stage."""
+    path = run_dir / "study.db"
+    if cfg.tune.storage is not None or not path.exists():
+        return
+    connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        found = [row[0] for row in connection.execute("PRAGMA quick_check")]
+    except sqlite3.DatabaseError as e:
+        raise ValueError(f"{path} is damaged: {e}") from None
+    finally:
+        connection.close()
+    if found != ["ok"]:
+        raise ValueError(f"{path} is damaged: {found[0]}")
 
 
 def study_name(cfg: DictConfig) -> str:
