@@ -114,3 +114,28 @@ def test_a_study_damaged_past_its_header_is_the_same_one_line(tmp_path):
     assert f"{study} is damaged" in lines[0]
     assert f"(mv {study} {study}.damaged) and rerun" in lines[0]
     assert study.read_bytes() == bytes(data)  # left for the user
+
+
+def test_a_damaged_checkpoint_a_run_must_resume_from_is_set_aside_and_the_run_redone(
+    tmp_path, caplog
+):
+    """The warm target's result is missing, so its run resumes from its checkpoint, which is
+    truncated: the checkpoint is moved aside and named, the run trains again from its start to
+    the same losses, and the pipeline goes on."""
+    cfg = compose_config(
+        f"out_root={tmp_path}", "+ladder=gpt_tiny", "stages=[tune,transfer,target]", *FAST
+    )
+    first = Pipeline(cfg).run()
+    folder = tmp_path / "gpt_tiny" / "target"
+    (record,) = folder.glob("warm_*.json")
+    checkpoint = record.with_suffix(".ckpt")
+    before = json.loads(record.read_text())["result"]["val_loss"]
+    record.unlink()
+    checkpoint.write_bytes(checkpoint.read_bytes()[:-100])
+    with caplog.at_level(logging.WARNING, logger="musweep"):
+        again = Pipeline(cfg).run()
+    assert f"{checkpoint} fails its checksum" in caplog.text and "starts again" in caplog.text
+    assert checkpoint.with_name(checkpoint.name + ".damaged").exists()
+    assert json.loads(record.read_text())["result"]["val_loss"] == before
+    for key in ("final_val_loss", "flops"):  # the same run again (its throughput aside)
+        assert again["target"]["warm"][key] == first["target"]["warm"][key]

@@ -46,3 +46,17 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     if hashlib.sha256(body).hexdigest() != expected:
         raise CheckpointError(f"{path} fails its checksum: truncated or corrupted")
     return torch.load(io.BytesIO(body), map_location="cpu", weights_only=True)
+
+
+def set_aside_if_damaged(path: str | os.PathLike) -> str | None:
+    """Move a run's own checkpoint that fails to load to `<name>.damaged`, so that the run
+    starts again instead of failing; the reason, or None when it loads (or is not there)."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        load_checkpoint(path)
+    except CheckpointError as e:
+        os.replace(path, path.with_name(path.name + ".damaged"))
+        return str(e)
+    return None
