@@ -21,6 +21,7 @@ from omegaconf import DictConfig
 from sweep.config import ModelKind, model_config, tunable, world_size
 from sweep.core.metrics import run_verdict
 from sweep.core.sections import (
+    SUMMARY_FORMAT,
     HardwareSection,
     LadderSection,
     ModelCheck,
@@ -28,7 +29,7 @@ from sweep.core.sections import (
     Sections,
     Summary,
 )
-from sweep.core.verdict import Verdict
+from sweep.core.verdict import Status, Verdict
 from sweep.stages.model_check import CHECK_FILE
 from sweep.stages.registry import STAGES
 from sweep.stages.stage import Context, Stage, target_run_flops
@@ -72,10 +73,13 @@ def build_summary(
         cost, target_run_flops(cfg), wanted_kind(cfg) in summary.get("target", {})
     )
     out = Summary(
+        format=SUMMARY_FORMAT,
         **summary,
         **closing,
+        status=statuses(transfer, target, summary.get("coord_check", {}).get("mup"), verdict),
         cost=cost,
         cost_vs_target=vs_target,
+        cost_share=cost_shares(cost),
         hardware=hardware_summary(cfg, study),
     )
     if budget is not None:
@@ -85,6 +89,31 @@ def build_summary(
             "within": spent <= budget["budget_vs_target"] + 1e-9,
         }
     return out
+
+
+def statuses(
+    transfer: Verdict | None,
+    target: Verdict | None,
+    coord: Mapping | None,
+    run: Verdict | None,
+) -> dict[str, str]:
+    """Each verdict's status word, for a program to gate on: the run's, the transfer check's,
+    the check at the target's and µP's coordinate check's, where each exists."""
+    out = {
+        name: str(v.status)
+        for name, v in (("run", run), ("transfer", transfer), ("target", target))
+        if v is not None
+    }
+    if coord is not None:
+        out["coord_check"] = str(Status.passes if coord["passes"] else Status.fails)
+    return out
+
+
+def cost_shares(cost: Mapping[str, float]) -> dict[str, float]:
+    """Each stage's FLOPs as a fraction of everything the run spent."""
+    finite = {k.removesuffix("_flops"): v for k, v in cost.items() if math.isfinite(v)}
+    total = sum(finite.values())
+    return {key: value / total for key, value in finite.items()} if total else {}
 
 
 def cost_vs_target(cost: Mapping[str, float], target: float, trained: bool) -> dict[str, float]:

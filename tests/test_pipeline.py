@@ -11,6 +11,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+from jsonschema import Draft202012Validator
 from omegaconf import open_dict
 from test_report import assert_self_contained
 from wandb_records import history, run_info
@@ -18,6 +19,7 @@ from wandb_records import history, run_info
 from sweep.config import available_ladders, compose_config, resolve_vocabulary, validate
 from sweep.core.sections import Summary, mismatches
 from sweep.core.verdict import SEVERITY, Status
+from sweep.edges.summary_doc import SCHEMA_FILE
 from sweep.pipeline import Pipeline
 
 GROUPS = {
@@ -161,6 +163,15 @@ def test_end_to_end_summary(tiny_run):
     cfg, run_dir, summary = tiny_run
     on_disk = json.loads((run_dir / "summary.json").read_text())
     assert mismatches(on_disk, Summary) == []  # every section as its type says
+    schema = json.loads(SCHEMA_FILE.read_text())  # and as the published schema says
+    assert list(Draft202012Validator(schema).iter_errors(on_disk)) == []
+    assert next(iter(on_disk)) == "format" and on_disk["format"] == "musweep-summary 1"
+    assert on_disk["status"]["run"] == on_disk["verdict"]["status"]
+    assert on_disk["status"]["transfer"] == on_disk["transfer"]["verdict"]["status"]
+    assert on_disk["status"]["target"] == on_disk["verify"]["verdict"]["status"]
+    assert sum(on_disk["cost_share"].values()) == pytest.approx(1.0)
+    broken = on_disk | {"status": {"transfer": 1}}
+    assert not Draft202012Validator(schema).is_valid(broken)
     assert on_disk["tune"]["n_trials"] == 4
     assert set(on_disk["tune"]["best_params"]) == set(cfg.ladder.search)
     transfer = on_disk["transfer"]
@@ -171,7 +182,8 @@ def test_end_to_end_summary(tiny_run):
         tuned = transfer["tuned_log2_lr"]
         for curve in transfer[p]["curves"].values():  # a grid centred on the tuned LR
             assert any(math.isclose(x, tuned) for x, _ in curve)
-    assert transfer["conclusive"] and transfer["verdict"]["text"].startswith("µP ")
+    assert transfer["conclusive"]
+    assert transfer["verdict"]["text"].startswith(("µP ", "the tuned LR "))
     assert transfer["noise"]["dof"] > 0 and transfer["noise"]["std"] > 0
     verify = on_disk["verify"]
     assert verify["runs"] >= 2 and math.isfinite(verify["regret"])
@@ -203,7 +215,7 @@ def test_end_to_end_report_files(tiny_run):
         assert (report / f"{name}.png").read_bytes() in embedded, name
     body = page[page.index("<body>") :]
     headline = re.search(r'<h1>.*?</h1>\s*<p class="verdict[^"]*"[^>]*>(.*?)</p>', body, re.S)
-    assert headline and headline.group(1).endswith(html.escape(summary["verdict"]["text"]))
+    assert headline and html.unescape(headline.group(1)).endswith(summary["verdict"]["text"])
     assert body.count('<div class="plot">') >= 3  # Optuna's interactive plots
     assert "Plotly.newPlot" in page and "plotly.js" in page.lower()  # the library itself, inline
     assert_self_contained(page)  # nothing fetched: the page works offline
