@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import signal
+import threading
+import time
 from pathlib import Path
 
 import submitit
 
-from sweep.edges.launch import JobFailed, cause_of, run_jobs
+from sweep.edges.launch import JobFailed, cause_of, local_worker_pids, run_jobs
 
 
 def fails(message: str) -> None:
@@ -74,3 +77,40 @@ def test_why_a_pending_job_will_never_start():
         120,
         None,
     ]
+
+
+def started_twice(folder: str) -> int:
+    """A job that waits to be interrupted the first time it starts, and returns its starts."""
+    marks = Path(folder) / "starts"
+    starts = int(marks.read_text()) + 1 if marks.exists() else 1
+    marks.write_text(str(starts))
+    if starts == 1:
+        time.sleep(120)
+    return starts
+
+
+def test_a_local_job_at_its_time_limit_is_requeued_not_failed(tmp_path, monkeypatch):
+    """Submitit signals a local job as it reaches `launcher.timeout_min`; the job is started
+    again (it resumes from what it saved) instead of failing its stage."""
+    tests = str(Path(__file__).parent)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([tests, os.environ.get("PYTHONPATH", "")]))
+    launcher = {"kind": "local", "max_parallel": 1, "timeout_min": 5, "gpus_per_node": 0}
+    jobs = tmp_path / "jobs"
+
+    def signal_the_first_start() -> None:
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "starts").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        for pid in local_worker_pids(jobs):
+            os.kill(pid, signal.SIGUSR2)  # what the time limit sends
+
+    watcher = threading.Thread(target=signal_the_first_start)
+    watcher.start()
+    seen: list = []
+    run_jobs(
+        launcher, jobs, started_twice, [str(tmp_path)], lambda *done: seen.append(done),
+        name="musweep-target",
+    )  # fmt: skip
+    watcher.join()
+    ((_, result, error),) = seen
+    assert error is None and result == 2

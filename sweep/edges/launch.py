@@ -30,9 +30,10 @@ LOG = logging.getLogger("musweep")
 
 
 class Requeueable(submitit.helpers.Checkpointable):
-    """A job that survives preemption and time-outs: on SLURM's signal submitit requeues the same
-    call, and the job's own state on disk makes the rerun continue (training resumes from its
-    last checkpoint, finished transfer points and trials are skipped)."""
+    """A job that survives preemption and time-outs: on SLURM's signal (or a local job's, as it
+    reaches `launcher.timeout_min`) submitit requeues the same call, and the job's own state on
+    disk makes the rerun continue (training resumes from its last checkpoint, finished transfer
+    points and trials are skipped)."""
 
     def __init__(self, fn: Callable[[Any], Any]):
         self.fn = fn
@@ -121,8 +122,8 @@ def run_jobs(
                 if free_gpus:
                     gpu = free_gpus.pop(0)
                     executor.update_parameters(gpus_per_node=1, visible_gpus=[gpu])
-                with ctrl_c_left_to_the_driver():
-                    job = executor.submit(fn, spec)
+                with ctrl_c_left_to_the_driver():  # past its time a job resumes, not fails
+                    job = executor.submit(Requeueable(fn) if kind == "local" else fn, spec)
                 if gpus and not parallel:
                     gpu_of[id(job)] = gpu
                 running.append((spec, job))
