@@ -130,14 +130,34 @@ def test_stage_lines_when_not_on_a_terminal(caplog, monkeypatch):
         task = display.add_task("tune", total=20)
         display.update(task, completed=5, msg="best val loss [nan]")
         display.update(task, completed=5, msg="best val loss [nan]")  # nothing new: no line
+        display.update(task, completed=6, msg="best val loss 2.5")
         display.note("a [bold]literal[/] note")
     lines = [r.getMessage() for r in caplog.records]
-    assert len(lines) == 3
-    assert lines[1].startswith("tune 5/20 best val loss [nan] (") and "ETA" in lines[1]
-    assert lines[2] == "a [bold]literal[/] note"
-    assert stage_line("target", 150, 600, "warm 150/300", 30.0) == (
+    assert len(lines) == 4
+    # the first move may be work resumed (5 trials done before): no rate, no ETA yet
+    assert lines[1] == "tune 5/20 best val loss [nan] (0:07 elapsed)"
+    # then the rate since it: 1 more in 14 s, 14 left
+    assert lines[2] == "tune 6/20 best val loss 2.5 (0:21 elapsed, ETA 3:16)"
+    assert lines[3] == "a [bold]literal[/] note"
+    assert stage_line("target", 150, 600, "warm 150/300", 30.0, eta=90.0) == (
         "target 150/600 warm 150/300 (0:30 elapsed, ETA 1:30)"
     )
+
+
+def test_the_eta_after_a_resume_counts_only_the_work_done_now(caplog, monkeypatch):
+    """A target run resuming at step 5300 of 6000 reports it at once: that jump is not a rate
+    (the ETA would read 0:01); the steps after it are."""
+    console = Console(file=io.StringIO(), force_terminal=False)
+    display = StageDisplay(console)
+    clock = iter([0.0, 12.0, 72.0])
+    monkeypatch.setattr("sweep.edges.console.time.monotonic", lambda: next(clock))
+    with caplog.at_level(logging.INFO, logger="musweep"), display:
+        task = display.add_task("target", total=6000)
+        display.update(task, completed=5300)
+        display.update(task, completed=5400)  # 100 steps a minute: 600 left, 6 minutes
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[1] == "target 5300/6000 (0:12 elapsed)"
+    assert lines[2] == "target 5400/6000 (1:12 elapsed, ETA 6:00)"
 
 
 def test_wandb_settings_follow_the_config_then_the_environment():

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
@@ -48,8 +48,18 @@ class _Stage:
     total: float | None
     completed: float
     msg: str
-    started: float = field(default_factory=time.monotonic)
+    started: float
     logged: tuple = ()  # (count, total, message) of the last line: a new one only on change
+    # (count, time) when the count first moved: what came before may be work resumed, not done
+    # now (a run resuming at step 5300 reports it at once), so the rate is measured from here
+    moved: tuple[float, float] | None = None
+
+    def eta(self, now: float) -> float | None:
+        """Seconds left at the rate since the count first moved; None before it moved twice."""
+        if not self.total or self.moved is None or not self.completed < self.total:
+            return None
+        done, since = self.completed - self.moved[0], now - self.moved[1]
+        return since * (self.total - self.completed) / done if done > 0 else None
 
 
 class StageDisplay:
@@ -72,11 +82,11 @@ class StageDisplay:
             self.bars.__exit__(*exc)
 
     def add_task(self, name: str, total: float | None = None, completed: float = 0, msg: str = ""):
-        task = len(self.stages)
+        task, now = len(self.stages), time.monotonic()
         if self.bars is not None:
             task = self.bars.add_task(name, total=total, completed=completed, msg=msg)
-        self.stages[task] = _Stage(name, total, completed, msg)
-        self._log(task)
+        self.stages[task] = _Stage(name, total, completed, msg, started=now)
+        self._log(task, now)
         return task
 
     def update(
@@ -88,18 +98,21 @@ class StageDisplay:
         advance: float | None = None,
         msg: str | None = None,
     ) -> None:
-        stage = self.stages[task]
+        stage, now = self.stages[task], time.monotonic()
         if total is not None:
             stage.total = total
+        before = stage.completed
         if completed is not None:
             stage.completed = completed
         if advance is not None:
             stage.completed += advance
+        if stage.moved is None and stage.completed > before:
+            stage.moved = (stage.completed, now)
         if msg is not None:
             stage.msg = msg
         if self.bars is not None:
             self.bars.update(task, total=stage.total, completed=stage.completed, msg=stage.msg)
-        self._log(task)
+        self._log(task, now)
 
     def note(self, text: str) -> None:
         """A message between the bars (or a log line), printed as written: no markup."""
@@ -108,7 +121,7 @@ class StageDisplay:
         else:
             LOG.info(text)
 
-    def _log(self, task: int) -> None:
+    def _log(self, task: int, now: float) -> None:
         if self.bars is not None:
             return
         stage = self.stages[task]
@@ -116,16 +129,24 @@ class StageDisplay:
         if state == stage.logged:  # nothing new (the clock alone moved): no line
             return
         stage.logged = state
-        elapsed = time.monotonic() - stage.started
-        LOG.info(stage_line(stage.name, stage.completed, stage.total, stage.msg, elapsed))
+        elapsed, eta = now - stage.started, stage.eta(now)
+        LOG.info(stage_line(stage.name, stage.completed, stage.total, stage.msg, elapsed, eta))
 
 
-def stage_line(name: str, completed: float, total: float | None, msg: str, elapsed: float) -> str:
-    """`tune 5/20 best val loss 2.4812 (0:31 elapsed, ETA 1:33)`; ETA by the rate so far."""
+def stage_line(
+    name: str,
+    completed: float,
+    total: float | None,
+    msg: str,
+    elapsed: float,
+    eta: float | None = None,
+) -> str:
+    """`tune 5/20 best val loss 2.4812 (0:31 elapsed, ETA 1:33)`: the count, its message, the
+    time and, once it is known, the time left."""
     count = f"{completed:g}/{total:g}" if total else f"{completed:g}"
     times = [f"{format_seconds(elapsed)} elapsed"]
-    if total and 0 < completed < total:
-        times.append(f"ETA {format_seconds(elapsed * (total - completed) / completed)}")
+    if eta is not None:
+        times.append(f"ETA {format_seconds(eta)}")
     return f"{name} {count} {msg}".rstrip() + f" ({', '.join(times)})"
 
 
