@@ -279,6 +279,7 @@ class Pipeline:
         local = self.cfg.tune.storage in (None, "journal")  # files in the run folder
         stored = any((self.run_dir / f).exists() for f in ("study.db", "study.journal"))
         if planning and local and not stored:
+            optuna.logging.set_verbosity(optuna.logging.WARNING)
             study = optuna.create_study(study_name=study_name(self.cfg), direction="minimize")
         else:
             study = self.study()
