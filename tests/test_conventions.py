@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -207,3 +208,13 @@ def test_a_storage_password_never_leaves_the_config():
     cfg = compose_config("+ladder=gpt_tiny", f"tune.storage={url}")
     assert public(cfg)["tune"]["storage"] == "postgresql+psycopg://alice:***@db.example/studies"
     assert "s3cret" not in json.dumps(public(cfg))
+
+
+def test_a_warning_while_the_stages_run_is_one_line_between_them(caplog):
+    console, original = Console(file=io.StringIO(), force_terminal=False), warnings.showwarning
+    with caplog.at_level(logging.INFO, logger="musweep"), StageDisplay(console):
+        warnings.warn("the reported value is ignored\nsecond line", UserWarning, stacklevel=1)
+    assert [r.getMessage() for r in caplog.records] == [
+        "warning: UserWarning: the reported value is ignored"
+    ]
+    assert warnings.showwarning is original  # restored on the way out

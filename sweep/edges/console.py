@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,11 +76,18 @@ class StageDisplay:
     def __enter__(self) -> StageDisplay:
         if self.bars is not None:
             self.bars.__enter__()
+        self._showwarning = warnings.showwarning
+        warnings.showwarning = self._warning  # a library's warning: one line, between the bars
         return self
 
     def __exit__(self, *exc) -> None:
+        warnings.showwarning = self._showwarning
         if self.bars is not None:
             self.bars.__exit__(*exc)
+
+    def _warning(self, message, category, filename, lineno, file=None, line=None) -> None:
+        first = str(message).strip().splitlines()[0] if str(message).strip() else ""
+        self.note(f"warning: {category.__name__}: {first}")
 
     def add_task(self, name: str, total: float | None = None, completed: float = 0, msg: str = ""):
         task, now = len(self.stages), time.monotonic()

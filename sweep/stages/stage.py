@@ -205,11 +205,16 @@ class GridStage(Stage):
         return out
 
     def run(self, ctx: Context, driver: Driver) -> None:
-        task = driver.progress.add_task(self.name, total=None, msg="")
         if reason := self.skipped(ctx):
-            driver.progress.update(task, msg=f"skipped: {reason}")
+            driver.progress.add_task(self.name, total=None, msg=f"skipped: {reason}")
             return
         per, started = self.run_steps(ctx), time.time()
+        done = self.read(ctx)
+        todo = self.todo(ctx, done)
+        total = (len(done) + len(todo)) * max(1, per)
+        task = driver.progress.add_task(
+            self.name, total=total, completed=len(done) * max(1, per), msg=self.progress(ctx, done)
+        )
 
         def poll() -> None:
             done = self.read(ctx)
@@ -222,13 +227,19 @@ class GridStage(Stage):
             completed = len(done) * per + sum(live.values())
             driver.progress.update(task, completed=completed, msg=msg)
 
-        todo: list = []
         for _ in range(self.max_rounds(ctx)):
             done = self.read(ctx)
             todo = self.todo(ctx, done)
             if not todo:
                 break
-            driver.progress.update(task, total=(len(done) + len(todo)) * max(1, per))
+            grown = (len(done) + len(todo)) * max(1, per)
+            if grown > total:  # a grid extended toward an optimum it had not bracketed
+                driver.progress.note(
+                    f"{self.name}: {len(todo)} more runs (the grids grow until each optimum is "
+                    f"bracketed): {len(done) + len(todo)} in all"
+                )
+                total = grown
+            driver.progress.update(task, total=total)
             specs = self.specs(ctx, todo)
             driver.launch(
                 self.name, self.job, specs, driver.report_errors(), poll, parallel=self.parallel

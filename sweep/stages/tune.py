@@ -367,14 +367,20 @@ class TuneStage(Stage):
     def run(self, ctx: Context, driver: Driver) -> None:
         study = ctx.study
         retry_running_trials(study)
-        task = driver.progress.add_task(self.name, total=trial_budget(ctx.cfg, study), msg="")
+        def status() -> tuple[int, str]:
+            trials = study.get_trials(deepcopy=False, states=COUNTED)
+            values = [t.value for t in trials if t.value is not None]
+            return len(trials), f"best val loss {min(values):.4f}" if values else "no trial yet"
+
+        done, msg = status()
+        task = driver.progress.add_task(
+            self.name, total=trial_budget(ctx.cfg, study), completed=done, msg=msg
+        )
 
         def poll() -> None:
-            trials = study.get_trials(deepcopy=False, states=COUNTED)
-            best = min((t.value for t in trials if t.value is not None), default=math.nan)
-            driver.progress.update(task, completed=len(trials), msg=f"best val loss {best:.4f}")
+            done, msg = status()
+            driver.progress.update(task, completed=done, msg=msg)
 
-        poll()
         self.trials_until(ctx, driver, trial_budget(ctx.cfg, study), poll)
         while widened := widen_at_bounds(ctx.cfg, study):
             driver.progress.update(task, total=trial_budget(ctx.cfg, study))
