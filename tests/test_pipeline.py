@@ -19,6 +19,7 @@ from wandb_records import history, run_info
 from sweep.config import available_ladders, compose_config, resolve_vocabulary, validate
 from sweep.core.sections import Summary, mismatches
 from sweep.core.verdict import SEVERITY, Status
+from sweep.edges.report import STATUS_WORDS
 from sweep.edges.summary_doc import SCHEMA_FILE
 from sweep.pipeline import Pipeline
 
@@ -215,7 +216,15 @@ def test_end_to_end_report_files(tiny_run):
         assert (report / f"{name}.png").read_bytes() in embedded, name
     body = page[page.index("<body>") :]
     headline = re.search(r'<h1>.*?</h1>\s*<p class="verdict[^"]*"[^>]*>(.*?)</p>', body, re.S)
-    assert headline and html.unescape(headline.group(1)).endswith(summary["verdict"]["text"])
+    status = summary["status"]
+    assert headline and html.unescape(headline.group(1)).endswith(
+        f"across the ladder {STATUS_WORDS[Status(status['transfer'])]}, "
+        f"at the target {STATUS_WORDS[Status(status['target'])]}"
+    )  # the run's verdict in a line, then each check with its status word and its own text
+    item = r'<li class="verdict [^"]*" data-check="([^"]+)"[^>]*>(.*?)</li>'
+    checks = dict(re.findall(item, body))
+    assert summary["transfer"]["verdict"]["text"] in html.unescape(checks["across the ladder"])
+    assert summary["verify"]["verdict"]["text"] in html.unescape(checks["at the target"])
     assert body.count('<div class="plot">') >= 3  # Optuna's interactive plots
     assert "Plotly.newPlot" in page and "plotly.js" in page.lower()  # the library itself, inline
     assert_self_contained(page)  # nothing fetched: the page works offline

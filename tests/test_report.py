@@ -181,7 +181,10 @@ def test_every_figure_is_drawn_and_embedded_once(tmp_path, toy_study):
     assert set(out) == {*names, "report"}
     assert all(drawn(out[name]) for name in names)
     text = out["report"].read_text(encoding="utf-8")
-    assert sorted(embedded_images(text)) == sorted(out[name].read_bytes() for name in names)
+    # the study's figures once each: interactive, their PNGs for W&B only
+    static = [name for name in names if not name.startswith("optuna")]
+    assert sorted(embedded_images(text)) == sorted(out[name].read_bytes() for name in static)
+    assert "Hyperparameter importances (PED-ANOVA)" in text and "Optimisation history" in text
     assert_self_contained(text)
     assert "not run yet" not in text
 
@@ -232,11 +235,19 @@ def test_a_failing_mup_coordinate_check_leads_the_verdict(tmp_path):
 )  # fmt: skip
 def test_the_verdict_box_is_coloured_and_worded_by_its_status(tmp_path, status, word, warns):
     summary = full_summary() | {"verdict": {"status": status, "text": "what the checks found"}}
+    summary["transfer"]["verdict"] = {"status": status, "text": "what the ladder found"}
     text = write_report(summary, tmp_path)["report"].read_text(encoding="utf-8")
     box = re.search(r'<p class="verdict ([^"]*)" data-status="([^"]*)">(.*?)</p>', text, re.S)
     assert box and box.group(2) == status
     assert box.group(1).split() == [status, "warn"] if warns else [status]
-    assert box.group(3) == f'<span class="status">{word}</span>what the checks found'
+    # the run's status word, then each check's in a line; each check's own text below
+    assert box.group(3).startswith(f'<span class="status">{word}</span>across the ladder {word}')
+    line = r'<li class="verdict ([^"]*)" data-check="across the ladder"[^>]*>(.*?)</li>'
+    item = re.search(line, text)
+    assert item and item.group(1) == status
+    assert item.group(2) == (
+        f'<span class="status">{word}</span><b>across the ladder</b>: what the ladder found'
+    )
     assert f".verdict.{status}" in text or status == "passes"  # every status has its colour
 
 
@@ -300,10 +311,10 @@ def test_optuna_study_gives_history_and_importance_pngs(tmp_path, toy_study):
     assert dict(matplotlib.rcParams) == before  # Optuna's ggplot style must not leak
     assert drawn(out["optuna_history"]) and drawn(out["optuna_importance"])
     text = out["report"].read_text(encoding="utf-8")
-    assert len(embedded_images(text)) == 2
-    assert "Hyperparameter importances (Optuna's fANOVA over complete trials): x " in (
-        html.unescape(text)
-    )
+    # on the page once each, as Optuna's interactive plots; the PNGs are W&B's
+    assert embedded_images(text) == []
+    assert "<h3>Optimisation history</h3>" in text
+    assert "<h3>Hyperparameter importances (PED-ANOVA)</h3>" in text
 
 
 def test_fmt_flops():

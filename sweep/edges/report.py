@@ -138,7 +138,10 @@ def _optuna_importance(inputs: ReportInputs, path: Path) -> str:
         raise Skipped(f"Hyperparameter importances unavailable ({reason}).")
     figures.plot_importances(importances, path)
     values = ", ".join(f"{k} {v:.2f}" for k, v in importances.items())
-    return f"Hyperparameter importances (Optuna's fANOVA over complete trials): {values}."
+    return (
+        f"Hyperparameter importances (Optuna's {figures.IMPORTANCE} over complete trials): "
+        f"{values}."
+    )
 
 
 Figure = Callable[[ReportInputs, Path], str]
@@ -152,6 +155,7 @@ FIGURES: tuple[tuple[str, str, Figure], ...] = (
     ("optuna_importance", "hyperparameter importances", _optuna_importance),
 )
 
+STUDY_FIGURES = ("optuna_history", "optuna_importance")  # Optuna's plots draw these interactively
 TEMPLATES = Path(__file__).with_name("templates")
 # the word the verdict box opens with, and its colour's legend
 STATUS_WORDS = {
@@ -160,6 +164,27 @@ STATUS_WORDS = {
     Status.inconclusive: "inconclusive",
     Status.fails: "fails",
 }
+
+
+CHECKS = (("transfer", "across the ladder"), ("verify", "at the target"))
+
+
+def verdict_parts(summary: Summary) -> list[tuple[str, Verdict]]:
+    """The run's verdict check by check, each with its own status: the µP coordinate check, the
+    transfer across the ladder, the check at the target (those the summary has)."""
+    parts = []
+    coord = (summary.get("coord_check") or {}).get("mup")
+    if coord is not None:
+        status = Status.passes if coord["passes"] else Status.fails
+        text = (
+            f"worst slope {coord['worst_slope']:.2f} at {coord['module']}, step {coord['step']} "
+            f"({'≤' if coord['passes'] else '>'} {coord['threshold']:g})"
+        )
+        parts.append(("µP coordinate check", Verdict(status, text)))
+    for key, label in CHECKS:
+        if record := (summary.get(key) or {}).get("verdict"):
+            parts.append((label, Verdict.from_dict(record)))
+    return parts
 
 
 def render_html(
@@ -183,6 +208,7 @@ def render_html(
             f"target {ladder.get('target', '—')}"
         )
     verdict = Verdict.from_dict(summary["verdict"]) if summary.get("verdict") else None
+    checks = verdict_parts(summary)
     figures_ = [
         {"alt": alt, "caption": caption, "data": base64.b64encode(path.read_bytes()).decode()}
         for path, alt, caption in drawn
@@ -190,6 +216,8 @@ def render_html(
     return env.get_template("report.html.j2").render(
         name=ladder.get("name", "sweep"),
         verdict=verdict,
+        headline=", ".join(f"{label} {STATUS_WORDS[v.status]}" for label, v in checks),
+        checks=checks,
         status_words=STATUS_WORDS,
         ladder_line=ladder_line,
         rows=summary_rows(summary),
@@ -214,7 +242,10 @@ def interactive_study(study: optuna.Study | None) -> tuple[list[tuple[str, str]]
         ("Optimisation history", vis.plot_optimization_history),
         ("Learning curves, pruned trials included", vis.plot_intermediate_values),
         ("Parallel coordinates", vis.plot_parallel_coordinate),
-        ("Hyperparameter importances", vis.plot_param_importances),
+        (
+            f"Hyperparameter importances ({figures.IMPORTANCE})",
+            lambda s: vis.plot_param_importances(s, evaluator=figures.importance_evaluator()),
+        ),
     ]
     out = []
     for title, plot in plots:
@@ -255,6 +286,8 @@ def write_report(
         written[name] = path
         drawn.append((path, alt, caption))
     interactive, plotly_js = interactive_study(study)
+    if interactive:  # the study's figures once, interactive; their PNGs stay for W&B
+        drawn = [d for d in drawn if d[0].stem not in STUDY_FIGURES]
     report = out_dir / "report.html"
     report.write_text(render_html(summary, drawn, notes, interactive, plotly_js), encoding="utf-8")
     written["report"] = report

@@ -367,6 +367,7 @@ class TuneStage(Stage):
     def run(self, ctx: Context, driver: Driver) -> None:
         study = ctx.study
         retry_running_trials(study)
+
         def status() -> tuple[int, str]:
             trials = study.get_trials(deepcopy=False, states=COUNTED)
             values = [t.value for t in trials if t.value is not None]
