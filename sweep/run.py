@@ -4,7 +4,8 @@ transfer, warm-start the target.
 A thin Hydra entry point: compose and validate the config, run the pipeline, print the summary.
 Bad input is one line on stderr and exit status 2, before any job is submitted, and leaves no
 folder behind. Paths are taken from where the command was run, whatever `hydra.job.chdir` says;
-under `-m` each job gets its own run folder, `out_root/<ladder>/<its overrides>`.
+under `-m` each job gets its own run folder, `out_root/<ladder>-multirun/<its overrides>`, beside
+the single run's `out_root/<ladder>`, not inside it.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def settle_paths(cfg: DictConfig, hydra_cfg: DictConfig) -> None:
             cfg.model.factory = f"{to_absolute_path(path)}:{name}"
         multirun = hydra_cfg.mode == RunMode.MULTIRUN
         if multirun and cfg.run_name is None and not OmegaConf.is_missing(cfg, "ladder"):
-            cfg.run_name = f"{cfg.ladder.name}/{job_folder(hydra_cfg)}"
+            cfg.run_name = f"{cfg.ladder.name}-multirun/{job_folder(hydra_cfg)}"
 
 
 def job_folder(hydra_cfg: DictConfig) -> str:

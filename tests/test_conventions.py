@@ -40,11 +40,11 @@ def sweep_run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProces
 def test_multirun_gives_every_job_its_own_complete_run_folder(tmp_path):
     proc = sweep_run("-m", "+ladder=gpt_tiny", "seed=0,1", f"out_root={tmp_path}", *QUIET, *FAST)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    folders = sorted(p.parent.name for p in tmp_path.glob("gpt_tiny/*/summary.json"))
-    assert folders == ["seed=0", "seed=1"]
-    summaries = [
-        json.loads((tmp_path / "gpt_tiny" / f / "summary.json").read_text()) for f in folders
-    ]
+    folders = sorted(p.parent.name for p in tmp_path.glob("gpt_tiny-multirun/*/summary.json"))
+    assert folders == ["seed=0", "seed=1"]  # beside the single run's gpt_tiny/, not inside it
+    assert not (tmp_path / "gpt_tiny").exists()
+    sweep = tmp_path / "gpt_tiny-multirun"
+    summaries = [json.loads((sweep / f / "summary.json").read_text()) for f in folders]
     assert all("verify" in s and "target" in s for s in summaries)  # every stage ran in each
     assert summaries[0]["tune"]["best_params"] != summaries[1]["tune"]["best_params"]
     assert (tmp_path / ".hydra" / "multirun").is_dir()  # Hydra's own files under out_root
