@@ -34,7 +34,8 @@ def register_configs() -> None:
         ("logger", LoggerConfig),
         ("warmstart", WarmstartConfig),
     ):
-        cs.store(group=group, name=f"{group}_schema", node=node)
+        # at the root, not in the group: a schema is no option a user can pick or complete
+        cs.store(name=f"{group}_schema", node=node)
 
 
 def compose_config(*overrides: str) -> DictConfig:
