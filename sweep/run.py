@@ -23,8 +23,6 @@ from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from sweep.config import config_dir, register_configs, writable_folder
-from sweep.edges.launch import LaunchError
-from sweep.pipeline import Pipeline, StageError
 
 register_configs()
 
@@ -75,8 +73,8 @@ def asked_out_root(argv: list[str]) -> Path | None:
     """The out_root a command line asks for (its last `out_root=`, else the config's default),
     where Hydra will make its log folder before the config is validated; None when Hydra only
     prints (help, completion, a config) or the value is swept or interpolated."""
-    if any(a.startswith("--") and a not in ("--multirun",) for a in argv):
-        return None
+    if any(a.startswith("-") and a not in ("-m", "--multirun") for a in argv):
+        return None  # help, completion, --cfg, --info: Hydra writes no log folder
     given = [a.split("=", 1)[1] for a in argv if a.startswith("out_root=")]
     value = given[-1] if given else str(OmegaConf.load(config_dir() / "config.yaml").out_root)
     if not value or any(c in value for c in ",${}*()[]"):
@@ -115,6 +113,11 @@ def cli() -> None:
 
 @hydra.main(config_path=str(config_dir()), config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
+    # the pipeline (optuna, submitit, wandb, matplotlib) only for a run: help and tab
+    # completion never get here
+    from sweep.edges.launch import LaunchError
+    from sweep.pipeline import Pipeline, StageError
+
     hydra_cfg = HydraConfig.get()
     settle_paths(cfg, hydra_cfg)
     pipeline = None
