@@ -111,6 +111,9 @@ def test_a_summary_lacking_its_closing_sections_is_told_so():
     }
     assert sorted(mismatches(summary, Summary)) == [
         "summary.cost: missing",
+        "summary.cost_share: missing",
         "summary.cost_vs_target: missing",
+        "summary.format: missing",
         "summary.hardware: missing",
+        "summary.status: missing",
     ]

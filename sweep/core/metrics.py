@@ -131,37 +131,69 @@ def transfer_verdict(
             finite_mup[w],
         ),
     )
-    r_mup, nu = finite_mup[w_mup], bands[w_mup]
-    noise_text = f", noise ±{percent(nu)}" if nu > 0 else ", noise not measured"
     sp = {w: r for w, r in sp_regret.items() if not math.isnan(r)}
-    sp_text = sp_clause(sp)
     tail = f"; more seeds near the tolerance: {resolved}" if resolved else ""
+    r_mup, nu = finite_mup[w_mup], bands[w_mup]
     if r_mup > max(tolerance, nu):
-        bounds = f"(tolerance {percent(tolerance)}{noise_text})"
-        if shared := shared_optimum(optima or {}, tuned_log2_lr):
-            return Verdict(
-                Status.fails,
-                f"the tuned LR does not transfer: it loses {percent(r_mup)} at width {w_mup} "
-                f"{bounds}, though µP's optimum does: {shared}; {sp_text}{tail}",
-            )
+        shared = shared_optimum(optima or {}, tuned_log2_lr)
+        return failing_verdict(w_mup, r_mup, nu, tolerance, sp, shared, tail)
+    allowed = max(tolerance, *bands.values())
+    return passing_verdict(w_mup, r_mup, nu, tolerance, sp, allowed, tail)
+
+
+def noise_clause(nu: float) -> str:
+    return f", noise ±{percent(nu)}" if nu > 0 else ", noise not measured"
+
+
+def failing_verdict(
+    width: int,
+    regret: float,
+    nu: float,
+    tolerance: float,
+    sp: Mapping[int, float],
+    shared: str,
+    tail: str,
+) -> Verdict:
+    """The tuned LR loses more than the tolerance and the noise at `width`; `shared` names the
+    LR every width's optimum interval holds, where there is one."""
+    bounds = f"(tolerance {percent(tolerance)}{noise_clause(nu)})"
+    if shared:
         return Verdict(
             Status.fails,
-            f"µP does not transfer: it loses {percent(r_mup)} at width {w_mup} at the tuned LR "
-            f"{bounds}; {sp_text}{tail}",
+            f"the tuned LR does not transfer: it loses {percent(regret)} at width {width} "
+            f"{bounds}, though µP's optimum does: {shared}; {sp_clause(sp)}{tail}",
         )
-    status = Status.passes if r_mup <= tolerance else Status.within_noise
-    if r_mup <= tolerance:
+    return Verdict(
+        Status.fails,
+        f"µP does not transfer: it loses {percent(regret)} at width {width} at the tuned LR "
+        f"{bounds}; {sp_clause(sp)}{tail}",
+    )
+
+
+def passing_verdict(
+    width: int,
+    regret: float,
+    nu: float,
+    tolerance: float,
+    sp: Mapping[int, float],
+    allowed: float,
+    tail: str,
+) -> Verdict:
+    """The worst width is within the tolerance or within its noise; says too when SP's worst
+    regret is within the `allowed` bound, so that the ladder does not separate µP from SP."""
+    if regret <= tolerance:
+        status = Status.passes
         line = (
-            f"µP transfers: worst regret {percent(r_mup)} at width {w_mup} "
-            f"(tolerance {percent(tolerance)}{noise_text}); {sp_text}"
+            f"µP transfers: worst regret {percent(regret)} at width {width} "
+            f"(tolerance {percent(tolerance)}{noise_clause(nu)}); {sp_clause(sp)}"
         )
     else:  # above the tolerance, within the noise: the seeds cannot tell it from 0
+        status = Status.within_noise
         line = (
-            f"µP transfers within the noise: worst regret {percent(r_mup)} at width {w_mup} is "
+            f"µP transfers within the noise: worst regret {percent(regret)} at width {width} is "
             f"above the tolerance {percent(tolerance)} but within the noise ±{percent(nu)} "
-            f"(more seeds would resolve it); {sp_text}"
+            f"(more seeds would resolve it); {sp_clause(sp)}"
         )
-    allowed = max(tolerance, *bands.values())
     if sp and (r_sp_worst := max(sp.values())) <= allowed:
         bound = "tolerance" if r_sp_worst <= tolerance else "noise"
         line += f" — SP is within the {bound} too, so this ladder does not separate them"

@@ -95,15 +95,14 @@ def with_values(cfg: DictConfig, values: dict[str, Any]) -> DictConfig:
     return out
 
 
+NO_CHECK = "no check at the target: the verdict rests on the ladder and the fitted rules"
+
+
 def check_items(cfg: DictConfig, target: float) -> list[Item]:
     """The check at the target: whole target runs when asked for (then required); else, in the
-    order a budget prefers them, a rung of the target's length at each ladder width, widest
-    first (the nearest the target's curve, and the target's whole horizon), at `verify.max_runs`
-    + 1 runs (the centre is its own run) and then at the fewest that can bracket, 3; then probes
-    at the largest fraction of the target's steps whose `verify.max_runs` + 1 runs fit (the
-    user's width or fraction alone when given)."""
+    order a budget prefers them, a rung of the target's length at each ladder width, then probes
+    at fractions of the target's steps."""
     runs = cfg.verify.max_runs + 1
-    lost = "no check at the target: the verdict rests on the ladder and the fitted rules"
     if cfg.verify.max_runs < 2:
         return []
     if verify_check(cfg) == VerifyCheck.full:
@@ -114,48 +113,64 @@ def check_items(cfg: DictConfig, target: float) -> list[Item]:
                 (runs - 1 + centre) * target, required=True,
             )
         ]  # fmt: skip
-    asked, steps = cfg.verify.check, cfg.ladder.target_steps
-    items = []
-    if asked in (None, VerifyCheck.rung):
-        widths = reversed(cfg.ladder.widths) if cfg.verify.width is None else [cfg.verify.width]
-        for width, count in ((w, n) for w in widths for n in dict.fromkeys((runs, FEWEST_RUNS))):
-            fewer = {} if count == runs else {"verify.max_runs": count - 1}
-            items.append(
-                Item(
-                    "verify", f"the check at the target: {count} runs of its {steps} steps at "
-                    f"width {width}", count * check_run_flops(cfg, steps, width), group="check",
-                    lost=lost, keep={"verify.check": str(VerifyCheck.rung),
-                                     "verify.width": width, **fewer},
-                    drop={"verify.max_runs": 0},
-                )
-            )  # fmt: skip
+    asked = cfg.verify.check
+    rungs = rung_check_items(cfg) if asked in (None, VerifyCheck.rung) else []
     if asked not in (None, VerifyCheck.probes):
-        return items
-    fraction = cfg.verify.probe_fraction
-    fractions = [fraction] if fraction is not None else PROBE_FRACTIONS
+        return rungs
+    return rungs + probe_check_items(cfg, none_else=not rungs)
+
+
+def rung_check_items(cfg: DictConfig) -> list[Item]:
+    """A rung of the target's length at each ladder width, widest first (the nearest the
+    target's curve, and the target's whole horizon), at `verify.max_runs` + 1 runs (the centre
+    is its own run) and then at the fewest that can bracket, 3 (the user's width alone when
+    given)."""
+    runs, steps = cfg.verify.max_runs + 1, cfg.ladder.target_steps
+    widths = reversed(cfg.ladder.widths) if cfg.verify.width is None else [cfg.verify.width]
+    items = []
+    for width, count in ((w, n) for w in widths for n in dict.fromkeys((runs, FEWEST_RUNS))):
+        fewer = {} if count == runs else {"verify.max_runs": count - 1}
+        items.append(
+            Item(
+                "verify", f"the check at the target: {count} runs of its {steps} steps at "
+                f"width {width}", count * check_run_flops(cfg, steps, width), group="check",
+                lost=NO_CHECK, keep={"verify.check": str(VerifyCheck.rung),
+                                     "verify.width": width, **fewer},
+                drop={"verify.max_runs": 0},
+            )
+        )  # fmt: skip
+    return items
+
+
+def probe_check_items(cfg: DictConfig, none_else: bool) -> list[Item]:
+    """Probes at the target's width at the largest fraction of its steps whose
+    `verify.max_runs` + 1 runs fit (the user's fraction alone when given); where no fraction
+    reaches the probe floor and nothing else checks (`none_else`), probes at the floor."""
+    runs, steps = cfg.verify.max_runs + 1, cfg.ladder.target_steps
+    given = cfg.verify.probe_fraction
     probes = []
-    for fraction in fractions:
+    for fraction in [given] if given is not None else PROBE_FRACTIONS:
         probe = max(1, round(steps * fraction))
-        if cfg.verify.probe_fraction is None and probe < probe_floor(cfg):
+        if given is None and probe < probe_floor(cfg):
             continue
         probes.append(
             Item(
                 "verify", f"the check at the target: {runs} probes of {probe} steps at width "
                 f"{cfg.ladder.target}", runs * check_run_flops(cfg, probe), group="check",
-                lost=lost, keep={"verify.check": str(VerifyCheck.probes),
-                                 "verify.probe_fraction": fraction},
+                lost=NO_CHECK, keep={"verify.check": str(VerifyCheck.probes),
+                                     "verify.probe_fraction": fraction},
                 drop={"verify.max_runs": 0},
             )
         )  # fmt: skip
-    if not probes and not items:
+    if not probes and none_else:
         probes.append(
             Item(
                 "verify", f"the check at the target: probes of at least {probe_floor(cfg)} steps",
-                runs * check_run_flops(cfg, probe_floor(cfg)), group="check", lost=lost,
+                runs * check_run_flops(cfg, probe_floor(cfg)), group="check", lost=NO_CHECK,
                 drop={"verify.max_runs": 0},
             )
         )  # fmt: skip
-    return items + probes
+    return probes
 
 
 def axes_items(cfg: DictConfig) -> list[Item]:

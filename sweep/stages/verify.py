@@ -312,12 +312,9 @@ def verify_summary(
         verdict = Verdict(status, text + compared_text(judged))
     else:
         verdict = unbracketed_verdict(where, len(ks), regret, shape)
-    flops = verify_flops(records)
-    steps_done = max((int(r["result"]["steps_done"]) for r in records.values()), default=0)
+    ran = check_ran(records, shape, xs, ys, target_flops, full)
     section = VerifySection(
-        check=str(shape.kind),
-        steps=steps_done if full else shape.steps,
-        curve=[[x, y] for x, y in zip(xs, ys, strict=True)],
+        **ran,
         applied_log2_lr=applied,
         centre_log2_lr=centre,
         optimum_log2_lr=optimum.log2_lr,
@@ -325,8 +322,6 @@ def verify_summary(
         bracketed=closed,
         regret=regret,
         judged=judged,
-        runs=len([r for r in records.values() if not r.get("from_target")]),
-        flops_vs_target=flops / target_flops if target_flops else math.nan,
         verdict=verdict.to_dict(),
     )
     if not full:
@@ -335,6 +330,27 @@ def verify_summary(
         section["target_optimum_interval"] = [lo - shift, hi - shift]
         section["rule"] = shape.rule
     return section
+
+
+def check_ran(
+    records: Mapping[int, Mapping[str, Any]],
+    shape: Check,
+    xs: list[float],
+    ys: list[float],
+    target_flops: float,
+    full: bool,
+) -> dict[str, Any]:
+    """What the check ran: its kind, length, curve, runs and cost in target runs (the runs
+    borrowed from the target itself cost nothing here)."""
+    flops = verify_flops(records)
+    steps_done = max((int(r["result"]["steps_done"]) for r in records.values()), default=0)
+    return dict(
+        check=str(shape.kind),
+        steps=steps_done if full else shape.steps,
+        curve=[[x, y] for x, y in zip(xs, ys, strict=True)],
+        runs=len([r for r in records.values() if not r.get("from_target")]),
+        flops_vs_target=flops / target_flops if target_flops else math.nan,
+    )
 
 
 def judged_lrs(
