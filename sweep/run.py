@@ -22,7 +22,7 @@ from hydra.types import RunMode
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from sweep.config import config_dir, register_configs, writable_folder
+from sweep.config import config_dir, register_configs
 
 register_configs()
 
@@ -88,6 +88,8 @@ def check_out_root(argv: list[str]) -> None:
     out_root = asked_out_root(argv)
     if out_root is None:
         return
+    from sweep.config import writable_folder  # the checks load torch: not for help, completion
+
     try:
         writable_folder("out_root", out_root)
     except ValueError as e:

@@ -76,6 +76,38 @@ def test_help_lists_what_a_user_can_pick():
     assert "_schema" not in out
 
 
+HEAVY = ("torch", "optuna", "submitit", "wandb", "matplotlib")  # what a run needs, help does not
+
+
+def loaded_by(*argv: str, env: dict[str, str] | None = None) -> tuple[str, set[str]]:
+    """The command's output, and which of HEAVY it loaded, as it stands when the command exits."""
+    code = (
+        "import atexit, runpy, sys\n"
+        f"atexit.register(lambda: print('LOADED', *[m for m in {HEAVY!r} if m in sys.modules], "
+        "file=sys.stderr))\n"
+        f"sys.argv = ['musweep', *{list(argv)!r}]\n"
+        "runpy.run_module('sweep.run', run_name='__main__')\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=os.environ | {"PYTHONPATH": str(Path(__file__).parents[1])} | (env or {}),
+    )
+    line = [x for x in proc.stderr.splitlines() if x.startswith("LOADED")][-1]
+    return proc.stdout, set(line.split()[1:])
+
+
+def test_help_and_tab_completion_load_nothing_a_run_needs():
+    out, loaded = loaded_by("--help")
+    assert "ladder:    gpt_cluster" in out and loaded == set()
+    out, loaded = loaded_by("-sc", "query=bash", env={"COMP_LINE": "musweep +ladder="})
+    assert "+ladder=gpt_small" in out.split() and loaded == set()
+    out, loaded = loaded_by("-sc", "query=bash", env={"COMP_LINE": "musweep +ladder=gpt_tiny lad"})
+    assert "ladder." in out.split() and loaded == set()
+
+
 def test_the_console_script_is_the_same_command():
     script = shutil.which("musweep")
     if script is None:

@@ -10,7 +10,8 @@ import torch
 from sweep.core import parametrization as P
 from sweep.core.model import GPT, GPTConfig, lm_loss
 from sweep.core.train import OptimConfig, make_optimizer
-from sweep.grow.warmstart import GROWERS, Method, method_settings, source_config, warm_start
+from sweep.grow.choices import Method
+from sweep.grow.warmstart import GROWERS, method_settings, source_config, warm_start
 
 TARGET = GPTConfig(
     vocab_size=64, seq_len=16, n_layer=2, d_model=128, d_head=8, base_d_model=32, alpha_out=1.5

@@ -16,7 +16,7 @@ from sweep.core.data import BYTE_VOCAB, DataConfig
 from sweep.core.model import GPTConfig
 from sweep.core.models import ModelConfig, source_digest
 from sweep.core.train import OptimConfig, RunConfig
-from sweep.grow.warmstart import SourceModel
+from sweep.grow.choices import SourceModel
 
 
 def data_config(cfg: DictConfig) -> DataConfig:

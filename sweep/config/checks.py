@@ -34,8 +34,8 @@ from sweep.config.records import public_url
 from sweep.config.schema import TUNABLE, ModelKind, StageName
 from sweep.core import custom
 from sweep.core.data import check_corpus_fits, load_corpus
-from sweep.grow.rc_sampling import Sampling
-from sweep.grow.warmstart import Method, SourceModel, source_config
+from sweep.grow.choices import Method, Sampling, SourceModel
+from sweep.grow.warmstart import source_config
 
 
 def check_warmstart(cfg: DictConfig) -> None:

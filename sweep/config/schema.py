@@ -9,12 +9,9 @@ from typing import Any
 
 from omegaconf import II, MISSING
 
-from sweep.core.data import DataConfig, Source
+from sweep.core.configs import DataConfig, GPTConfig, OptimConfig, RunConfig, Schedule, Source
 from sweep.core.hardware import Device, Precision, Strategy
-from sweep.core.model import GPTConfig
-from sweep.core.train import OptimConfig, RunConfig, Schedule
-from sweep.grow.rc_sampling import Sampling
-from sweep.grow.warmstart import Method, SourceModel
+from sweep.grow.choices import Method, Sampling, SourceModel
 
 
 class StageName(StrEnum):

@@ -18,7 +18,6 @@ import sysconfig
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import StrEnum, auto
 from pathlib import Path
 from typing import IO, Any
 
@@ -26,6 +25,7 @@ import numpy as np
 import torch
 
 from sweep.core.atomic import atomic_writer
+from sweep.core.configs import DataConfig, Source
 
 BYTE_VOCAB = 256
 TEXT_BLOCK_BYTES = 64 * 1024
@@ -33,25 +33,6 @@ DOCS_BLOCK_BYTES = 4 * 1024  # the docs are small: short blocks spread validatio
 TOKEN_BLOCK = 32 * 1024
 EXCLUDED_DIRS = frozenset({"site-packages", "dist-packages", "__pycache__"})
 _FORMAT_VERSION = 1  # bump when the cache layout or split rule changes
-
-
-class Source(StrEnum):
-    """Where the tokens come from: this Python's stdlib source (code), its documentation's topic
-    pages (English prose), a text file, or a token file."""
-
-    stdlib = auto()
-    docs = auto()
-    text = auto()
-    tokens = auto()
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    source: str = "stdlib"  # "stdlib" | "text" | "tokens"
-    path: str | None = None  # required for text/tokens
-    val_fraction: float = 0.1  # share of files/blocks held out for validation
-    vocab_size: int | None = None  # tokens only; None = max token + 1
-    cache_dir: str | None = None  # None = $MUSWEEP_CACHE or ~/.cache/musweep
 
 
 # eq=False: arrays make field-wise equality ambiguous; a corpus is compared by identity.

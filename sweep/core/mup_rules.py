@@ -46,9 +46,12 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
+FLOAT32_TINY = 2.0**-126  # the smallest normal float32: torch.finfo(torch.float32).tiny
 PARAMETRIZATIONS = ("mup", "sp")  # µP, and standard (PyTorch-style) for contrast
 
 
@@ -129,7 +132,7 @@ def attention_scale(parametrization: str, alpha_attn: float, base_head: int, d_k
 def norm_eps() -> float:
     """RMSNorm eps: negligible next to any mean square, so growth stays exact (module
     docstring); the same at every width and in both parametrizations."""
-    return torch.finfo(torch.float32).tiny
+    return FLOAT32_TINY
 
 
 def grouped(

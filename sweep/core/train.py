@@ -12,7 +12,6 @@ import time
 from collections.abc import Callable, Collection
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields
-from enum import StrEnum, auto
 from pathlib import Path
 
 import numpy as np
@@ -20,23 +19,12 @@ import torch
 
 from sweep.core import distributed as D
 from sweep.core.checkpoint import load_checkpoint, save_checkpoint
+from sweep.core.configs import OptimConfig, RunConfig, Schedule
 from sweep.core.data import Corpus, check_corpus_fits, train_batch, val_batches
 from sweep.core.flops import flops_per_token, training_flops
 from sweep.core.hardware import ON_CPU, SINGLE, Execution, Precision, World, mfu, peak_flops
 from sweep.core.model import lm_loss
-from sweep.core.models import ModelConfig, build_model, param_groups
-
-
-class Schedule(StrEnum):
-    """The LR after warmup: held constant, cosine-decayed to `min_lr_ratio`·η, or
-    warmup-stable-decay: held, then decayed linearly to `min_lr_ratio`·η over the run's last
-    `decay_fraction` (a WSD run branched from a longer one's stable phase is a run of its own
-    length: `train(..., branch_from=...)`)."""
-
-    constant = auto()
-    cosine = auto()
-    wsd = auto()
-
+from sweep.core.models import build_model, param_groups
 
 # Called after every evaluation with (step, validation loss); returning True stops the run
 # (Optuna's pruner decides through it).
@@ -46,74 +34,6 @@ EvalCallback = Callable[[int, float], bool]
 # so far at each evaluation ("val/loss", "tokens_per_s"). A resumed run first replays the rows
 # it restored. For live logs and dashboards; it cannot change the run.
 ProgressCallback = Callable[[int, dict[str, float]], None]
-
-
-@dataclass(frozen=True)
-class OptimConfig:
-    lr: float = 3e-3  # η: the base-width Adam LR; µP divides it by m for hidden matrices
-    weight_decay: float = 0.0  # decoupled (AdamW); µP keeps lr·wd constant across widths
-    beta1: float = 0.9
-    beta2: float = 0.95
-    eps: float = 1e-8
-    scale_eps: bool = False  # µP refinement: hidden-matrix ε divided by m
-    warmup_steps: int = 0
-    schedule: str = "cosine"  # after warmup: "constant" or cosine decay to min_lr_ratio·η
-    min_lr_ratio: float = 0.1
-    grad_clip: float = 0.0  # global gradient-norm clip; 0 disables
-    decay_fraction: float = 0.2  # wsd: the share of the run's steps spent decaying
-    warmup_from: float = 0.0  # the LR factor warmup rises from (a warm start: its source's last)
-
-    def __post_init__(self) -> None:
-        if not self.lr > 0:
-            raise ValueError(f"optim.lr must be > 0, got {self.lr}")
-        if self.schedule not in set(Schedule):
-            choices = ", ".join(Schedule)
-            raise ValueError(f"optim.schedule must be one of {choices}, got {self.schedule!r}")
-        if self.warmup_steps < 0:
-            raise ValueError(f"optim.warmup_steps must be >= 0, got {self.warmup_steps}")
-        for name in ("weight_decay", "eps", "grad_clip", "min_lr_ratio"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"optim.{name} must be >= 0, got {getattr(self, name)}")
-        if not 0.0 < self.decay_fraction <= 1.0:
-            raise ValueError(f"optim.decay_fraction must be in (0, 1], got {self.decay_fraction}")
-        if not 0.0 <= self.warmup_from <= 1.0:
-            raise ValueError(f"optim.warmup_from must be in [0, 1], got {self.warmup_from}")
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    """What a run computes. Where and how it runs (device, precision, processes) is the
-    `sweep.core.hardware.Execution` and `World` handed to `train` beside it."""
-
-    model: ModelConfig
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    steps: int = 200
-    batch_size: int = 16  # the global batch: split over processes, then into micro-batches
-    seed: int = 0  # seeds the init and the batch order
-    eval_every: int = 50  # validation every this many steps, and at the end
-    eval_batches: int = 4
-    diverge_factor: float = 2.0  # a loss above this × the first loss counts as divergence
-
-    def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "eval_every", "eval_batches"):
-            if getattr(self, name) <= 0:
-                raise ValueError(
-                    f"run.{name} must be a positive integer, got {getattr(self, name)}"
-                )
-        if self.diverge_factor <= 1:
-            raise ValueError(f"run.diverge_factor must be > 1, got {self.diverge_factor}")
-
-    @property
-    def tokens_per_step(self) -> int:
-        return self.batch_size * self.model.seq_len
-
-    @property
-    def flops(self) -> int:
-        """Its training FLOPs (docs/methods.md §7)."""
-        return training_flops(self.model, self.steps * self.tokens_per_step)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass

@@ -40,21 +40,14 @@ A dimension that does not grow keeps its units.
 from __future__ import annotations
 
 import math
-from enum import StrEnum, auto
 
 import torch
 
 from sweep.core import parametrization as P
 from sweep.core.model import GPTConfig
+from sweep.grow.choices import Sampling
 from sweep.grow.pad import check_growth, growth_scales
 from sweep.grow.state import State, check_state
-
-
-class Sampling(StrEnum):
-    """How source units are picked: each N/n times (exact) or i.i.d. (the mean-field draw)."""
-
-    stratified = auto()
-    iid = auto()
 
 
 def unit_map(n_src: int, n_tgt: int, mode: str, gen: torch.Generator, what: str) -> torch.Tensor:

@@ -24,13 +24,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from enum import StrEnum, auto
 from typing import Any
 
 import torch
 
 from sweep.core.models import ModelConfig, build_model, is_builtin
 from sweep.core.train import OptimConfig, lr_factor
+from sweep.grow.choices import Method
 from sweep.grow.function_preserving import expand
 from sweep.grow.pad import grow_state
 from sweep.grow.pad_inferred import grow_inferred
@@ -38,24 +38,6 @@ from sweep.grow.rc_sampling import resample_width
 from sweep.grow.shrink_pad_perturb import shrink_pad_perturb
 from sweep.grow.stack import stack_layers
 from sweep.grow.state import State
-
-
-class Method(StrEnum):
-    """How the target starts (`warmstart.method`)."""
-
-    shrink_pad_perturb = auto()
-    function_preserving = auto()
-    rc_sampling = auto()
-    stack = auto()
-    cold = auto()
-
-
-class SourceModel(StrEnum):
-    """Which trained model is grown: the widest ladder width, or the proxy itself."""
-
-    widest = auto()
-    proxy = auto()
-
 
 ANY_MODEL = (Method.shrink_pad_perturb, Method.cold)  # the methods that need no architecture
 

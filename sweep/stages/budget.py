@@ -25,7 +25,7 @@ from sweep.config import (
     verify_check,
 )
 from sweep.core.budget import Allocation, Item, allocate, largest_fitting
-from sweep.grow.warmstart import Method
+from sweep.grow.choices import Method
 from sweep.stages.axes import rungs_within_budget
 from sweep.stages.source import source_run
 from sweep.stages.stage import target_run_flops

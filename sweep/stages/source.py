@@ -19,7 +19,8 @@ from omegaconf import DictConfig
 
 from sweep.config import run_config, source_width, target_depth
 from sweep.core.train import RunConfig
-from sweep.grow.warmstart import Method, source_config
+from sweep.grow.choices import Method
+from sweep.grow.warmstart import source_config
 
 
 def source_run(cfg: DictConfig, hparams: dict[str, float], seed: int) -> RunConfig:

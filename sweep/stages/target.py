@@ -46,9 +46,9 @@ from sweep.core.speedup import speedup
 from sweep.core.train import RunConfig, RunResult
 from sweep.edges.distributed import process_group
 from sweep.edges.tracking import latest_steps
+from sweep.grow.choices import Method
 from sweep.grow.state import State
 from sweep.grow.warmstart import (
-    Method,
     method_settings,
     pad_function_gap,
     source_config,

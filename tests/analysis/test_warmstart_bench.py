@@ -5,7 +5,7 @@ import json
 import pytest
 
 from analysis import warmstart as bench
-from sweep.grow.warmstart import Method
+from sweep.grow.choices import Method
 
 
 def test_the_plan_covers_every_method_per_seed_the_grid_and_the_lr_sweep(tmp_path):
