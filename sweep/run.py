@@ -22,7 +22,7 @@ from hydra.types import RunMode
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from sweep.config import config_dir, register_configs
+from sweep.config import composition_error, config_dir, register_configs
 
 register_configs()
 
@@ -69,12 +69,17 @@ def remove_log_folder(folder: Path, root: Path) -> None:
             break
 
 
+def prints_only(argv: list[str]) -> bool:
+    """Help, completion, --cfg, --info: Hydra prints and runs nothing, writes no log folder."""
+    return any(a.startswith("-") and a not in ("-m", "--multirun") for a in argv)
+
+
 def asked_out_root(argv: list[str]) -> Path | None:
     """The out_root a command line asks for (its last `out_root=`, else the config's default),
     where Hydra will make its log folder before the config is validated; None when Hydra only
     prints (help, completion, a config) or the value is swept or interpolated."""
-    if any(a.startswith("-") and a not in ("-m", "--multirun") for a in argv):
-        return None  # help, completion, --cfg, --info: Hydra writes no log folder
+    if prints_only(argv):
+        return None
     given = [a.split("=", 1)[1] for a in argv if a.startswith("out_root=")]
     value = given[-1] if given else str(OmegaConf.load(config_dir() / "config.yaml").out_root)
     if not value or any(c in value for c in ",${}*()[]"):
@@ -97,6 +102,17 @@ def check_out_root(argv: list[str]) -> None:
         sys.exit(2)
 
 
+def check_composes(argv: list[str]) -> None:
+    """One line and exit status 2 when a single run's command line does not compose (an option
+    a group lacks, an unknown key, a value of the wrong type), before Hydra starts; a multirun's
+    sweeps are Hydra's to expand and report."""
+    if prints_only(argv) or any(a in ("-m", "--multirun") for a in argv):
+        return
+    if error := composition_error(argv):
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
 class Interrupted(BaseException):
     """SIGTERM (a scheduler's, `kill`'s), raised where the driver is, so that it stops its jobs
     on the way out as Ctrl-C's KeyboardInterrupt does."""
@@ -109,6 +125,7 @@ def on_sigterm(signum: int, _frame: object) -> None:
 def cli() -> None:
     """The command: out_root checked, then the Hydra app (its completion and help included)."""
     check_out_root(sys.argv[1:])
+    check_composes(sys.argv[1:])
     signal.signal(signal.SIGTERM, on_sigterm)
     main()
 

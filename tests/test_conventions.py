@@ -66,6 +66,26 @@ def test_a_refused_config_leaves_no_folder_behind(tmp_path):
     assert not list(tmp_path.rglob("*")), "a refused run left files"
 
 
+@pytest.mark.parametrize(
+    ("argument", "line"),
+    [
+        ("+ladder=gpt_smal", "error: ladder=gpt_smal is not an option; ladder is one of gpt_"),
+        ("launcher=slurmm", "error: launcher=slurmm is not an option; launcher is one of debug"),
+        ("ladder.widthz=3", "error: ladder.widthz: Key 'widthz' not in 'LadderConfig'"),
+        ("ladder.n_layer=two", "error: ladder.n_layer: Value 'two' of type 'str' could not be"),
+        ("tune.sampler=tp", "error: tune.sampler: Invalid value 'tp', expected one of [tpe"),
+        ("seed=[1", "error: seed=[1: "),
+    ],
+)
+def test_a_command_line_that_does_not_compose_is_one_line(tmp_path, argument, line):
+    ladder = [] if argument.startswith("+ladder") else ["+ladder=gpt_tiny"]
+    proc = sweep_run(*ladder, argument, f"out_root={tmp_path}")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith(line), proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert not list(tmp_path.rglob("*")), "a refused command line left files"
+
+
 def test_help_lists_what_a_user_can_pick():
     proc = sweep_run("--help")
     assert proc.returncode == 0

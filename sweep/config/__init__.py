@@ -59,6 +59,7 @@ _HOMES = {  # name → the module it lives in
     "choices": "hydra",
     "cold_baseline": "build",
     "compose_config": "hydra",
+    "composition_error": "hydra",
     "config_dir": "hydra",
     "cuda_devices": "hardware",
     "data_config": "build",

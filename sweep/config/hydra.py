@@ -6,6 +6,8 @@ from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException, MissingConfigException, OverrideParseException
 from omegaconf import DictConfig, OmegaConf
 
 from sweep.config.schema import (
@@ -44,6 +46,46 @@ def compose_config(*overrides: str) -> DictConfig:
     register_configs()
     with initialize_config_dir(str(config_dir()), version_base="1.3"):
         return compose("config", overrides=list(overrides))
+
+
+def composition_error(overrides: list[str]) -> str:
+    """Why the command line's overrides do not compose, in one line ("" when they do): an
+    option a group lacks, with the group's options; a key the schema lacks or a value of the
+    wrong type, with its full key; a malformed override. Hydra's own report of these is a
+    block of lines after the command has started."""
+    try:
+        compose_config(*overrides)
+    except MissingConfigException as e:
+        group, _, name = (e.missing_cfg_file or "").rpartition("/")
+        if group and e.options:
+            return f"{group}={name} is not an option; {group} is one of {', '.join(e.options)}"
+        return one_line(e)
+    except OverrideParseException as e:
+        bad = [o for o in overrides if not parses(o)]
+        return f"{bad[0]}: {one_line(e)}" if bad else one_line(e)
+    except HydraException as e:
+        return one_line(e)
+    return ""
+
+
+def parses(override: str) -> bool:
+    try:
+        OverridesParser.create().parse_overrides([override])
+    except OverrideParseException:
+        return False
+    return True
+
+
+def one_line(error: BaseException) -> str:
+    """Hydra's message and its cause's (OmegaConf's, which names the full key) in one line."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    text = " ".join(line for line in lines if not line.startswith("See https://"))
+    cause = error.__cause__
+    if cause is not None:
+        detail = [line.strip() for line in str(cause).splitlines() if line.strip()]
+        keys = [line.split(":", 1)[1].strip() for line in detail if line.startswith("full_key:")]
+        text = f"{keys[0]}: {detail[0]}" if keys else f"{text}: {detail[0]}"
+    return text
 
 
 def choices(group: str) -> list[str]:
