@@ -213,6 +213,22 @@ def test_the_eta_after_a_resume_counts_only_the_work_done_now(caplog, monkeypatc
     assert lines[2] == "target 5400/6000 (1:12 elapsed, ETA 6:00)"
 
 
+def test_the_terminal_bar_reads_the_same_eta_after_a_resume(monkeypatch):
+    """On a terminal the bar's ETA is the plain line's: the resumed jump is no rate there
+    either (Rich's own column read it as one and showed 0:00)."""
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=120)
+    display = StageDisplay(console)
+    now = iter([0.0, 12.0, 72.0, 72.0, 72.0, 72.0])
+    monkeypatch.setattr("sweep.edges.console.time.monotonic", lambda: next(now, 72.0))
+    task = display.add_task("target", total=6000)
+    display.update(task, completed=5300)
+    column = display.bars.columns[-1]
+    assert str(column.render(display.bars.tasks[task])) == "-:--"  # one move: no rate yet
+    display.update(task, completed=5400)  # 100 steps a minute: 600 left, 6 minutes
+    assert str(column.render(display.bars.tasks[task])) == "6:00"
+
+
 def test_wandb_settings_follow_the_config_then_the_environment():
     logger = {"kind": "wandb", "project": None, "entity": None, "mode": None, "dir": None}
     run_dir = Path("/runs/x")
