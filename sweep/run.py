@@ -123,9 +123,10 @@ def on_sigterm(signum: int, _frame: object) -> None:
 
 
 def cli() -> None:
-    """The command: out_root checked, then the Hydra app (its completion and help included)."""
-    check_out_root(sys.argv[1:])
+    """The command: its command line composed and out_root checked, then the Hydra app (its
+    completion and help included)."""
     check_composes(sys.argv[1:])
+    check_out_root(sys.argv[1:])
     signal.signal(signal.SIGTERM, on_sigterm)
     main()
 

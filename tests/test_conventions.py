@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from analysis.startup_time import timed
 from sweep.config import compose_config, public
 from sweep.edges.console import StageDisplay, stage_line
 from sweep.edges.tracking import report_run_id, wandb_settings
@@ -96,36 +97,16 @@ def test_help_lists_what_a_user_can_pick():
     assert "_schema" not in out
 
 
-HEAVY = ("torch", "optuna", "submitit", "wandb", "matplotlib")  # what a run needs, help does not
-
-
-def loaded_by(*argv: str, env: dict[str, str] | None = None) -> tuple[str, set[str]]:
-    """The command's output, and which of HEAVY it loaded, as it stands when the command exits."""
-    code = (
-        "import atexit, runpy, sys\n"
-        f"atexit.register(lambda: print('LOADED', *[m for m in {HEAVY!r} if m in sys.modules], "
-        "file=sys.stderr))\n"
-        f"sys.argv = ['musweep', *{list(argv)!r}]\n"
-        "runpy.run_module('sweep.run', run_name='__main__')\n"
-    )
-    proc = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=os.environ | {"PYTHONPATH": str(Path(__file__).parents[1])} | (env or {}),
-    )
-    line = [x for x in proc.stderr.splitlines() if x.startswith("LOADED")][-1]
-    return proc.stdout, set(line.split()[1:])
-
-
-def test_help_and_tab_completion_load_nothing_a_run_needs():
-    out, loaded = loaded_by("--help")
-    assert "ladder:    gpt_cluster" in out and loaded == set()
-    out, loaded = loaded_by("-sc", "query=bash", env={"COMP_LINE": "musweep +ladder="})
-    assert "+ladder=gpt_small" in out.split() and loaded == set()
-    out, loaded = loaded_by("-sc", "query=bash", env={"COMP_LINE": "musweep +ladder=gpt_tiny lad"})
-    assert "ladder." in out.split() and loaded == set()
+def test_help_and_tab_completion_load_nothing_a_run_needs(tmp_path):
+    _, loaded, out = timed(["--help"], {})
+    assert "ladder:    gpt_cluster" in out and loaded == []
+    _, loaded, out = timed(["-sc", "query=bash"], {"COMP_LINE": "musweep +ladder="})
+    assert "+ladder=gpt_small" in out.split() and loaded == []
+    _, loaded, out = timed(["-sc", "query=bash"], {"COMP_LINE": "musweep +ladder=gpt_tiny lad"})
+    assert "ladder." in out.split() and loaded == []
+    refused = ["+ladder=gpt_tiny", "ladder.lr_resolution=0", f"out_root={tmp_path}"]
+    _, loaded, _ = timed(refused, {})
+    assert "torch" in loaded  # the probe sees what a run loads: the pipeline refuses it
 
 
 def test_the_console_script_is_the_same_command():
