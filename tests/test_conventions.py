@@ -10,13 +10,13 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import warnings
 from pathlib import Path
 
 import pytest
 from rich.console import Console
 
-from analysis.startup_time import timed
 from sweep.config import compose_config, public
 from sweep.edges.console import StageDisplay, stage_line
 from sweep.edges.tracking import report_run_id, wandb_settings
@@ -95,6 +95,32 @@ def test_help_lists_what_a_user_can_pick():
     assert "launcher:  debug, local, slurm" in out
     assert "warmstart: cold, function_preserving, rc_sampling, shrink_pad_perturb, stack" in out
     assert "_schema" not in out
+
+
+HEAVY = ("torch", "optuna", "submitit", "wandb", "matplotlib")  # what a run needs, help does not
+
+
+def timed(argv: list[str], env: dict[str, str]) -> tuple[float, list[str], str]:
+    """Seconds the command takes in a fresh process, the HEAVY libraries loaded when it exits,
+    and its output."""
+    code = (
+        "import atexit, runpy, sys\n"
+        f"atexit.register(lambda: print('LOADED', *[m for m in {HEAVY!r} if m in sys.modules], "
+        "file=sys.stderr))\n"
+        f"sys.argv = ['musweep', *{argv!r}]\n"
+        "runpy.run_module('sweep.run', run_name='__main__')\n"
+    )
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=os.environ | {"PYTHONPATH": str(Path(__file__).parents[1])} | env,
+    )
+    seconds = time.perf_counter() - start
+    line = [x for x in proc.stderr.splitlines() if x.startswith("LOADED")][-1]
+    return seconds, line.split()[1:], proc.stdout
 
 
 def test_help_and_tab_completion_load_nothing_a_run_needs(tmp_path):
