@@ -176,6 +176,7 @@ def test_norm_eps_is_negligible_so_padding_is_exact(tie):
     src_cfg = replace(SRC, head_scaling="size", tie_embeddings=tie, zero_query=False, alpha_in=1e-3)
     tgt_cfg = src_cfg.at_width(96)
     assert RMSNorm(1, P.norm_eps(tgt_cfg)).eps < 1e-30
+    assert P.norm_eps(tgt_cfg) == torch.finfo(torch.float32).tiny  # the rule table's, torch-free
     source = trained(src_cfg, torch.float64)
     with torch.no_grad():
         expected = source(IDX)

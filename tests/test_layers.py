@@ -160,6 +160,19 @@ def test_the_stage_protocol_knows_no_stage():
     assert importers == {"sweep/pipeline.py", "sweep/summary.py"}
 
 
+def test_every_name_the_config_package_offers_is_found_where_it_says():
+    """`sweep.config` loads its names on first use from the module its table names: each one
+    must be there, and an unknown name is an AttributeError, as for any module."""
+    import importlib
+
+    config = importlib.import_module("sweep.config")
+    for name in config.__all__:
+        module = importlib.import_module(f"sweep.config.{config._HOMES[name]}")
+        assert getattr(config, name) is getattr(module, name), name
+    with pytest.raises(AttributeError, match="no attribute 'not_a_name'"):
+        config.not_a_name  # noqa: B018
+
+
 def test_the_mup_rule_table_imports_no_model():
     """One table for every model: the rules are functions of a role, a width multiplier and a
     depth ratio, and know neither the GPT nor a user's model."""
