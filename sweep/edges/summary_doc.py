@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import functools
 import inspect
 import json
 import sys
@@ -56,29 +57,38 @@ stage is complete.
 """
 
 
-def field_comments(cls: type) -> dict[str, str]:
-    """{field: the comment the code gives it}: the comment at the end of its line, else the
-    comment lines just above it."""
+@functools.cache
+def class_statement(cls: type) -> tuple[ast.ClassDef, list[str]] | None:
+    """A class's statement and its source lines, parsed once (None where there is no source)."""
     try:
         source = textwrap.dedent(inspect.getsource(cls))
     except (OSError, TypeError):
+        return None
+    node = ast.parse(source).body[0]
+    return (node, source.splitlines()) if isinstance(node, ast.ClassDef) else None
+
+
+def field_comments(cls: type) -> dict[str, str]:
+    """{field: the comment the code gives it}: the comment at the end of its line, else the
+    comment lines just above it."""
+    if (statement := class_statement(cls)) is None:
         return {}
-    lines = source.splitlines()
+    node, lines = statement
     out = {}
-    for node in ast.parse(source).body[0].body:
-        if not isinstance(node, ast.AnnAssign) or not isinstance(node.target, ast.Name):
+    for field in node.body:
+        if not isinstance(field, ast.AnnAssign) or not isinstance(field.target, ast.Name):
             continue
-        line = lines[node.lineno - 1]
+        line = lines[field.lineno - 1]
         _, hash_, trailing = line.partition("  # ")
         if hash_:
-            out[node.target.id] = trailing.strip()
+            out[field.target.id] = trailing.strip()
             continue
-        above, i = [], node.lineno - 2
+        above, i = [], field.lineno - 2
         while i >= 0 and lines[i].strip().startswith("#"):
             above.insert(0, lines[i].strip().removeprefix("#").strip())
             i -= 1
         if above:
-            out[node.target.id] = " ".join(above)
+            out[field.target.id] = " ".join(above)
     return out
 
 
@@ -133,12 +143,17 @@ def schema_of(hint: Any, defs: dict[str, Any]) -> dict[str, Any]:
     raise TypeError(f"no JSON Schema for {hint!r}")
 
 
+@functools.cache
 def comments(cls: type) -> dict[str, str]:
-    """A TypedDict's field comments, its TypedDict bases' included (its own win)."""
+    """A TypedDict's field comments, its TypedDict bases' included (its own win). The bases are
+    read from its class statement: a TypedDict keeps no record of them at run time."""
     out: dict[str, str] = {}
-    for base in getattr(cls, "__orig_bases__", ()):
-        if is_typeddict(base):
-            out |= comments(base)
+    statement = class_statement(cls)
+    module = sys.modules[cls.__module__]
+    for base in statement[0].bases if statement else ():
+        found = getattr(module, base.id, None) if isinstance(base, ast.Name) else None
+        if found is not None and is_typeddict(found):
+            out |= comments(found)
     return out | field_comments(cls)
 
 
@@ -217,12 +232,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="only say whether they are stale")
     args = parser.parse_args(argv)
-    stale = [p for p, text in rendered().items() if not p.exists() or p.read_text() != text]
+    texts = rendered()
     if args.check:
+        stale = [p for p, text in texts.items() if not p.exists() or p.read_text() != text]
         for path in stale:
             print(f"{path} is out of date: python -m sweep.edges.summary_doc", file=sys.stderr)
         return 1 if stale else 0
-    for path, text in rendered().items():
+    for path, text in texts.items():
         path.write_text(text)
     return 0
 
