@@ -302,9 +302,8 @@ def verify_summary(
     regret = relative_regret(xs, ys, centre)
     interval = list(optimum_interval(xs, ys, band))
     judged = judged_lrs(xs, ys, {k: v + shift for k, v in candidates.items()}, relative_band)
-    lo, hi = interval
     shape = check or Check(VerifyCheck.full, 0, 0, 0, 0)
-    where, found = check_words(shape, optimum.log2_lr, (lo, hi), applied)
+    where, found = check_words(shape, optimum.log2_lr, (interval[0], interval[1]), applied)
     if closed:
         status, bound = regret_status(regret, tolerance, relative_band)
         text = f"{where}: {subject(shape, centre)} loses {percent(regret)} ({bound}), {found}"
@@ -312,9 +311,11 @@ def verify_summary(
         verdict = Verdict(status, text + compared_text(judged))
     else:
         verdict = unbracketed_verdict(where, len(ks), regret, shape)
-    ran = check_ran(records, shape, xs, ys, target_flops, full)
+    steps, runs, cost = check_ran(records, shape, target_flops, full)
     section = VerifySection(
-        **ran,
+        check=str(shape.kind),
+        steps=steps,
+        curve=[[x, y] for x, y in zip(xs, ys, strict=True)],
         applied_log2_lr=applied,
         centre_log2_lr=centre,
         optimum_log2_lr=optimum.log2_lr,
@@ -322,34 +323,29 @@ def verify_summary(
         bracketed=closed,
         regret=regret,
         judged=judged,
+        runs=runs,
+        flops_vs_target=cost,
         verdict=verdict.to_dict(),
     )
     if not full:
         section["width"] = shape.width
         section["target_optimum_log2_lr"] = optimum.log2_lr - shift
-        section["target_optimum_interval"] = [lo - shift, hi - shift]
+        section["target_optimum_interval"] = [v - shift for v in interval]
         section["rule"] = shape.rule
     return section
 
 
 def check_ran(
-    records: Mapping[int, Mapping[str, Any]],
-    shape: Check,
-    xs: list[float],
-    ys: list[float],
-    target_flops: float,
-    full: bool,
-) -> dict[str, Any]:
-    """What the check ran: its kind, length, curve, runs and cost in target runs (the runs
-    borrowed from the target itself cost nothing here)."""
+    records: Mapping[int, Mapping[str, Any]], shape: Check, target_flops: float, full: bool
+) -> tuple[int, int, float]:
+    """What the check ran: the steps of each run, the runs, and their cost in target runs (the
+    runs borrowed from the target itself cost nothing here)."""
     flops = verify_flops(records)
     steps_done = max((int(r["result"]["steps_done"]) for r in records.values()), default=0)
-    return dict(
-        check=str(shape.kind),
-        steps=steps_done if full else shape.steps,
-        curve=[[x, y] for x, y in zip(xs, ys, strict=True)],
-        runs=len([r for r in records.values() if not r.get("from_target")]),
-        flops_vs_target=flops / target_flops if target_flops else math.nan,
+    return (
+        steps_done if full else shape.steps,
+        len([r for r in records.values() if not r.get("from_target")]),
+        flops / target_flops if target_flops else math.nan,
     )
 
 
