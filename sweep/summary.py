@@ -66,7 +66,8 @@ def build_summary(
                 summary[key] |= extra
     parts = [summary.get(key, {}).get("verdict") for key in ("transfer", "verify")]
     transfer, target = (None if p is None else Verdict.from_dict(p) for p in parts)
-    verdict = run_verdict(transfer, summary.get("coord_check", {}).get("mup"), target)
+    coord = summary.get("coord_check", {}).get("mup")
+    verdict = run_verdict(transfer, coord, target)
     cost = summary.pop("cost")  # the verdict, the cost and the hardware close the summary
     closing = {"verdict": verdict.to_dict()} if verdict else {}
     vs_target = cost_vs_target(
@@ -76,7 +77,7 @@ def build_summary(
         format=SUMMARY_FORMAT,
         **summary,
         **closing,
-        status=statuses(transfer, target, summary.get("coord_check", {}).get("mup"), verdict),
+        status=statuses(transfer, target, coord, verdict),
         cost=cost,
         cost_vs_target=vs_target,
         cost_share=cost_shares(cost),
@@ -111,16 +112,21 @@ def statuses(
 
 def cost_shares(cost: Mapping[str, float]) -> dict[str, float]:
     """Each stage's FLOPs as a fraction of everything the run spent."""
-    finite = {k.removesuffix("_flops"): v for k, v in cost.items() if math.isfinite(v)}
+    finite = finite_costs(cost)
     total = sum(finite.values())
     return {key: value / total for key, value in finite.items()} if total else {}
+
+
+def finite_costs(cost: Mapping[str, float]) -> dict[str, float]:
+    """{stage: FLOPs} from the cost record's "<stage>_flops" keys, its finite values only."""
+    return {k.removesuffix("_flops"): v for k, v in cost.items() if math.isfinite(v)}
 
 
 def cost_vs_target(cost: Mapping[str, float], target: float, trained: bool) -> dict[str, float]:
     """Each stage's FLOPs in target runs, their total, and what the checks spent besides the one
     run a user wants (the warm target, or the cold one without a warm start, once it
     `trained`): µTransfer's promise is that this is a small fraction of it."""
-    finite = {k.removesuffix("_flops"): v for k, v in cost.items() if math.isfinite(v)}
+    finite = finite_costs(cost)
     out = {key: value / target for key, value in finite.items()}
     out["total"] = sum(finite.values()) / target
     out["besides_target"] = out["total"] - (1.0 if trained else 0.0)
