@@ -93,6 +93,7 @@ class Pipeline:
         names: Sequence[str] | None = None,
     ):
         validate(cfg)
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # a line a trial: the bars say it
         self.names = [str(n) for n in (cfg.stages if names is None else names)]
         self.planning = StageName.plan in self.names  # a plan starts nothing: any machine will do
         if not self.planning:
@@ -256,7 +257,6 @@ class Pipeline:
         )
 
     def study(self) -> optuna.Study:
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
         try:
             check_study_file(self.cfg, self.run_dir)
             return open_or_create_study(self.cfg, self.run_dir)
@@ -279,7 +279,6 @@ class Pipeline:
         local = self.cfg.tune.storage in (None, "journal")  # files in the run folder
         stored = any((self.run_dir / f).exists() for f in ("study.db", "study.journal"))
         if planning and local and not stored:
-            optuna.logging.set_verbosity(optuna.logging.WARNING)
             study = optuna.create_study(study_name=study_name(self.cfg), direction="minimize")
         else:
             study = self.study()
