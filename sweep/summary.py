@@ -19,7 +19,7 @@ import optuna
 from omegaconf import DictConfig
 
 from sweep.config import ModelKind, model_config, tunable, world_size
-from sweep.core.metrics import run_verdict
+from sweep.core.metrics import coord_verdict, run_verdict
 from sweep.core.sections import (
     SUMMARY_FORMAT,
     HardwareSection,
@@ -29,7 +29,7 @@ from sweep.core.sections import (
     Sections,
     Summary,
 )
-from sweep.core.verdict import Status, Verdict
+from sweep.core.verdict import Verdict
 from sweep.stages.model_check import CHECK_FILE
 from sweep.stages.registry import STAGES
 from sweep.stages.stage import Context, Stage, target_run_flops
@@ -106,7 +106,7 @@ def statuses(
         if v is not None
     }
     if coord is not None:
-        out["coord_check"] = str(Status.passes if coord["passes"] else Status.fails)
+        out["coord_check"] = str(coord_verdict(coord).status)
     return out
 
 

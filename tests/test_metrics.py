@@ -7,6 +7,7 @@ import pytest
 
 from sweep.core.lr_curve import fit_optimum
 from sweep.core.metrics import (
+    coord_verdict,
     difference_band,
     drift,
     drift_beyond_noise,
@@ -145,3 +146,12 @@ def test_run_verdict_joins_the_checks_and_leads_with_a_failing_coordinate_check(
     unsure = Verdict(Status.inconclusive, "at the target: inconclusive")
     assert run_verdict(transfers, None, unsure).status is Status.inconclusive
     assert run_verdict(None, None) is None
+
+
+def test_a_coordinate_check_reads_as_a_verdict_with_its_bound():
+    check = {"worst_slope": 0.0512, "module": "block0.mlp", "step": 3, "threshold": 0.25}
+    assert coord_verdict(check | {"passes": True}) == Verdict(
+        Status.passes, "worst slope 0.05 at block0.mlp, step 3 (≤ 0.25)"
+    )
+    failing = coord_verdict(check | {"worst_slope": 0.91, "passes": False})
+    assert failing == Verdict(Status.fails, "worst slope 0.91 at block0.mlp, step 3 (> 0.25)")

@@ -200,6 +200,16 @@ def passing_verdict(
     return Verdict(status, line + tail)
 
 
+def coord_verdict(check: Mapping) -> Verdict:
+    """A coordinate check as a verdict: its worst slope, where, against its bound."""
+    passes = check["passes"]
+    return Verdict(
+        Status.passes if passes else Status.fails,
+        f"worst slope {check['worst_slope']:.2f} at {check['module']}, step {check['step']} "
+        f"({'≤' if passes else '>'} {check['threshold']:g})",
+    )
+
+
 def shared_optimum(optima: Mapping[int, Sequence[float]], tuned_log2_lr: float) -> str:
     """Where every width's optimum interval holds one LR that the tuned LR lies outside, that
     in words ("" otherwise): the optimum carried over across widths, the tuned LR missed it."""

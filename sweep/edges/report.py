@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sweep.core.coord_check import DEFAULT_THRESHOLD, CoordCheck
+from sweep.core.metrics import coord_verdict
 from sweep.core.sections import Summary
 from sweep.core.verdict import Status, Verdict
 from sweep.edges import figures
@@ -175,12 +176,7 @@ def verdict_parts(summary: Summary) -> list[tuple[str, Verdict]]:
     parts = []
     coord = (summary.get("coord_check") or {}).get("mup")
     if coord is not None:
-        status = Status.passes if coord["passes"] else Status.fails
-        text = (
-            f"worst slope {coord['worst_slope']:.2f} at {coord['module']}, step {coord['step']} "
-            f"({'≤' if coord['passes'] else '>'} {coord['threshold']:g})"
-        )
-        parts.append(("µP coordinate check", Verdict(status, text)))
+        parts.append(("µP coordinate check", coord_verdict(coord)))
     for key, label in CHECKS:
         if record := (summary.get(key) or {}).get("verdict"):
             parts.append((label, Verdict.from_dict(record)))
