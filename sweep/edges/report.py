@@ -271,6 +271,7 @@ def write_report(
         for section, what in (("tune", "Optuna tuning"), ("cost", "cost accounting"))
         if not summary.get(section)
     ]
+    interactive, plotly_js = interactive_study(study)
     for name, alt, figure in FIGURES:
         path = out_dir / f"{name}.png"
         try:
@@ -280,10 +281,8 @@ def write_report(
                 notes.append(str(skipped))
             continue
         written[name] = path
-        drawn.append((path, alt, caption))
-    interactive, plotly_js = interactive_study(study)
-    if interactive:  # the study's figures once, interactive; their PNGs stay for W&B
-        drawn = [d for d in drawn if d[0].stem not in STUDY_FIGURES]
+        if not (interactive and name in STUDY_FIGURES):  # once, interactive; the PNG for W&B
+            drawn.append((path, alt, caption))
     report = out_dir / "report.html"
     report.write_text(render_html(summary, drawn, notes, interactive, plotly_js), encoding="utf-8")
     written["report"] = report
